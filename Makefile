@@ -1,0 +1,48 @@
+# Every target installs what it needs into .venv first, so each works on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+AIOPS_HOME ?= $(HOME)/.aiops
+export AIOPS_HOME
+
+.PHONY: install demo test lint format ui mlflow-ui bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/aiops demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Dagster webserver + daemon on the demo's instance and config (run `make demo` first).
+ui: $(STAMP)
+	DAGSTER_HOME=$(AIOPS_HOME)/dagster AIOPS_CONFIG=$(AIOPS_HOME)/demo/config.yaml \
+		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(AIOPS_HOME)/demo/mlflow.db \
+		--host 127.0.0.1 --port 5000
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_drift.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

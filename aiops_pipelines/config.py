@@ -1,0 +1,360 @@
+"""The YAML config: tenants, their models, data sources, thresholds, and the storage URLs.
+
+`load_config(path)` validates everything up front. A wrong field raises `ConfigError` naming the
+file, the tenant/model and the field, so a typo never surfaces as a failed run days later.
+
+Strings may use `${AIOPS_HOME}` (the home folder, see `aiops_home()`) and `${CONFIG_DIR}` (the
+folder holding the config file); relative file paths are resolved against the config's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aiops_pipelines.errors import ConfigError
+
+HOME_ENV = "AIOPS_HOME"
+CONFIG_ENV = "AIOPS_CONFIG"
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+def aiops_home() -> Path:
+    """The one folder every local artefact lives under (`$AIOPS_HOME`, default `~/.aiops`)."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".aiops").expanduser().resolve()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskType(StrEnum):
+    BINARY = "binary_classification"
+    MULTICLASS = "multiclass_classification"
+    REGRESSION = "regression"
+
+    @property
+    def is_classification(self) -> bool:
+        return self is not TaskType.REGRESSION
+
+
+class SourceConfig(_Strict):
+    """Where rows come from: a SQLAlchemy URL with a table or a query, or Parquet files.
+
+    A query may use the bind parameters `:start` and `:end` (the partition's UTC window); without
+    them the rows are filtered on the timestamp column after reading.
+    """
+
+    url: str | None = Field(None, description="SQLAlchemy URL, e.g. sqlite:////path/world.db")
+    table: str | None = Field(None, description="table name (with url)")
+    query: str | None = Field(None, description="SQL query (with url); may use :start and :end")
+    parquet: str | None = Field(None, description="a Parquet file, a folder of them, or a glob")
+    chunk_rows: int = Field(50_000, ge=1_000, description="rows per streamed chunk")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceConfig:
+        if self.parquet and (self.url or self.table or self.query):
+            raise ValueError("give either 'parquet' or 'url' with 'table'/'query', not both")
+        if not self.parquet:
+            if not self.url:
+                raise ValueError("needs 'url' with 'table' or 'query', or 'parquet'")
+            if bool(self.table) == bool(self.query):
+                raise ValueError("with 'url', give exactly one of 'table' or 'query'")
+        return self
+
+    @property
+    def kind(self) -> Literal["sql", "parquet"]:
+        return "parquet" if self.parquet else "sql"
+
+
+class ColumnMap(_Strict):
+    """Names of the contract's columns in the model's own tables."""
+
+    request_id: str = "request_id"
+    timestamp: str = "timestamp"
+    version: str = "model_version"
+    prediction: str = "prediction"
+    score: str | None = Field(None, description="probability of the positive class (binary)")
+    latency_ms: str | None = "latency_ms"
+    status: str | None = "status"
+    label: str = "label"
+    label_timestamp: str = "observed_at"
+
+
+class FeatureSpec(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> FeatureSpec:
+        both = set(self.numeric) & set(self.categorical)
+        if both:
+            raise ValueError(f"columns listed as both numeric and categorical: {sorted(both)}")
+        if not self.numeric and not self.categorical:
+            raise ValueError("declare at least one numeric or categorical feature")
+        for cols in (self.numeric, self.categorical):
+            dup = {c for c in cols if cols.count(c) > 1}
+            if dup:
+                raise ValueError(f"columns listed twice: {sorted(dup)}")
+        return self
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class DriftMethod(StrEnum):
+    AUTO = "auto"
+    KS = "ks"
+    WASSERSTEIN = "wasserstein"
+    PSI = "psi"
+    JENSENSHANNON = "jensenshannon"
+    CHISQUARE = "chisquare"
+
+
+class DriftThresholds(_Strict):
+    """Drift thresholds. `warning` levels raise a finding; `critical` levels escalate it."""
+
+    method: DriftMethod = Field(DriftMethod.AUTO, description="test for every column; auto picks")
+    per_column_method: dict[str, DriftMethod] = Field(default_factory=dict)
+    small_sample: int = Field(1000, ge=10, description="below this many rows: p-value tests")
+    fdr_alpha: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg level per model")
+    wasserstein: tuple[float, float] = (0.1, 0.2)
+    jensenshannon: tuple[float, float] = (0.1, 0.2)
+    psi: tuple[float, float] = (0.1, 0.25)
+    null_rate_increase: tuple[float, float] = Field(
+        (0.05, 0.15), description="absolute increase of a column's missing share"
+    )
+    unseen_share: tuple[float, float] = Field(
+        (0.01, 0.05), description="share of rows in categories the reference never had"
+    )
+    drift_share: tuple[float, float] = Field(
+        (0.3, 0.5), description="share of drifted features for dataset drift"
+    )
+    min_rows: int = Field(100, ge=1, description="fewer rows in a day fails the row_count check")
+
+    @field_validator(
+        "wasserstein", "jensenshannon", "psi", "null_rate_increase", "unseen_share", "drift_share"
+    )
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError(f"expected [warning, critical] with 0 < warning <= critical, got {v}")
+        return v
+
+
+class ModelConfig(_Strict):
+    name: str
+    task: TaskType
+    features: FeatureSpec
+    columns: ColumnMap = Field(default_factory=ColumnMap)
+    predictions: SourceConfig
+    outcomes: SourceConfig | None = None
+    reference: SourceConfig
+    classes: list[str] | None = Field(None, description="class labels, in score order")
+    segments: list[str] = Field(default_factory=list)
+    thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
+    policies: dict[str, Any] = Field(default_factory=dict)
+    registered_model: str | None = Field(None, description="MLflow registry name")
+    tenant: str = Field("", description="filled in from the enclosing tenant")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("lower-case letters, digits, '_' and '-', starting with a letter")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
+        reserved = {v for k, v in self.columns.model_dump().items() if v and k not in ("label",)}
+        clash = reserved & set(self.features.all)
+        if clash:
+            raise ValueError(f"features reuse contract columns: {sorted(clash)}")
+        unknown = set(self.segments) - set(self.features.categorical)
+        if unknown:
+            raise ValueError(f"segments must be categorical features, unknown: {sorted(unknown)}")
+        return self
+
+    @property
+    def key(self) -> str:
+        """`tenant.model`: the model's partition key and its name in the store and MLflow."""
+        return f"{self.tenant}.{self.name}"
+
+
+class TenantConfig(_Strict):
+    name: str
+    models: list[ModelConfig]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("lower-case letters, digits, '_' and '-', starting with a letter")
+        return v
+
+
+class StorageConfig(_Strict):
+    store_url: str = Field(description="SQLAlchemy URL of the monitoring store")
+    mlflow_tracking_uri: str = Field(description="MLflow tracking URI (sqlite:///... locally)")
+    artifacts_dir: str = Field(description="folder for HTML reports and samples")
+
+
+class AppConfig(_Strict):
+    storage: StorageConfig
+    tenants: list[TenantConfig]
+    start_date: str = Field("2025-01-01", description="first day that may be monitored")
+    path: str = Field("", description="the file this config was loaded from")
+
+    @model_validator(mode="after")
+    def _unique(self) -> AppConfig:
+        names = [t.name for t in self.tenants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tenant names must be unique: {names}")
+        for t in self.tenants:
+            mnames = [m.name for m in t.models]
+            if len(set(mnames)) != len(mnames):
+                raise ValueError(f"model names must be unique within tenant '{t.name}': {mnames}")
+        return self
+
+    @property
+    def models(self) -> list[ModelConfig]:
+        return [m for t in self.tenants for m in t.models]
+
+    def model(self, key: str) -> ModelConfig:
+        for m in self.models:
+            if m.key == key:
+                return m
+        known = ", ".join(m.key for m in self.models)
+        raise ConfigError(f"no model '{key}' (known: {known})", path=self.path or None)
+
+    @property
+    def artifacts_path(self) -> Path:
+        return Path(self.storage.artifacts_dir)
+
+
+def _substitute(obj: Any, mapping: dict[str, str]) -> Any:
+    if isinstance(obj, str):
+        for k, v in mapping.items():
+            obj = obj.replace("${" + k + "}", v)
+        return obj
+    if isinstance(obj, list):
+        return [_substitute(x, mapping) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _substitute(v, mapping) for k, v in obj.items()}
+    return obj
+
+
+def _locate(raw: dict[str, Any], loc: tuple[Any, ...]) -> tuple[str | None, str]:
+    """Turn a pydantic error location into ('tenant acme / model churn', 'field.path')."""
+    where: list[str] = []
+    field: list[str] = []
+    node: Any = raw
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        if part in ("tenants", "models") and i + 1 < len(loc) and isinstance(loc[i + 1], int):
+            idx = loc[i + 1]
+            try:
+                node = node[part][idx]
+                label = node.get("name", f"#{idx}") if isinstance(node, dict) else f"#{idx}"
+            except (KeyError, IndexError, TypeError):
+                label = f"#{idx}"
+            where.append(f"{'tenant' if part == 'tenants' else 'model'} '{label}'")
+            i += 2
+            continue
+        field.append(str(part))
+        if isinstance(node, dict):
+            node = node.get(part)
+        i += 1
+    return (" / ".join(where) or None), ".".join(field)
+
+
+def _resolve_paths(raw: dict[str, Any], config_dir: Path) -> None:
+    """Make relative file paths absolute against the config's folder, so cwd never matters."""
+
+    def fix_url(url: str) -> str:
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith("sqlite:////"):
+            rest = url[len(prefix) :]
+            if rest and rest != ":memory:" and not rest.startswith("/"):
+                return prefix + str((config_dir / rest).resolve())
+        return url
+
+    storage = raw.get("storage")
+    if isinstance(storage, dict):
+        for key in ("store_url", "mlflow_tracking_uri"):
+            if isinstance(storage.get(key), str):
+                storage[key] = fix_url(storage[key])
+        if isinstance(storage.get("artifacts_dir"), str):
+            storage["artifacts_dir"] = str((config_dir / storage["artifacts_dir"]).resolve())
+    for tenant in raw.get("tenants") or []:
+        if not isinstance(tenant, dict):
+            continue
+        for model in tenant.get("models") or []:
+            if not isinstance(model, dict):
+                continue
+            for src in ("predictions", "outcomes", "reference"):
+                s = model.get(src)
+                if isinstance(s, dict):
+                    if isinstance(s.get("url"), str):
+                        s["url"] = fix_url(s["url"])
+                    if isinstance(s.get("parquet"), str):
+                        s["parquet"] = str((config_dir / s["parquet"]).resolve())
+
+
+def parse_config(raw: Any, *, path: str = "<memory>", config_dir: Path | None = None) -> AppConfig:
+    """Validate an already-parsed YAML document (a dict)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping", path=path)
+    config_dir = config_dir or Path.cwd()
+    raw = _substitute(raw, {HOME_ENV: str(aiops_home()), "CONFIG_DIR": str(config_dir)})
+    _resolve_paths(raw, config_dir)
+    for tenant in raw.get("tenants") or []:
+        if isinstance(tenant, dict):
+            for model in tenant.get("models") or []:
+                if isinstance(model, dict):
+                    if "tenant" in model:
+                        raise ConfigError(
+                            "is set by the enclosing tenant; remove it",
+                            path=path,
+                            where=f"model '{model.get('name')}'",
+                            field="tenant",
+                        )
+                    model["tenant"] = tenant.get("name", "")
+    try:
+        return AppConfig.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where, field = _locate(raw, tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (typo?)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(msg + more, path=path, where=where, field=field or None) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> AppConfig:
+    """Read and validate a config file; raises `ConfigError` naming file, model and field."""
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise ConfigError("file not found", path=str(p))
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path=str(p)) from None
+    return parse_config(raw, path=str(p), config_dir=p.parent)
+
+
+def default_config_path() -> Path:
+    """`$AIOPS_CONFIG`, else the demo's config under the home folder."""
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env).expanduser() if env else aiops_home() / "demo" / "config.yaml"

@@ -1,0 +1,84 @@
+"""One shape for every finding any asset raises (drift now; decay, canary and ops later).
+
+A finding is a decision with its evidence: the signal, the observed value, the threshold it was
+held against, the sample sizes and p-values behind it. The fingerprint identifies "the same
+problem" across days (tenant, model, signal, column), which is what alerting deduplicates on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return {"info": 0, "warning": 1, "critical": 2}[self.value]
+
+
+class Signal(StrEnum):
+    """What a finding is about. The same names are used in the store, MLflow and the UI."""
+
+    FEATURE_DRIFT = "feature_drift"
+    PREDICTION_DRIFT = "prediction_drift"
+    DATASET_DRIFT = "dataset_drift"
+    NULL_RATE_DRIFT = "null_rate_drift"
+    UNSEEN_CATEGORY = "unseen_category"
+
+
+def fingerprint(tenant: str, model: str, signal: str, column: str = "") -> str:
+    """Stable id of a problem across days: same tenant, model, signal and column."""
+    return hashlib.sha1(f"{tenant}\x1f{model}\x1f{signal}\x1f{column}".encode()).hexdigest()[:16]
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain-JSON copy of evidence: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        obj = obj.item()
+    if hasattr(obj, "tolist"):
+        return jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+@dataclass(frozen=True)
+class Finding:
+    tenant: str
+    model: str
+    partition: str
+    asset: str
+    signal: str
+    severity: Severity
+    value: float
+    threshold: float
+    column: str = ""
+    message: str = ""
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.tenant, self.model, self.signal, self.column)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["severity"] = str(self.severity)
+        d["evidence"] = jsonable(self.evidence)
+        d["fingerprint"] = self.fingerprint
+        return d
+
+    def evidence_json(self) -> str:
+        return json.dumps(jsonable(self.evidence), sort_keys=True)

@@ -1,0 +1,110 @@
+"""Config validation: good files load, every mistake names file, tenant/model and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aiops_pipelines.cli import main
+from aiops_pipelines.config import TaskType, load_config
+from aiops_pipelines.errors import ConfigError
+
+
+def _config(tmp_path: Path) -> dict:
+    return {
+        "storage": {
+            "store_url": "sqlite:///store.db",
+            "mlflow_tracking_uri": "sqlite:///mlflow.db",
+            "artifacts_dir": "artifacts",
+        },
+        "tenants": [
+            {
+                "name": "acme",
+                "models": [
+                    {
+                        "name": "churn",
+                        "task": "binary_classification",
+                        "features": {"numeric": ["age", "tenure"], "categorical": ["plan"]},
+                        "columns": {"score": "score"},
+                        "predictions": {"url": "sqlite:///world.db", "table": "preds"},
+                        "reference": {"parquet": "ref/*.parquet"},
+                        "segments": ["plan"],
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def _write(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_valid_config_loads_with_paths_resolved_against_its_folder(tmp_path: Path) -> None:
+    cfg = load_config(_write(tmp_path, _config(tmp_path)))
+    [model] = cfg.models
+    assert model.key == "acme.churn"
+    assert model.task is TaskType.BINARY
+    assert cfg.storage.store_url == f"sqlite:///{tmp_path.resolve()}/store.db"
+    assert model.predictions.url == f"sqlite:///{tmp_path.resolve()}/world.db"
+    assert model.reference.parquet == str(tmp_path.resolve() / "ref/*.parquet")
+    assert cfg.model("acme.churn") is model
+
+
+def test_unknown_field_names_file_model_and_field(tmp_path: Path) -> None:
+    raw = _config(tmp_path)
+    raw["tenants"][0]["models"][0]["thresholds"] = {"wassersten": [0.1, 0.2]}
+    path = _write(tmp_path, raw)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert str(path) in msg
+    assert "tenant 'acme'" in msg and "model 'churn'" in msg
+    assert "thresholds.wassersten" in msg and "unknown field" in msg
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field", "text"),
+    [
+        (lambda m: m.update(task="ranking"), "task", "binary_classification"),
+        (lambda m: m.pop("predictions"), "predictions", "required field is missing"),
+        (lambda m: m["predictions"].pop("table"), "predictions", "table"),
+        (lambda m: m.update(segments=["country"]), "", "segments must be categorical"),
+        (lambda m: m["features"].update(categorical=["age"]), "features", "both numeric"),
+        (lambda m: m.update(thresholds={"psi": [0.3, 0.1]}), "thresholds.psi", "warning"),
+    ],
+)
+def test_invalid_model_fields_are_named(tmp_path: Path, mutate, field: str, text: str) -> None:
+    raw = _config(tmp_path)
+    mutate(raw["tenants"][0]["models"][0])
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, raw))
+    msg = str(err.value)
+    assert "model 'churn'" in msg
+    assert f"field '{field}" in msg if field else True
+    assert text in msg
+
+
+def test_duplicate_model_names_and_missing_file(tmp_path: Path) -> None:
+    raw = _config(tmp_path)
+    raw["tenants"][0]["models"].append(dict(raw["tenants"][0]["models"][0]))
+    with pytest.raises(ConfigError, match="model names must be unique"):
+        load_config(_write(tmp_path, raw))
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    good = _write(tmp_path, _config(tmp_path))
+    assert main(["validate", "--config", str(good)]) == 0
+    assert "acme.churn" in capsys.readouterr().out
+    raw = _config(tmp_path)
+    raw["tenants"][0]["name"] = "Acme Corp"
+    bad = _write(tmp_path, raw)
+    assert main(["validate", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "tenant 'Acme Corp'" in err and "field 'name'" in err

@@ -1,0 +1,139 @@
+"""Sources stream a day's rows from SQL tables, queries and Parquet, and refuse bad timestamps."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from aiops_pipelines.config import SourceConfig
+from aiops_pipelines.errors import DataError
+from aiops_pipelines.sources import Source, day_window
+
+START, END = day_window("2026-03-02")
+
+
+def _rows(n: int = 5000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    # three days: the partition's day is the middle one
+    ts = pd.Timestamp("2026-03-01", tz="UTC") + pd.to_timedelta(
+        rng.uniform(0, 3 * 86400, n), unit="s"
+    )
+    return pd.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(n)],
+            "timestamp": ts,
+            "x": rng.normal(size=n),
+            "plan": rng.choice(["a", "b"], n),
+        }
+    )
+
+
+def _in_day(df: pd.DataFrame) -> pd.DataFrame:
+    return df[(df.timestamp >= START) & (df.timestamp < END)]
+
+
+def _sqlite(tmp_path: Path, df: pd.DataFrame, table: str = "preds") -> str:
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    text = df.assign(timestamp=df.timestamp.dt.strftime("%Y-%m-%d %H:%M:%S.%f+00:00"))
+    text.to_sql(table, sa.create_engine(url), index=False, if_exists="replace")
+    return url
+
+
+def test_sqlite_table_window_is_streamed_in_bounded_chunks(tmp_path: Path) -> None:
+    df = _rows()
+    src = Source(SourceConfig(url=_sqlite(tmp_path, df), table="preds", chunk_rows=1000))
+    chunks = list(src.iter_window("timestamp", START, END, ["request_id", "timestamp", "x"]))
+    assert max(len(c) for c in chunks) <= 1000 and len(chunks) >= 2
+    got = pd.concat(chunks)
+    want = _in_day(df)
+    assert sorted(got.request_id) == sorted(want.request_id)
+    assert str(got.timestamp.dtype) == "datetime64[ns, UTC]" or "UTC" in str(got.timestamp.dtype)
+    assert np.isclose(got.x.sum(), want.x.sum())
+
+
+def test_query_source_binds_the_partition_window(tmp_path: Path) -> None:
+    df = _rows()
+    url = _sqlite(tmp_path, df)
+    q = "SELECT * FROM preds WHERE timestamp >= :start AND timestamp < :end AND plan = 'a'"
+    src = Source(SourceConfig(url=url, query=q))
+    got = pd.concat(src.iter_window("timestamp", START, END))
+    want = _in_day(df)
+    assert sorted(got.request_id) == sorted(want[want.plan == "a"].request_id)
+
+
+def test_parquet_folder_with_tz_aware_timestamps(tmp_path: Path) -> None:
+    df = _rows()
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    for i, lo in enumerate(range(0, len(df), 1700)):
+        part = df.iloc[lo : lo + 1700]
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"{i}.parquet")
+    src = Source(SourceConfig(parquet=str(folder), chunk_rows=1000))
+    got = pd.concat(src.iter_window("timestamp", START, END))
+    assert sorted(got.request_id) == sorted(_in_day(df).request_id)
+    glob_src = Source(SourceConfig(parquet=str(folder / "*.parquet")))
+    assert sum(len(c) for c in glob_src.iter_all()) == len(df)
+
+
+def test_tz_naive_timestamps_are_refused_naming_the_column(tmp_path: Path) -> None:
+    df = _rows(200)
+    naive = df.assign(timestamp=df.timestamp.dt.strftime("%Y-%m-%d %H:%M:%S"))
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    naive.to_sql("preds", sa.create_engine(url), index=False)
+    with pytest.raises(DataError, match="timezone-naive") as err:
+        list(Source(SourceConfig(url=url, table="preds")).iter_window("timestamp", START, END))
+    assert err.value.column == "timestamp"
+    path = tmp_path / "naive.parquet"
+    pq.write_table(
+        pa.Table.from_pandas(df.assign(timestamp=df.timestamp.dt.tz_localize(None))), path
+    )
+    with pytest.raises(DataError, match="timezone-naive"):
+        list(Source(SourceConfig(parquet=str(path))).iter_window("timestamp", START, END))
+
+
+def test_missing_column_is_named(tmp_path: Path) -> None:
+    src = Source(SourceConfig(url=_sqlite(tmp_path, _rows(100)), table="preds"))
+    with pytest.raises(DataError) as err:
+        list(src.iter_window("timestamp", START, END, ["request_id", "timestamp", "income"]))
+    assert err.value.column == "income"
+
+
+def test_duplicate_request_ids_found_by_the_database(tmp_path: Path) -> None:
+    df = _rows(2000)
+    day = _in_day(df)
+    dup = pd.concat([df, day.iloc[:3]])
+    src = Source(SourceConfig(url=_sqlite(tmp_path, dup), table="preds"))
+    assert sorted(src.duplicate_ids("request_id", "timestamp", START, END)) == sorted(
+        day.request_id.iloc[:3]
+    )
+    clean = Source(SourceConfig(url=_sqlite(tmp_path, df, "clean"), table="clean"))
+    assert clean.duplicate_ids("request_id", "timestamp", START, END) == []
+
+
+@pytest.mark.postgres
+def test_postgres_timestamptz_table() -> None:
+    url = os.environ.get("AIOPS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("AIOPS_TEST_POSTGRES_URL is not set (PostgreSQL source test)")
+    table = f"preds_{uuid.uuid4().hex[:8]}"
+    df = _rows(3000)
+    eng = sa.create_engine(url)
+    df.to_sql(table, eng, index=False)
+    try:
+        src = Source(SourceConfig(url=url, table=table, chunk_rows=1000))
+        got = pd.concat(src.iter_window("timestamp", START, END))
+        assert sorted(got.request_id) == sorted(_in_day(df).request_id)
+        assert got.timestamp.min() >= datetime(2026, 3, 2, tzinfo=UTC)
+        assert src.duplicate_ids("request_id", "timestamp", START, END) == []
+    finally:
+        with eng.begin() as conn:
+            conn.execute(sa.text(f'DROP TABLE "{table}"'))
