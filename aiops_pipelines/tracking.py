@@ -1,0 +1,168 @@
+"""MLflow: an experiment per model, one run per (asset, partition), registry aliases.
+
+Runs are idempotent per partition: the run for ("drift_report", "2026-01-05") is found by its
+tags and updated in place on a re-run, so MLflow never piles up duplicates. Each re-run logs its
+metrics at the next step, so the history of a value that changes (e.g. coverage as late labels
+arrive) stays visible in the run's metric charts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag, ViewType
+
+log = logging.getLogger(__name__)
+
+TAG_TENANT = "aiops.tenant"
+TAG_MODEL = "aiops.model"
+TAG_ASSET = "aiops.asset"
+TAG_PARTITION = "aiops.partition"
+TAG_ATTEMPT = "aiops.attempt"
+
+
+def experiment_name(model_key: str) -> str:
+    return f"aiops/{model_key}"
+
+
+def artifact_root(artifacts_dir: str | os.PathLike[str], model_key: str) -> str:
+    """Every MLflow artifact lives under the home folder, never in the cwd's ./mlruns."""
+    path = Path(artifacts_dir) / "mlflow" / model_key
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve().as_uri()
+
+
+def ensure_experiment(
+    client: MlflowClient, model_key: str, artifacts_dir: str | os.PathLike[str]
+) -> str:
+    """The id of the model's experiment, created with its artifacts under `artifacts_dir`."""
+    name = experiment_name(model_key)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    tenant, _, model = model_key.partition(".")
+    return client.create_experiment(
+        name,
+        artifact_location=artifact_root(artifacts_dir, model_key),
+        tags={TAG_TENANT: tenant, TAG_MODEL: model},
+    )
+
+
+def _finite(metrics: Mapping[str, float | None]) -> dict[str, float]:
+    out = {}
+    for k, v in metrics.items():
+        if v is None:
+            continue
+        f = float(v)
+        if math.isfinite(f):
+            out[k] = f
+    return out
+
+
+class Tracker:
+    """Thin, idempotent wrapper over MlflowClient for monitoring results."""
+
+    def __init__(self, tracking_uri: str, artifacts_dir: str | os.PathLike[str]) -> None:
+        self.tracking_uri = tracking_uri
+        self.artifacts_dir = str(artifacts_dir)
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def find_run(self, model_key: str, asset: str, partition: str) -> Any | None:
+        exp_id = ensure_experiment(self.client, model_key, self.artifacts_dir)
+        runs = self.client.search_runs(
+            [exp_id],
+            filter_string=(
+                f"tags.`{TAG_ASSET}` = '{asset}' and tags.`{TAG_PARTITION}` = '{partition}'"
+            ),
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=10,
+            order_by=["attributes.start_time ASC"],
+        )
+        if not runs:
+            return None
+        for extra in runs[1:]:  # heal duplicates left by an interrupted older run
+            self.client.delete_run(extra.info.run_id)
+        return runs[0]
+
+    @contextmanager
+    def partition_run(
+        self, model_key: str, asset: str, partition: str, *, params: Mapping[str, Any] | None = None
+    ) -> Iterator[PartitionRun]:
+        """Open the (asset, partition) run, creating it once and reusing it on re-runs."""
+        tenant, _, model = model_key.partition(".")
+        existing = self.find_run(model_key, asset, partition)
+        if existing is None:
+            exp_id = ensure_experiment(self.client, model_key, self.artifacts_dir)
+            run = self.client.create_run(
+                exp_id,
+                run_name=f"{asset}:{partition}",
+                tags={
+                    TAG_TENANT: tenant,
+                    TAG_MODEL: model,
+                    TAG_ASSET: asset,
+                    TAG_PARTITION: partition,
+                    "date": partition,
+                },
+            )
+            attempt = 0
+        else:
+            run = existing
+            attempt = int(run.data.tags.get(TAG_ATTEMPT, "0")) + 1
+            self.client.update_run(run.info.run_id, status="RUNNING")
+        handle = PartitionRun(self.client, run.info.run_id, attempt)
+        handle.set_tags({TAG_ATTEMPT: str(attempt)})
+        if params:
+            handle.log_params(params)
+        try:
+            yield handle
+        except BaseException:
+            self.client.set_terminated(run.info.run_id, status="FAILED")
+            raise
+        self.client.set_terminated(run.info.run_id, status="FINISHED")
+
+
+class PartitionRun:
+    """What an asset logs into its partition's run."""
+
+    def __init__(self, client: MlflowClient, run_id: str, attempt: int) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.attempt = attempt
+
+    def log_metrics(self, metrics: Mapping[str, float | None]) -> None:
+        import time
+
+        ts = int(time.time() * 1000)
+        batch = [Metric(k, v, ts, self.attempt) for k, v in _finite(metrics).items()]
+        for i in range(0, len(batch), 900):
+            self.client.log_batch(self.run_id, metrics=batch[i : i + 900])
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        run = self.client.get_run(self.run_id)
+        known = run.data.params
+        fresh = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in known]
+        changed = {k: str(v) for k, v in params.items() if k in known and known[k] != str(v)}
+        if fresh:
+            self.client.log_batch(self.run_id, params=fresh)
+        if changed:  # MLflow params are immutable: keep the latest as a tag instead
+            self.set_tags({f"param.{k}": v for k, v in changed.items()})
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> str:
+        """Upload a file (replacing the previous attempt's copy) and return its artifact URI."""
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        run = self.client.get_run(self.run_id)
+        name = Path(path).name
+        sub = f"{artifact_path}/{name}" if artifact_path else name
+        return f"{run.info.artifact_uri}/{sub}"
