@@ -1,0 +1,244 @@
+"""`aiops`: demo, validate, run and report from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from aiops_pipelines.config import aiops_home, load_config
+from aiops_pipelines.errors import AiopsError
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(f"{config.path}: OK")
+    for m in config.models:
+        print(
+            f"  {m.key:<28} {m.task.value:<26} {len(m.features.numeric)} numeric, "
+            f"{len(m.features.categorical)} categorical features"
+        )
+    return 0
+
+
+def _run(
+    config_path: Path, start: date, end: date, models: list[str] | None, render_html: bool
+) -> int:
+    from tqdm import tqdm
+
+    from aiops_pipelines.runner import days_between, run_range
+
+    config = load_config(config_path)
+    n_models = len(models) if models else len(config.models)
+    total = len(days_between(start, end)) * n_models
+    bar = tqdm(total=total, unit="partition", desc="monitoring", file=sys.stderr)
+
+    def progress(o) -> None:
+        if o.partition != "reference":
+            bar.update(1)
+        bar.set_postfix_str(f"{o.partition} {o.model}")
+        if not o.success:
+            tqdm.write(f"FAILED {o.model} {o.partition}: {o.error}", file=sys.stderr)
+
+    outcome = run_range(
+        config_path, start, end, models=models, render_html=render_html, on_progress=progress
+    )
+    bar.close()
+    ok = len(outcome.outcomes) - len(outcome.failed)
+    print(f"{ok} partitions succeeded, {len(outcome.failed)} failed")
+    return 1 if outcome.failed else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run(Path(args.config), args.start, args.end, args.model, not args.no_html)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from aiops_pipelines.store import MonitoringStore
+
+    config = load_config(args.config)
+    models = [config.model(args.model)] if args.model else config.models
+    frames, finds = [], []
+    with MonitoringStore(config.storage.store_url) as store:
+        for m in models:
+            h = store.metric_history(
+                m.tenant,
+                m.name,
+                metric=args.metric,
+                asset=args.asset,
+                column=args.column,
+                start=args.start,
+                end=args.end,
+            )
+            frames.append(h)
+            finds.append(store.findings(m.tenant, m.name, start=args.start, end=args.end))
+    history = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    findings = pd.concat(finds, ignore_index=True) if finds else pd.DataFrame()
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "metrics": json.loads(history.to_json(orient="records")),
+                    "findings": json.loads(findings.to_json(orient="records", default_handler=str)),
+                },
+                indent=1,
+            )
+        )
+    elif args.format == "csv":
+        if args.findings:
+            findings.drop(columns=["evidence"], errors="ignore").to_csv(sys.stdout, index=False)
+        else:
+            history.to_csv(sys.stdout, index=False)
+    else:
+        if not args.findings:
+            if history.empty:
+                print("no metric history stored")
+            else:
+                wide = history.assign(
+                    name=history["metric"] + history["column"].map(lambda c: f"[{c}]" if c else "")
+                ).pivot_table(
+                    index=["tenant", "model", "partition"],
+                    columns="name",
+                    values="value",
+                    aggfunc="last",
+                )
+                with pd.option_context("display.max_columns", 12, "display.width", 160):
+                    print(wide.round(4).to_string())
+        print()
+        if findings.empty:
+            print("no findings")
+        else:
+            cols = [
+                "partition",
+                "tenant",
+                "model",
+                "signal",
+                "column",
+                "severity",
+                "value",
+                "threshold",
+            ]
+            print(findings[cols].round(4).to_string(index=False))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from aiops_pipelines.demo import build_world, detection_summary
+    from aiops_pipelines.store import MonitoringStore
+
+    home = Path(args.home).expanduser().resolve() if args.home else aiops_home()
+    os.environ["AIOPS_HOME"] = str(home)
+    demo_dir = home / "demo"
+    end = args.end or (datetime.now(UTC).date() - timedelta(days=1))
+    t0 = time.perf_counter()
+    print(f"building the demo world under {demo_dir} ...", flush=True)
+    world = build_world(demo_dir, days=args.days, end_date=end, rows_per_day=args.rows_per_day)
+    print(
+        f"  world ready in {time.perf_counter() - t0:.0f}s: {len(world.models)} models, "
+        f"{world.manifest['start']} .. {world.manifest['end']}",
+        flush=True,
+    )
+    if args.no_run:
+        return 0
+    # a rebuilt world starts from an empty store: findings of an earlier world would mislead
+    for stale in demo_dir.glob("store.db*"):
+        stale.unlink()
+    start = date.fromisoformat(world.manifest["start"])
+    end = date.fromisoformat(world.manifest["end"])
+    code = _run(world.config_path, start, end, None, not args.no_html)
+    config = load_config(world.config_path)
+    with MonitoringStore(config.storage.store_url) as store:
+        summary = detection_summary(world.manifest, store.findings())
+    print()
+    print(summary.render())
+    print()
+    print(f"Dagster UI:  make ui   (DAGSTER_HOME={home / 'dagster'})")
+    print(
+        f"MLflow UI:   .venv/bin/mlflow ui --backend-store-uri "
+        f"{config.storage.mlflow_tracking_uri} --port 5000"
+    )
+    print(f"Report:      aiops report --config {world.config_path}")
+    print(f"demo finished in {time.perf_counter() - t0:.0f}s")
+    if code == 0 and not summary.all_detected:
+        return 3
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aiops", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="build the demo world and monitor every day of it")
+    d.add_argument("--home", help="home folder (default $AIOPS_HOME or ~/.aiops)")
+    d.add_argument("--days", type=int, default=64)
+    d.add_argument("--rows-per-day", type=int, default=3000)
+    d.add_argument("--end", type=_date, help="last demo day (default yesterday, UTC)")
+    d.add_argument("--no-run", action="store_true", help="only build the world")
+    d.add_argument("--no-html", action="store_true", help="skip Evidently's HTML reports")
+    d.set_defaults(func=cmd_demo)
+
+    v = sub.add_parser("validate", help="validate a config file")
+    v.add_argument("--config", required=True)
+    v.set_defaults(func=cmd_validate)
+
+    r = sub.add_parser("run", help="materialize the daily assets over a date range")
+    r.add_argument("--config", required=True)
+    r.add_argument("--start", type=_date, required=True)
+    r.add_argument("--end", type=_date, required=True)
+    r.add_argument("--model", action="append", help="tenant.model (repeatable; default all)")
+    r.add_argument("--no-html", action="store_true", help="skip Evidently's HTML reports")
+    r.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="metric history and findings from the store")
+    rep.add_argument("--config", required=True)
+    rep.add_argument("--model", help="tenant.model (default all)")
+    rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    rep.add_argument("--metric", help="only this metric, e.g. drift_share")
+    rep.add_argument("--column", help="only this column ('' for model-level metrics)")
+    rep.add_argument("--asset", help="only this asset, e.g. drift_report")
+    rep.add_argument("--start", type=_date, help="first partition (YYYY-MM-DD)")
+    rep.add_argument("--end", type=_date, help="last partition (YYYY-MM-DD)")
+    rep.add_argument("--findings", action="store_true", help="table/csv: findings only")
+    rep.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return args.func(args)
+    except AiopsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

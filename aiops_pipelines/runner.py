@@ -1,0 +1,169 @@
+"""Run the daily assets over a date range, in-process, on a persistent Dagster instance (wiring).
+
+This is what `aiops run` and `aiops demo` use: every (day, model) partition is a real Dagster
+run recorded in the instance under the home folder, so `make ui` shows the same runs,
+materializations, metadata plots and check results afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from aiops_pipelines.config import AppConfig, aiops_home, load_config
+from aiops_pipelines.errors import AiopsError, ConfigError
+from aiops_pipelines.partitions import MODELS, daily_partitions, partition_key
+from aiops_pipelines.resources import MonitoringConfig, SourceSettings, default_resources
+from assets.monitoring import drift_report, feature_profile, reference_profile
+
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+"""
+
+
+def dagster_home() -> Path:
+    """`$DAGSTER_HOME`, else `<aiops home>/dagster` (created with telemetry off)."""
+    env = os.environ.get("DAGSTER_HOME")
+    home = Path(env) if env else aiops_home() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text(DAGSTER_YAML)
+    return home
+
+
+def persistent_instance() -> dg.DagsterInstance:
+    """The local Dagster instance the UI reads (SQLite under the home folder)."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home())
+    return dg.DagsterInstance.get()
+
+
+@dataclass
+class PartitionOutcome:
+    model: str
+    partition: str
+    success: bool
+    error: str = ""
+
+
+@dataclass
+class RangeOutcome:
+    outcomes: list[PartitionOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[PartitionOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data:
+            err = event.step_failure_data.error
+            if err is not None:
+                # the user-facing cause, not Dagster's wrapper
+                while err.cause is not None:
+                    err = err.cause
+                return f"{event.step_key}: {err.message.strip()}"
+    return "run failed (see the Dagster UI for the run's logs)"
+
+
+def days_between(start: date, end: date) -> list[str]:
+    if end < start:
+        raise AiopsError(f"--end {end} is before --start {start}")
+    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+def run_range(
+    config_path: str | os.PathLike[str],
+    start: date,
+    end: date,
+    *,
+    models: Sequence[str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    render_html: bool = True,
+    refresh_reference: bool = False,
+    on_progress: Callable[[PartitionOutcome], None] | None = None,
+) -> RangeOutcome:
+    """Materialize reference_profile (once per model), then feature_profile and drift_report
+    for every (day, model) in the range. A failed partition is recorded and the rest go on."""
+    config: AppConfig = load_config(config_path)
+    keys = [m.key for m in config.models]
+    if models:
+        unknown = [m for m in models if m not in keys]
+        if unknown:
+            raise ConfigError(f"unknown model(s) {unknown}; configured: {keys}", path=config.path)
+        keys = [k for k in keys if k in models]
+    instance = instance or persistent_instance()
+    existing = set(instance.get_dynamic_partitions(MODELS))
+    new = [k for k in keys if k not in existing]
+    if new:
+        instance.add_dynamic_partitions(MODELS, new)
+    resources = {
+        **default_resources(),
+        "monitoring_config": MonitoringConfig(config_path=str(Path(config_path).resolve())),
+        "sources": SourceSettings(render_html=render_html),
+    }
+    every = [reference_profile, feature_profile, drift_report]
+    # the progress bar is the console output; Dagster's event log stays in the instance
+    quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    outcome = RangeOutcome()
+
+    def record(o: PartitionOutcome) -> None:
+        outcome.outcomes.append(o)
+        if on_progress:
+            on_progress(o)
+
+    from aiops_pipelines.store import MonitoringStore
+
+    store = MonitoringStore(config.storage.store_url)
+    for key in keys:
+        model = config.model(key)
+        have = store.load_profile(model.tenant, model.name, "reference", "reference")
+        if have is None or refresh_reference:
+            res = dg.materialize(
+                every,
+                selection=[reference_profile],
+                partition_key=key,
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+                run_config=quiet,
+            )
+            if not res.success:
+                record(PartitionOutcome(key, "reference", False, _failure_message(res)))
+    failed_refs = {o.model for o in outcome.failed}
+    last = daily_partitions.get_last_partition_key()
+    for day in days_between(start, end):
+        for key in keys:
+            if last is None or day > last:
+                record(
+                    PartitionOutcome(
+                        key, day, False, f"partition {day} is not closed yet (last: {last})"
+                    )
+                )
+                continue
+            if key in failed_refs:
+                record(PartitionOutcome(key, day, False, "reference profile failed"))
+                continue
+            res = dg.materialize(
+                every,
+                selection=[feature_profile, drift_report],
+                partition_key=partition_key(day, key),
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+                run_config=quiet,
+                tags={"aiops/launched_by": "aiops-run"},
+            )
+            record(
+                PartitionOutcome(
+                    key, day, res.success, "" if res.success else _failure_message(res)
+                )
+            )
+    return outcome

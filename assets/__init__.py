@@ -1,0 +1,1 @@
+"""Dagster assets of aiops-pipelines: thin wrappers that call the engine."""

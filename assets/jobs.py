@@ -1,0 +1,27 @@
+"""Jobs and the daily schedule over the monitoring assets."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.monitoring import drift_report, feature_profile, reference_profile
+
+reference_job = dg.define_asset_job(
+    "reference_job",
+    selection=[reference_profile],
+    description="Profile a model's reference data (run once per model, and when it changes).",
+)
+
+daily_monitoring_job = dg.define_asset_job(
+    "daily_monitoring_job",
+    selection=[feature_profile, drift_report],
+    description="Profile a day of predictions and compute its drift report, per model.",
+)
+
+daily_monitoring_schedule = dg.build_schedule_from_partitioned_job(
+    daily_monitoring_job,
+    hour_of_day=2,
+    minute_of_hour=0,
+    name="daily_monitoring_schedule",
+    description="At 02:00 UTC, monitor yesterday for every model (one run per model).",
+)

@@ -1,0 +1,1 @@
+"""Dagster sensors of aiops-pipelines: they turn events into runs."""

@@ -1,0 +1,115 @@
+"""`aiops run` and `aiops report` on a small demo world, as a user would call them."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from aiops_pipelines.cli import main
+from aiops_pipelines.demo import build_world
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    return build_world(
+        tmp_path / "demo",
+        days=14,
+        end_date=date(2026, 3, 14),
+        rows_per_day=1100,
+        reference_rows=3000,
+        register_models=False,
+    )
+
+
+def test_run_then_report_then_rerun_without_duplicates(world, capsys) -> None:
+    cfg = str(world.config_path)
+    days = ["--start", "2026-03-05", "--end", "2026-03-06"]
+    assert main(["run", "--config", cfg, *days, "--model", "acme.intent", "--no-html"]) == 0
+    out = capsys.readouterr()
+    assert "2 partitions succeeded, 0 failed" in out.out
+    assert "monitoring" in out.err  # the progress bar
+
+    assert main(["report", "--config", cfg, "--model", "acme.intent", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    shares = [m for m in report["metrics"] if m["metric"] == "drift_share"]
+    assert sorted(m["partition"] for m in shares) == ["2026-03-05", "2026-03-06"]
+
+    assert main(["run", "--config", cfg, *days, "--model", "acme.intent", "--no-html"]) == 0
+    capsys.readouterr()
+    assert main(["report", "--config", cfg, "--model", "acme.intent", "--format", "json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert len(again["metrics"]) == len(report["metrics"])
+    assert len(again["findings"]) == len(report["findings"])
+
+    assert main(["report", "--config", cfg, "--metric", "drift_share"]) == 0
+    table = capsys.readouterr().out
+    assert "drift_share" in table and "acme" in table
+
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs()
+    assert len(runs) == 1 + 2 + 2  # the reference once, then two days twice
+
+
+def test_run_reports_a_failed_partition_and_exits_nonzero(world, capsys) -> None:
+    cfg = str(world.config_path)
+    code = main(
+        [
+            "run",
+            "--config",
+            cfg,
+            "--start",
+            "2026-02-01",
+            "--end",
+            "2026-02-01",
+            "--model",
+            "globex.eta",
+            "--no-html",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "FAILED globex.eta 2026-02-01" in captured.err
+    assert "empty partition" in captured.err and "model=globex.eta" in captured.err
+    code = main(
+        [
+            "run",
+            "--config",
+            cfg,
+            "--start",
+            "2030-01-01",
+            "--end",
+            "2030-01-01",
+            "--model",
+            "globex.eta",
+            "--no-html",
+        ]
+    )
+    assert code == 1
+    assert "partition 2030-01-01 is not closed yet" in capsys.readouterr().err
+
+
+def test_unknown_model_and_bad_dates_are_user_errors(world, capsys) -> None:
+    cfg = str(world.config_path)
+    assert main(["run", "--config", cfg, "--start", "2026-03-05", "--end", "2026-03-04"]) == 2
+    assert "before --start" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "run",
+                "--config",
+                cfg,
+                "--start",
+                "2026-03-05",
+                "--end",
+                "2026-03-05",
+                "--model",
+                "acme.nope",
+            ]
+        )
+        == 2
+    )
+    assert "unknown model" in capsys.readouterr().err
