@@ -34,6 +34,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _Named(_Strict):
+    """Tenant and model names become partition keys, table prefixes and MLflow names."""
+
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("lower-case letters, digits, '_' and '-', starting with a letter")
+        return v
+
+
 class TaskType(StrEnum):
     BINARY = "binary_classification"
     MULTICLASS = "multiclass_classification"
@@ -149,8 +162,7 @@ class DriftThresholds(_Strict):
         return v
 
 
-class ModelConfig(_Strict):
-    name: str
+class ModelConfig(_Named):
     task: TaskType
     features: FeatureSpec
     columns: ColumnMap = Field(default_factory=ColumnMap)
@@ -163,13 +175,6 @@ class ModelConfig(_Strict):
     policies: dict[str, Any] = Field(default_factory=dict)
     registered_model: str | None = Field(None, description="MLflow registry name")
     tenant: str = Field("", description="filled in from the enclosing tenant")
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("lower-case letters, digits, '_' and '-', starting with a letter")
-        return v
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
@@ -188,16 +193,8 @@ class ModelConfig(_Strict):
         return f"{self.tenant}.{self.name}"
 
 
-class TenantConfig(_Strict):
-    name: str
+class TenantConfig(_Named):
     models: list[ModelConfig]
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("lower-case letters, digits, '_' and '-', starting with a letter")
-        return v
 
 
 class StorageConfig(_Strict):

@@ -1219,6 +1219,8 @@ class DemoSummary:
     false_alarms: list[dict[str, Any]]
     false_alarm_count: int
     all_detected: bool
+    model_days: int = 0
+    clean_model_days: int = 0
 
     def render(self) -> str:
         """A plain-text report: per model, what was injected when, what was found when."""
@@ -1264,7 +1266,11 @@ class DemoSummary:
             else "NOT all in-scope incidents detected within a day"
         )
         lines.append(verdict)
-        lines.append(f"False alarms: {self.false_alarm_count}")
+        lines.append(
+            f"False alarms: {self.false_alarm_count} (drift findings no incident explains; "
+            f"{self.model_days} model-days monitored, {self.clean_model_days} of them with no "
+            "injected data change)"
+        )
         for fa in self.false_alarms:
             lines.append(
                 f"  {fa['model']}  {fa['partition']}  {fa['signal']}  {fa['column'] or '-'}  "
@@ -1375,11 +1381,23 @@ def detection_summary(
 
     false_alarms = _false_alarms(manifest, raised)
     in_scope = [r for r in rows if r["signal"] in DRIFT_SIGNALS and r["status"] != "not run yet"]
+    days = pd.date_range(manifest["start"], manifest["end"], freq="D").date
+    changed = {
+        (inc["model"], d)
+        for inc in manifest["incidents"]
+        if set(inc["expected_signals"]) & DRIFT_SIGNALS or inc["kind"] == "canary"
+        for d in days
+        if date.fromisoformat(inc["start"]) <= d
+        and (inc["end"] is None or d <= date.fromisoformat(inc["end"]))
+    }
+    model_days = len(manifest["models"]) * len(days)
     return DemoSummary(
         incidents=rows,
         false_alarms=false_alarms,
         false_alarm_count=len(false_alarms),
         all_detected=all(r["status"] == "detected" for r in in_scope),
+        model_days=model_days,
+        clean_model_days=model_days - len(changed),
     )
 
 
