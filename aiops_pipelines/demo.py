@@ -1390,7 +1390,8 @@ def detection_summary(
         if date.fromisoformat(inc["start"]) <= d
         and (inc["end"] is None or d <= date.fromisoformat(inc["end"]))
     }
-    model_days = len(manifest["models"]) * len(days)
+    models = manifest.get("models") or {inc["model"] for inc in manifest["incidents"]}
+    model_days = len(models) * len(days)
     return DemoSummary(
         incidents=rows,
         false_alarms=false_alarms,

@@ -421,6 +421,8 @@ def test_detection_summary_grades_lag_misses_and_false_alarms() -> None:
         ("acme.churn", "2026-01-09", "feature_drift", "tenure_months"),
     }
     assert summary.false_alarm_count == 3
+    # 3 models x 31 days; churn changes from the 10th, intent from the 12th, eta 5th-7th
+    assert (summary.model_days, summary.clean_model_days) == (93, 93 - 22 - 20 - 3)
 
     text = summary.render()
     for needle in (
