@@ -88,13 +88,17 @@ class DayResult:
         return {name: c.null_rate for name, c in self.profile.columns.items()}
 
     def unseen_share(self) -> dict[str, float]:
-        out = {}
-        for name, c in self.profile.columns.items():
-            if c.kind == "categorical":
-                total = c.n_rows - c.n_missing
-                n_unseen = sum(c.unseen.values()) + c.unseen_other
-                out[name] = n_unseen / total if total else 0.0
-        return out
+        return unseen_shares(self.profile)
+
+
+def unseen_shares(profile: DatasetProfile) -> dict[str, float]:
+    """Share of each categorical column's non-missing values the reference never had."""
+    out = {}
+    for name, c in profile.columns.items():
+        if c.kind == "categorical":
+            valid = c.n_rows - c.n_missing
+            out[name] = c.unseen_total / valid if valid else 0.0
+    return out
 
 
 def _located(exc: DataError, model: ModelConfig, partition: str) -> DataError:
@@ -103,15 +107,9 @@ def _located(exc: DataError, model: ModelConfig, partition: str) -> DataError:
 
 def reference_has_predictions(model: ModelConfig) -> bool:
     """Prediction drift needs the champion's outputs on the reference set."""
-    src = Source(model.reference)
-    try:
-        first = next(iter(src.iter_all()), None)
-    except DataError:
-        return False
-    if first is None:
-        return False
     wanted = [model.columns.prediction] + ([model.columns.score] if model.columns.score else [])
-    return all(c in first.columns for c in wanted)
+    present = set(Source(model.reference).columns())
+    return all(c in present for c in wanted)
 
 
 def profile_reference(

@@ -93,6 +93,20 @@ class Source:
         return f"{c.url} {'table ' + c.table if c.table else 'query'}"
 
     # ---------------------------------------------------------------- reading
+    def columns(self) -> list[str]:
+        """The source's column names, read from its schema (no rows are fetched)."""
+        if self.config.parquet:
+            return list(self._dataset().schema.names)
+        eng = engine_for(self.config.url or "")
+        sql, params = self._sql_select(eng, None, None)
+        with eng.connect() as conn:
+            try:
+                return list(
+                    conn.execute(sa.text(f"SELECT * FROM ({sql}) AS p LIMIT 0"), params).keys()
+                )
+            except sa.exc.SQLAlchemyError as exc:
+                raise DataError(f"reading {self.describe()} failed: {exc.orig or exc}") from None
+
     def iter_all(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
         """Every row, chunked (reference data)."""
         if self.config.parquet:
@@ -141,6 +155,16 @@ class Source:
         with eng.connect() as conn:
             return [str(r.rid) for r in conn.execute(sql, params)]
 
+    def _require(self, columns: Sequence[str]) -> None:
+        """Name the missing column up front instead of surfacing a driver error."""
+        present = self.columns()
+        missing = [c for c in columns if c not in present]
+        if missing:
+            raise DataError(
+                f"column missing from {self.describe()} (has: {', '.join(present)})",
+                column=missing[0],
+            )
+
     # ---------------------------------------------------------------- SQL
     def _bounds(self, eng: sa.Engine, start: datetime, end: datetime) -> tuple[object, object]:
         if eng.dialect.name == "sqlite":
@@ -175,7 +199,7 @@ class Source:
     ) -> Iterator[pd.DataFrame]:
         eng = engine_for(self.config.url or "")
         if columns:
-            self._check_sql_columns(eng, columns)
+            self._require(columns)
         sql, params = self._sql_select(eng, columns, window)
         with eng.connect().execution_options(stream_results=True) as conn:
             try:
@@ -184,23 +208,6 @@ class Source:
                 )
             except sa.exc.SQLAlchemyError as exc:
                 raise DataError(f"reading {self.describe()} failed: {exc.orig or exc}") from None
-
-    def _check_sql_columns(self, eng: sa.Engine, columns: Sequence[str]) -> None:
-        """Name the missing column up front instead of surfacing a driver error."""
-        sql, params = self._sql_select(eng, None, None)
-        with eng.connect() as conn:
-            try:
-                present = list(
-                    conn.execute(sa.text(f"SELECT * FROM ({sql}) AS p LIMIT 0"), params).keys()
-                )
-            except sa.exc.SQLAlchemyError as exc:
-                raise DataError(f"reading {self.describe()} failed: {exc.orig or exc}") from None
-        missing = [c for c in columns if c not in present]
-        if missing:
-            raise DataError(
-                f"column missing from {self.describe()} (has: {', '.join(present)})",
-                column=missing[0],
-            )
 
     # ---------------------------------------------------------------- Parquet
     def _dataset(self) -> pads.Dataset:
@@ -239,9 +246,7 @@ class Source:
     ) -> Iterator[pd.DataFrame]:
         ds = self._dataset()
         if columns:
-            missing = [c for c in columns if c not in ds.schema.names]
-            if missing:
-                raise DataError(f"column missing from {self.describe()}", column=missing[0])
+            self._require(columns)
         scanner = ds.scanner(
             columns=list(columns) if columns else None,
             filter=self._parquet_filter(ds, window),

@@ -21,6 +21,7 @@ from aiops_pipelines.monitor import (
     profile_reference,
     profiled_columns,
     save_sample,
+    unseen_shares,
 )
 from aiops_pipelines.partitions import date_x_model, model_partitions, split_key
 from aiops_pipelines.profile import DatasetProfile
@@ -157,13 +158,11 @@ def _feature_checks(
         for c, p in day.columns.items()
         if c in ref.columns and p.null_rate - ref.columns[c].null_rate >= th.null_rate_increase[0]
     }
-    unseen = {}
-    for c, p in day.columns.items():
-        if p.kind == "categorical":
-            valid = p.n_rows - p.n_missing
-            share = (sum(p.unseen.values()) + p.unseen_other) / valid if valid else 0.0
-            if share >= th.unseen_share[0]:
-                unseen[c] = {"share": round(share, 4), "top": list(p.unseen)[:5]}
+    unseen = {
+        c: {"share": round(share, 4), "top": list(day.columns[c].unseen)[:5]}
+        for c, share in unseen_shares(day).items()
+        if share >= th.unseen_share[0]
+    }
     return [
         dg.AssetCheckResult(
             check_name="row_count",
