@@ -162,6 +162,107 @@ class DriftThresholds(_Strict):
         return v
 
 
+class Metric(StrEnum):
+    """Realized performance metrics, by task. The same names are used everywhere."""
+
+    ACCURACY = "accuracy"
+    PRECISION = "precision"
+    RECALL = "recall"
+    F1 = "f1"
+    ROC_AUC = "roc_auc"
+    LOG_LOSS = "log_loss"
+    CALIBRATION_ERROR = "calibration_error"
+    MACRO_F1 = "macro_f1"
+    MAE = "mae"
+    RMSE = "rmse"
+    MAPE = "mape"
+    R2 = "r2"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self not in (
+            Metric.LOG_LOSS,
+            Metric.CALIBRATION_ERROR,
+            Metric.MAE,
+            Metric.RMSE,
+            Metric.MAPE,
+        )
+
+
+TASK_METRICS: dict[TaskType, tuple[Metric, ...]] = {
+    TaskType.BINARY: (
+        Metric.ACCURACY,
+        Metric.PRECISION,
+        Metric.RECALL,
+        Metric.F1,
+        Metric.ROC_AUC,
+        Metric.LOG_LOSS,
+        Metric.CALIBRATION_ERROR,
+    ),
+    TaskType.MULTICLASS: (Metric.ACCURACY, Metric.MACRO_F1),
+    TaskType.REGRESSION: (Metric.MAE, Metric.RMSE, Metric.MAPE, Metric.R2),
+}
+DEFAULT_PRIMARY: dict[TaskType, Metric] = {
+    TaskType.BINARY: Metric.ROC_AUC,
+    TaskType.MULTICLASS: Metric.MACRO_F1,
+    TaskType.REGRESSION: Metric.MAE,
+}
+
+
+class PerformancePolicy(_Strict):
+    """When realized performance on late labels counts as decay.
+
+    A day is judged on its primary metric against the reference: an absolute `floors` level
+    (a ceiling for lower-is-better metrics such as MAE), a `relative_drop` from the reference
+    value, both [warning, critical], and only when the change is also outside the sampling band
+    of the reference at the day's number of labels (`band_sigma` standard errors). A finding
+    fires after `persistence` consecutive labelled days at that level and clears after
+    `clear_after` consecutive days below it (hysteresis).
+    """
+
+    primary_metric: Metric | None = Field(None, description="default: roc_auc / macro_f1 / mae")
+    floors: dict[Metric, tuple[float, float]] = Field(
+        default_factory=dict, description="absolute [warning, critical] per metric"
+    )
+    relative_drop: tuple[float, float] = Field(
+        (0.05, 0.15), description="relative degradation of the primary metric vs reference"
+    )
+    band_sigma: float = Field(3.0, gt=0, description="sampling band width in standard errors")
+    min_labels: int = Field(200, ge=1, description="fewer labels: the day is 'insufficient'")
+    persistence: int = Field(2, ge=1, description="consecutive labelled days before firing")
+    clear_after: int = Field(2, ge=1, description="consecutive good days before clearing")
+    label_window_days: int = Field(30, ge=1, description="labels later than this are ignored")
+    estimate_warning: bool = Field(True, description="label-free estimate may raise a warning")
+
+
+class RetrainPolicy(_Strict):
+    """When the retrain sensor launches the retrain job, and how the job trains."""
+
+    enabled: bool = True
+    dry_run: bool = Field(False, description="record what would be launched, launch nothing")
+    cooldown_days: int = Field(7, ge=1, description="at most one retrain per model per window")
+    on_decay: Literal["critical", "warning", "never"] = "critical"
+    on_drift_share: float | None = Field(
+        0.5, description="dataset drift share that triggers (with enough new labels); null: never"
+    )
+    min_new_labels: int = Field(1000, ge=0, description="labels needed for a drift-triggered run")
+    window_days: int = Field(21, ge=1, description="recent labelled days to train on")
+    holdout_fraction: float = Field(0.25, gt=0, lt=1, description="most recent share held out")
+    trainer: str = Field(
+        "aiops_pipelines.training:default_trainer", description="module:function that trains"
+    )
+    min_improvement: float = Field(
+        0.0, ge=0, description="candidate must beat the champion by this much (primary metric)"
+    )
+
+    @field_validator("trainer")
+    @classmethod
+    def _entry_point(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", v):
+            raise ValueError("expected 'package.module:function'")
+        return v
+
+
 class ModelConfig(_Named):
     task: TaskType
     features: FeatureSpec
@@ -172,7 +273,8 @@ class ModelConfig(_Named):
     classes: list[str] | None = Field(None, description="class labels, in score order")
     segments: list[str] = Field(default_factory=list)
     thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
-    policies: dict[str, Any] = Field(default_factory=dict)
+    performance: PerformancePolicy = Field(default_factory=PerformancePolicy)
+    retrain: RetrainPolicy = Field(default_factory=RetrainPolicy)
     registered_model: str | None = Field(None, description="MLflow registry name")
     tenant: str = Field("", description="filled in from the enclosing tenant")
 
@@ -185,12 +287,35 @@ class ModelConfig(_Named):
         unknown = set(self.segments) - set(self.features.categorical)
         if unknown:
             raise ValueError(f"segments must be categorical features, unknown: {sorted(unknown)}")
+        allowed = set(TASK_METRICS[self.task])
+        used = {self.primary_metric, *self.performance.floors}
+        wrong = sorted(str(m) for m in used - allowed)
+        if wrong:
+            raise ValueError(
+                f"performance metrics {wrong} do not apply to {self.task.value} "
+                f"(use {sorted(str(m) for m in allowed)})"
+            )
+        for c, m in self.thresholds.per_column_method.items():
+            if c in self.features.categorical and m in (DriftMethod.KS, DriftMethod.WASSERSTEIN):
+                raise ValueError(
+                    f"thresholds.per_column_method: '{m.value}' needs an ordered numeric column, "
+                    f"'{c}' is categorical"
+                )
         return self
 
     @property
     def key(self) -> str:
         """`tenant.model`: the model's partition key and its name in the store and MLflow."""
         return f"{self.tenant}.{self.name}"
+
+    @property
+    def primary_metric(self) -> Metric:
+        return self.performance.primary_metric or DEFAULT_PRIMARY[self.task]
+
+    @property
+    def registry_name(self) -> str:
+        """The MLflow registered model name (default: the model key)."""
+        return self.registered_model or self.key
 
 
 class TenantConfig(_Named):

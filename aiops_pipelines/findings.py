@@ -33,6 +33,8 @@ class Signal(StrEnum):
     DATASET_DRIFT = "dataset_drift"
     NULL_RATE_DRIFT = "null_rate_drift"
     UNSEEN_CATEGORY = "unseen_category"
+    PERFORMANCE_DECAY = "performance_decay"
+    ESTIMATED_PERFORMANCE_DECAY = "estimated_performance_decay"
 
 
 def fingerprint(tenant: str, model: str, signal: str, column: str = "") -> str:
