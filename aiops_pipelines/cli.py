@@ -172,7 +172,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stale.unlink()
     start = date.fromisoformat(world.manifest["start"])
     end = date.fromisoformat(world.manifest["end"])
-    code = _run(world.config_path, start, end, None, not args.no_html)
+    code = _run(world.config_path, start, end, None, not args.no_html, replay=True)
     config = load_config(world.config_path)
     with MonitoringStore(config.storage.store_url) as store:
         summary = detection_summary(world.manifest, store.findings())

@@ -270,6 +270,11 @@ class ModelConfig(_Named):
     predictions: SourceConfig
     outcomes: SourceConfig | None = None
     reference: SourceConfig
+    validation: SourceConfig | None = Field(
+        None,
+        description="held-out labelled rows with the champion's predictions: the reference "
+        "performance (default: the reference, optimistic when it is the training set)",
+    )
     classes: list[str] | None = Field(None, description="class labels, in score order")
     segments: list[str] = Field(default_factory=list)
     thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
@@ -422,7 +427,7 @@ def _resolve_paths(raw: dict[str, Any], config_dir: Path) -> None:
         for model in tenant.get("models") or []:
             if not isinstance(model, dict):
                 continue
-            for src in ("predictions", "outcomes", "reference"):
+            for src in ("predictions", "outcomes", "reference", "validation"):
                 s = model.get(src)
                 if isinstance(s, dict):
                     if isinstance(s.get("url"), str):

@@ -5,14 +5,24 @@ from __future__ import annotations
 import dagster as dg
 
 from aiops_pipelines.resources import default_resources
-from assets.jobs import daily_monitoring_job, daily_monitoring_schedule, reference_job
+from assets.jobs import (
+    daily_monitoring_job,
+    daily_monitoring_schedule,
+    performance_job,
+    reference_job,
+    retrain_job,
+)
+from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
+from assets.performance import performance_report
+from sensors.labels import late_labels_sensor
 from sensors.models import model_partitions_sensor
+from sensors.retrain import retrain_sensor
 
 defs = dg.Definitions(
-    assets=[reference_profile, feature_profile, drift_report],
-    jobs=[reference_job, daily_monitoring_job],
+    assets=[reference_profile, feature_profile, drift_report, performance_report, retrained_model],
+    jobs=[reference_job, daily_monitoring_job, performance_job, retrain_job],
     schedules=[daily_monitoring_schedule],
-    sensors=[model_partitions_sensor],
+    sensors=[model_partitions_sensor, late_labels_sensor, retrain_sensor],
     resources=default_resources(),
 )

@@ -29,8 +29,8 @@ import shutil
 import sqlite3
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -77,8 +77,17 @@ CALENDAR_DAYS = 64
 DRIFT_SIGNALS: frozenset[str] = frozenset(s.value for s in Signal)
 #: Signals about the model as a whole: their findings carry no (or a non-feature) column.
 MODEL_LEVEL_SIGNALS: frozenset[str] = frozenset(
-    {Signal.DATASET_DRIFT.value, Signal.PREDICTION_DRIFT.value}
+    {
+        Signal.DATASET_DRIFT.value,
+        Signal.PREDICTION_DRIFT.value,
+        Signal.PERFORMANCE_DECAY.value,
+        Signal.ESTIMATED_PERFORMANCE_DECAY.value,
+    }
 )
+#: Labels arrive 1 to this many days after the prediction (see `_generate`).
+MAX_LABEL_LAG_DAYS = 14
+#: Signals judged on late labels: found when the labels let them be, not on the day itself.
+LABEL_SIGNALS: frozenset[str] = frozenset({Signal.PERFORMANCE_DECAY.value})
 _RAISED = ("warning", "critical")
 _DAY_US = 86_400_000_000
 
@@ -475,7 +484,8 @@ def _incident(iid: int, kind: str, model: str, start: int, end: int | None) -> _
             end,
             ["tenure_months", "monthly_charges"],
             [drift],
-            [pred, Signal.DATASET_DRIFT.value],
+            # scores follow the features, so the label-free estimate moves too
+            [pred, Signal.DATASET_DRIFT.value, Signal.ESTIMATED_PERFORMANCE_DECAY.value],
             "A new-customer campaign and a price rise: tenure_months drops by "
             f"~{TENURE_SHIFT_SD} sd and monthly_charges rises by ~{CHARGES_SHIFT_SD} sd; "
             "P(churn | x) is unchanged, so the churn scores rise with the features.",
@@ -520,7 +530,7 @@ def _incident(iid: int, kind: str, model: str, start: int, end: int | None) -> _
             end,
             ["channel"],
             [Signal.UNSEEN_CATEGORY.value],
-            [drift, pred],
+            [drift, pred, Signal.ESTIMATED_PERFORMANCE_DECAY.value],
             f"A new support channel '{UNSEEN_VALUE}' goes live and carries ~{UNSEEN_SHARE:.0%} "
             "of the messages; the reference never saw it.",
             {"value": UNSEEN_VALUE, "share": UNSEEN_SHARE},
@@ -534,7 +544,8 @@ def _incident(iid: int, kind: str, model: str, start: int, end: int | None) -> _
             end,
             [],
             ["canary_fail"],
-            [pred],
+            # the worse version really lowers the blended performance of the model
+            [pred, Signal.PERFORMANCE_DECAY.value, Signal.ESTIMATED_PERFORMANCE_DECAY.value],
             f"Version 2 (trained on a small, noisy sample) serves ~{CANARY_SHARE:.0%} of the "
             "traffic as a canary; it is clearly worse than the champion (version 1).",
             {"canary_version": "2", "champion_version": "1", "share": CANARY_SHARE},
@@ -597,12 +608,16 @@ def _day_us(d: date) -> int:
     return int(np.datetime64(d, "us").astype(np.int64))
 
 
+def _validation_rows(reference: pd.DataFrame, seed: int) -> np.ndarray:
+    """The 20% of the reference held out from training: the champion's validation set."""
+    return np.random.default_rng([seed, 101]).random(len(reference)) < 0.2
+
+
 def _train(
     spec: _Spec, reference: pd.DataFrame, seed: int
 ) -> tuple[Pipeline, dict[str, float], dict[str, Any]]:
     """Fit the champion on 80% of the reference; metrics on the other 20% (its validation)."""
-    rng = np.random.default_rng([seed, 101])
-    val = rng.random(len(reference)) < 0.2
+    val = _validation_rows(reference, seed)
     x = reference[spec.numeric + spec.categorical]
     y = reference["label"].to_numpy()
     model = spec.estimator(seed)
@@ -733,6 +748,7 @@ class _ModelData:
     canary: Pipeline | None = None
     canary_metrics: dict[str, float] = field(default_factory=dict)
     canary_params: dict[str, Any] = field(default_factory=dict)
+    validation: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _generate(
@@ -796,6 +812,8 @@ def _generate(
     feats = x[spec.numeric + spec.categorical]
     pred, score = _predict(spec, champion, feats)
     data = _ModelData(reference, pd.DataFrame(), pd.DataFrame(), {}, champion, metrics, params)
+    # reference performance must be measured on rows the champion never trained on
+    data.validation = reference[_validation_rows(reference, seed)].reset_index(drop=True)
     if any(i.kind == "canary" for i in mine):
         data.canary, data.canary_metrics, data.canary_params = _train_canary(spec, reference, seed)
         if canary_rows.any():
@@ -833,7 +851,8 @@ def _generate(
 
     # Labels arrive for part of the traffic, 1 to 14 days later, and only those observed before
     # the world's "now" (midnight after the last day) exist yet.
-    observed = us + ((1 + np.minimum(rng.exponential(2.0, n), 13)) * _DAY_US).astype(np.int64)
+    lag_days = 1 + np.minimum(rng.exponential(2.0, n), MAX_LABEL_LAG_DAYS - 1)
+    observed = us + (lag_days * _DAY_US).astype(np.int64)
     now = _day_us(start + timedelta(days=days))
     keep = (rng.random(n) < spec.label_rate) & (observed < now)
     outcomes = pd.DataFrame(
@@ -897,43 +916,6 @@ def _write_table(
         con.execute(f'CREATE INDEX "ix_{table}_{index}" ON "{table}" ("{index}")')
 
 
-@contextmanager
-def _mlflow_uri(uri: str) -> Iterator[None]:
-    """Point MLflow's global tracking and registry URI at `uri`, then put back what was there.
-
-    `mlflow.sklearn.log_model` only works through the global (fluent) state; restoring it keeps
-    a caller's own MLflow setup (and its environment variables) untouched.
-    """
-    import mlflow
-    from mlflow.tracking._model_registry import utils as reg_utils
-    from mlflow.tracking._tracking_service import utils as trk_utils
-
-    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-    prev_trk = getattr(trk_utils, "_tracking_uri", None)
-    prev_reg = getattr(reg_utils, "_registry_uri", None)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run()
-        mlflow.set_tracking_uri(prev_trk)  # type: ignore[arg-type]  # None means "unset"
-        reg_utils._registry_uri = prev_reg
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _trusted_types(model: Pipeline) -> list[str]:
-    """The types skops must trust to load `model` back: we built it, so all of them."""
-    import skops.io
-
-    return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
-
-
 def _register(home: Path, data: dict[str, _ModelData]) -> dict[str, dict[str, int]]:
     """Log each model to its experiment, register it as `<key>` v1 `champion` (v2 `canary`)."""
     import mlflow
@@ -942,12 +924,18 @@ def _register(home: Path, data: dict[str, _ModelData]) -> dict[str, dict[str, in
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from aiops_pipelines.tracking import TAG_MODEL, TAG_TENANT, ensure_experiment
+    from aiops_pipelines.tracking import (
+        TAG_MODEL,
+        TAG_TENANT,
+        ensure_experiment,
+        fluent_uri,
+        trusted_types,
+    )
 
     uri = f"sqlite:///{home / MLFLOW_DB}"
     registered: dict[str, dict[str, int]] = {}
     reqs = [f"scikit-learn=={sklearn.__version__}", f"pandas=={pd.__version__}"]
-    with _mlflow_uri(uri), warnings.catch_warnings():
+    with fluent_uri(uri), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         for key, d in data.items():
@@ -981,7 +969,7 @@ def _register(home: Path, data: dict[str, _ModelData]) -> dict[str, dict[str, in
                         registered_model_name=key,
                         signature=infer_signature(sample, model.predict(sample)),
                         pip_requirements=reqs,
-                        skops_trusted_types=_trusted_types(model),
+                        skops_trusted_types=trusted_types(model),
                         await_registration_for=60,
                     )
                 version = str(info.registered_model_version)
@@ -1019,6 +1007,7 @@ def _config(start: date) -> dict[str, Any]:
             "predictions": {"url": db, "table": f"{spec.prefix}_predictions"},
             "outcomes": {"url": db, "table": f"{spec.prefix}_outcomes"},
             "reference": {"url": db, "table": f"{spec.prefix}_reference"},
+            "validation": {"url": db, "table": f"{spec.prefix}_validation"},
         }
         if spec.classes:
             m["classes"] = list(spec.classes)
@@ -1121,6 +1110,7 @@ def build_world(
             )
             data[spec.key] = d
             _write_table(con, f"{spec.prefix}_reference", d.reference)
+            _write_table(con, f"{spec.prefix}_validation", d.validation)
             _write_table(
                 con,
                 f"{spec.prefix}_predictions",
@@ -1155,7 +1145,7 @@ def build_world(
                 "task": _SPEC_BY_KEY[key].task.value,
                 "tables": {
                     kind: f"{_SPEC_BY_KEY[key].prefix}_{kind}"
-                    for kind in ("reference", "predictions", "outcomes")
+                    for kind in ("reference", "validation", "predictions", "outcomes")
                 },
                 "registered": registered.get(key, {}),
                 "training_metrics": {
@@ -1295,19 +1285,32 @@ def detection_summary(
     findings: pd.DataFrame,
     *,
     monitored_days: Iterable[str] | None = None,
+    persistence: int = 2,
 ) -> DemoSummary:
     """Grade `findings` (tenant, model, partition, signal, column, severity) against the truth.
 
     An expected signal counts as detected when a warning or critical finding of it, on one of
     the incident's columns (any column for a model-level signal), falls on the start day or the
-    day after. `monitored_days` (partitions the pipeline ran), when given, marks incidents that
-    start after the last monitored day as 'not run yet' instead of 'missed'.
+    day after. A performance decay is judged on late labels, so it is graded on the day it was
+    raised (its evidence's `detected_at`) and counts as detected within the label lag plus the
+    persistence window. `monitored_days` (partitions the pipeline ran), when given, marks
+    incidents that start after the last monitored day as 'not run yet' instead of 'missed'.
     """
     need = {"tenant", "model", "partition", "signal", "column", "severity"}
     missing = need - set(findings.columns)
     if missing:
         raise ValueError(f"findings lack columns: {sorted(missing)}")
     f = findings.loc[:, sorted(need)].copy()
+    # a finding on late labels is raised when its labels arrive: grade it on that date
+    evidence = findings["evidence"] if "evidence" in findings.columns else None
+    f["detected"] = [
+        str(e.get("detected_at"))[:10]
+        if evidence is not None and isinstance(e, dict) and e.get("detected_at")
+        else str(p)[:10]
+        for e, p in zip(
+            evidence if evidence is not None else [None] * len(f), f["partition"], strict=True
+        )
+    ]
     f["key"] = _findings_key(f)
     f["column"] = f["column"].fillna("").astype(str)
     f["signal"] = f["signal"].astype(str)
@@ -1315,6 +1318,7 @@ def detection_summary(
     f["severity"] = f["severity"].astype(str).str.lower()
     raised = f[f["severity"].isin(_RAISED)].copy()
     raised["day"] = pd.to_datetime(raised["partition"]).dt.date
+    raised["detected_day"] = pd.to_datetime(raised["detected"]).dt.date
     monitored = sorted(str(d)[:10] for d in monitored_days) if monitored_days is not None else None
 
     rows: list[dict[str, Any]] = []
@@ -1364,14 +1368,17 @@ def detection_summary(
                 if end is not None:
                     hit = hit[hit["day"] <= end + timedelta(days=1)]
                 if len(hit):
-                    first = hit["day"].min()
+                    first = hit["detected_day"].min()
                     sev = (
                         "critical"
-                        if (hit[hit["day"] == first]["severity"] == "critical").any()
+                        if (hit[hit["detected_day"] == first]["severity"] == "critical").any()
                         else "warning"
                     )
                     lag = (first - start).days
-                    status = "detected" if lag <= 1 else "late"
+                    allowed = 1
+                    if sig in LABEL_SIGNALS:
+                        allowed = MAX_LABEL_LAG_DAYS + persistence
+                    status = "detected" if lag <= allowed else "late"
                     row.update(first_detected=first.isoformat(), lag_days=lag, severity=sev)
                 elif monitored is not None and (not monitored or monitored[-1] < inc["start"]):
                     status = "not run yet"

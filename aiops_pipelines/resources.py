@@ -8,6 +8,7 @@ file itself defaults to `$AIOPS_CONFIG` or the demo's config under `$AIOPS_HOME`
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -80,10 +81,32 @@ class MlflowResource(dg.ConfigurableResource):
         )
 
 
+class Clock(dg.ConfigurableResource):
+    """What time it is for label arrival: the real clock, or a fixed time for replays/tests.
+
+    Late labels make "now" part of a result (a day's coverage depends on when you look), so
+    the demo replays its 64 days by setting this, and tests pin it.
+    """
+
+    now_iso: str = Field(default="", description="pretend it is this UTC time; empty: now")
+
+    def now(self) -> datetime:
+        if not self.now_iso:
+            return datetime.now(UTC)
+        return parse_utc(self.now_iso)
+
+
+def parse_utc(text: str) -> datetime:
+    """An ISO time; a date or a naive time is taken as UTC."""
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "monitoring_config": MonitoringConfig(),
         "sources": SourceSettings(),
         "store": StoreResource(),
         "mlflow": MlflowResource(),
+        "clock": Clock(),
     }

@@ -18,8 +18,15 @@ import dagster as dg
 from aiops_pipelines.config import AppConfig, aiops_home, load_config
 from aiops_pipelines.errors import AiopsError, ConfigError
 from aiops_pipelines.partitions import MODELS, daily_partitions, partition_key
-from aiops_pipelines.resources import MonitoringConfig, SourceSettings, default_resources
+from aiops_pipelines.resources import Clock, MonitoringConfig, SourceSettings, default_resources
+from aiops_pipelines.store import MonitoringStore
+from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
+from assets.performance import performance_report
+from sensors.labels import late_labels_sensor
+from sensors.retrain import retrain_sensor
+
+ALL_ASSETS = [reference_profile, feature_profile, drift_report, performance_report, retrained_model]
 
 DAGSTER_YAML = """\
 telemetry:
@@ -50,6 +57,7 @@ class PartitionOutcome:
     partition: str
     success: bool
     error: str = ""
+    kind: str = "daily"  # "reference", "daily", or the name of the sensor that asked for it
 
 
 @dataclass
@@ -79,6 +87,56 @@ def days_between(start: date, end: date) -> list[str]:
     return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
 
 
+class _Launcher:
+    """Runs what a sensor requested, in-process, honouring run keys like the daemon does."""
+
+    def __init__(self, instance: dg.DagsterInstance, resources: dict, quiet: dict) -> None:
+        self.instance = instance
+        self.resources = resources
+        self.quiet = quiet
+        self.cursors: dict[str, str | None] = {}
+
+    def tick(self, sensor: dg.SensorDefinition, selection: list, record) -> int:
+        from aiops_pipelines.definitions import defs
+
+        ctx = dg.build_sensor_context(
+            definitions=defs,
+            instance=self.instance,
+            cursor=self.cursors.get(sensor.name),
+            resources=self.resources,
+            sensor_name=sensor.name,
+        )
+        with dg.partition_loading_context(dynamic_partitions_store=self.instance):
+            result = sensor.evaluate_tick(ctx)
+        self.cursors[sensor.name] = result.cursor
+        launched = 0
+        for req in result.run_requests or []:
+            tags = {"dagster/run_key": req.run_key, "dagster/sensor_name": sensor.name}
+            if req.run_key and self.instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1):
+                continue  # the daemon never launches the same run key twice
+            res = dg.materialize(
+                ALL_ASSETS,
+                selection=selection,
+                partition_key=req.partition_key,
+                instance=self.instance,
+                resources=self.resources,
+                raise_on_error=False,
+                run_config={**self.quiet, **(req.run_config or {})},
+                tags={**req.tags, **tags},
+            )
+            launched += 1
+            record(
+                PartitionOutcome(
+                    str(req.partition_key),
+                    req.run_key or "",
+                    res.success,
+                    "" if res.success else _failure_message(res),
+                    kind=sensor.name,
+                )
+            )
+        return launched
+
+
 def run_range(
     config_path: str | os.PathLike[str],
     start: date,
@@ -88,10 +146,18 @@ def run_range(
     instance: dg.DagsterInstance | None = None,
     render_html: bool = True,
     refresh_reference: bool = False,
+    replay: bool = False,
+    label_tick_days: int = 7,
     on_progress: Callable[[PartitionOutcome], None] | None = None,
 ) -> RangeOutcome:
-    """Materialize reference_profile (once per model), then feature_profile and drift_report
-    for every (day, model) in the range. A failed partition is recorded and the rest go on."""
+    """Materialize reference_profile (once per model), then feature_profile, drift_report and
+    performance_report for every (day, model) in the range. A failed partition is recorded and
+    the rest go on.
+
+    With `replay`, time is simulated: each day is judged at the end of that day (only the
+    outcomes observed by then exist), and every `label_tick_days` the late-labels and retrain
+    sensors tick as the daemon would, their requested runs executed in-process.
+    """
     config: AppConfig = load_config(config_path)
     keys = [m.key for m in config.models]
     if models:
@@ -109,7 +175,6 @@ def run_range(
         "monitoring_config": MonitoringConfig(config_path=str(Path(config_path).resolve())),
         "sources": SourceSettings(render_html=render_html),
     }
-    every = [reference_profile, feature_profile, drift_report]
     # the progress bar is the console output; Dagster's event log stays in the instance
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     outcome = RangeOutcome()
@@ -119,15 +184,13 @@ def run_range(
         if on_progress:
             on_progress(o)
 
-    from aiops_pipelines.store import MonitoringStore
-
     store = MonitoringStore(config.storage.store_url)
     for key in keys:
         model = config.model(key)
         have = store.load_profile(model.tenant, model.name, "reference", "reference")
         if have is None or refresh_reference:
             res = dg.materialize(
-                every,
+                ALL_ASSETS,
                 selection=[reference_profile],
                 partition_key=key,
                 instance=instance,
@@ -136,10 +199,19 @@ def run_range(
                 run_config=quiet,
             )
             if not res.success:
-                record(PartitionOutcome(key, "reference", False, _failure_message(res)))
+                record(
+                    PartitionOutcome(
+                        key, "reference", False, _failure_message(res), kind="reference"
+                    )
+                )
     failed_refs = {o.model for o in outcome.failed}
     last = daily_partitions.get_last_partition_key()
-    for day in days_between(start, end):
+    days = days_between(start, end)
+    launcher = _Launcher(instance, resources, quiet)
+    for i, day in enumerate(days):
+        day_end = (date.fromisoformat(day) + timedelta(days=1)).isoformat() + "T00:00:00+00:00"
+        if replay:
+            launcher.resources = {**resources, "clock": Clock(now_iso=day_end)}
         for key in keys:
             if last is None or day > last:
                 record(
@@ -151,12 +223,15 @@ def run_range(
             if key in failed_refs:
                 record(PartitionOutcome(key, day, False, "reference profile failed"))
                 continue
+            selection = [feature_profile, drift_report]
+            if config.model(key).outcomes is not None:
+                selection.append(performance_report)
             res = dg.materialize(
-                every,
-                selection=[feature_profile, drift_report],
+                ALL_ASSETS,
+                selection=selection,
                 partition_key=partition_key(day, key),
                 instance=instance,
-                resources=resources,
+                resources=launcher.resources,
                 raise_on_error=False,
                 run_config=quiet,
                 tags={"aiops/launched_by": "aiops-run"},
@@ -166,4 +241,7 @@ def run_range(
                     key, day, res.success, "" if res.success else _failure_message(res)
                 )
             )
+        if replay and (i % label_tick_days == label_tick_days - 1 or i == len(days) - 1):
+            launcher.tick(late_labels_sensor, [performance_report], record)
+            launcher.tick(retrain_sensor, [retrained_model], record)
     return outcome

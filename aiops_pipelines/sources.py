@@ -139,6 +139,35 @@ class Source:
             if len(chunk):
                 yield chunk.reset_index(drop=True)
 
+    def lookup(
+        self, id_col: str, ids: Sequence[str], columns: Sequence[str], batch: int = 500
+    ) -> Iterator[pd.DataFrame]:
+        """The rows whose `id_col` is one of `ids`, in batches (an index lookup in SQL)."""
+        ids = list(dict.fromkeys(str(i) for i in ids))
+        cols = list(dict.fromkeys([id_col, *columns]))
+        if self.config.parquet:
+            ds = self._dataset()
+            self._require(cols)
+            for lo in range(0, len(ids), 50_000):
+                wanted = pa.array(ids[lo : lo + 50_000], type=ds.schema.field(id_col).type)
+                table = ds.to_table(columns=cols, filter=pads.field(id_col).isin(wanted))
+                if table.num_rows:
+                    yield table.to_pandas()
+            return
+        eng = engine_for(self.config.url or "")
+        self._require(cols)
+        inner, params = self._sql_select(eng, cols, None)
+        qid = _quote(eng, id_col, "column")
+        with eng.connect() as conn:
+            for lo in range(0, len(ids), batch):
+                part = ids[lo : lo + batch]
+                names = {f"id{i}": v for i, v in enumerate(part)}
+                marks = ", ".join(f":{k}" for k in names)
+                sql = sa.text(f"SELECT * FROM ({inner}) AS l WHERE {qid} IN ({marks})")
+                frame = pd.read_sql_query(sql, conn, params={**params, **names})
+                if len(frame):
+                    yield frame
+
     def duplicate_ids(
         self, id_col: str, timestamp_col: str, start: datetime, end: datetime, limit: int = 5
     ) -> list[str]:

@@ -166,3 +166,44 @@ class PartitionRun:
         name = Path(path).name
         sub = f"{artifact_path}/{name}" if artifact_path else name
         return f"{run.info.artifact_uri}/{sub}"
+
+
+@contextmanager
+def fluent_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's global tracking and registry URI at `uri`, then restore what was there.
+
+    `mlflow.sklearn.log_model` and `models:/` URIs only work through the global (fluent) state;
+    restoring it keeps a caller's own MLflow setup (and environment variables) untouched.
+    """
+    import mlflow
+    from mlflow.tracking._model_registry import utils as reg_utils
+    from mlflow.tracking._tracking_service import utils as trk_utils
+
+    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    prev_trk = getattr(trk_utils, "_tracking_uri", None)
+    prev_reg = getattr(reg_utils, "_registry_uri", None)
+    outer = mlflow.active_run()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        # a run left open by an exception inside is ours; a caller's own run is not
+        while (run := mlflow.active_run()) is not None and (
+            outer is None or run.info.run_id != outer.info.run_id
+        ):
+            mlflow.end_run("FAILED")
+        mlflow.set_tracking_uri(prev_trk)  # type: ignore[arg-type]  # None means "unset"
+        reg_utils._registry_uri = prev_reg
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def trusted_types(model: Any) -> list[str]:
+    """The types skops must trust to load `model` back: we built it, so all of them."""
+    import skops.io
+
+    return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
+from assets.performance import performance_report
 
 reference_job = dg.define_asset_job(
     "reference_job",
@@ -14,8 +16,20 @@ reference_job = dg.define_asset_job(
 
 daily_monitoring_job = dg.define_asset_job(
     "daily_monitoring_job",
-    selection=[feature_profile, drift_report],
-    description="Profile a day of predictions and compute its drift report, per model.",
+    selection=[feature_profile, drift_report, performance_report],
+    description="Profile a day of predictions, its drift and its performance so far, per model.",
+)
+
+performance_job = dg.define_asset_job(
+    "performance_job",
+    selection=[performance_report],
+    description="Re-judge a day's performance as its late labels arrive.",
+)
+
+retrain_job = dg.define_asset_job(
+    "retrain_job",
+    selection=[retrained_model],
+    description="Train a candidate on recent labelled data; challenger only if it wins.",
 )
 
 daily_monitoring_schedule = dg.build_schedule_from_partitioned_job(

@@ -13,6 +13,7 @@ import dagster as dg
 import pandas as pd
 
 from aiops_pipelines.config import AppConfig, ModelConfig
+from aiops_pipelines.labels import read_reference_labelled
 from aiops_pipelines.monitor import (
     REFERENCE_PARTITION,
     drift_for_day,
@@ -24,6 +25,7 @@ from aiops_pipelines.monitor import (
     unseen_shares,
 )
 from aiops_pipelines.partitions import date_x_model, model_partitions, split_key
+from aiops_pipelines.performance import reference_performance
 from aiops_pipelines.profile import DatasetProfile
 from aiops_pipelines.resources import (
     MlflowResource,
@@ -84,7 +86,14 @@ def reference_profile(
     model = cfg.model(context.partition_key)
     res = profile_reference(model, sample_rows=sources.sample_rows)
     sample_path = save_sample(res.sample, _sample_path(cfg, model, REFERENCE_PARTITION))
-    payload = {"profile": res.profile.to_dict(), "dtypes": dtype_families(res.sample)}
+    payload: dict[str, Any] = {
+        "profile": res.profile.to_dict(),
+        "dtypes": dtype_families(res.sample),
+    }
+    labelled = read_reference_labelled(model)
+    perf = reference_performance(model, labelled) if labelled is not None else None
+    if perf is not None:
+        payload["performance"] = perf.to_dict()
     null_rates = {name: c.null_rate for name, c in res.profile.columns.items()}
     metrics = {("rows", ""): float(res.profile.n_rows)}
     metrics.update({("null_rate", c): v for c, v in null_rates.items()})
@@ -114,6 +123,7 @@ def reference_profile(
                     "rows": res.profile.n_rows,
                     "seconds": res.seconds,
                     **{f"null_rate.{c}": v for c, v in null_rates.items()},
+                    **({f"reference.{m}": v for m, v in perf.metrics.items()} if perf else {}),
                 }
             )
             run_id = run.run_id
@@ -123,6 +133,9 @@ def reference_profile(
             "dagster/row_count": res.profile.n_rows,
             "n_features": len(res.columns.features),
             "prediction_columns": ", ".join(res.columns.predictions) or "none",
+            "reference_performance": json.dumps(
+                {str(m): round(v, 4) for m, v in perf.metrics.items()} if perf else {}
+            ),
             "sample": dg.MetadataValue.path(str(sample_path)),
             "seconds": res.seconds,
             "mlflow_run_id": run_id or "",

@@ -17,11 +17,13 @@ from aiops_pipelines.partitions import MODELS, partition_key
 from aiops_pipelines.resources import MonitoringConfig, default_resources
 from aiops_pipelines.store import MonitoringStore
 from aiops_pipelines.tracking import experiment_name
+from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
+from assets.performance import performance_report
 from sensors.models import model_partitions_sensor
 
 END = date(2026, 3, 14)
-ALL = [reference_profile, feature_profile, drift_report]
+ALL = [reference_profile, feature_profile, drift_report, performance_report, retrained_model]
 
 
 @pytest.fixture(scope="module")
@@ -73,13 +75,20 @@ def _prepare(world: DemoWorld, instance: dg.DagsterInstance, key: str) -> None:
 
 def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
     dg.Definitions.validate_loadable(defs)
-    assert defs.resolve_job_def("daily_monitoring_job")
-    assert defs.resolve_job_def("reference_job")
+    for job in ("daily_monitoring_job", "reference_job", "performance_job", "retrain_job"):
+        assert defs.resolve_job_def(job)
     assert defs.resolve_schedule_def("daily_monitoring_schedule")
-    assert defs.resolve_sensor_def("model_partitions_sensor")
+    for sensor in ("model_partitions_sensor", "late_labels_sensor", "retrain_sensor"):
+        assert defs.resolve_sensor_def(sensor)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"reference_profile", "feature_profile", "drift_report"}
+    assert keys == {
+        "reference_profile",
+        "feature_profile",
+        "drift_report",
+        "performance_report",
+        "retrained_model",
+    }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert checks == {
         ("reference_profile", "reference_row_count"),
@@ -90,6 +99,8 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         ("drift_report", "feature_drift"),
         ("drift_report", "dataset_drift"),
         ("drift_report", "prediction_drift"),
+        ("performance_report", "performance_decay"),
+        ("performance_report", "label_coverage"),
     }
 
 

@@ -1,0 +1,82 @@
+"""Late labels: re-materialize exactly the performance partitions whose coverage changed."""
+
+import json
+from datetime import timedelta
+
+import dagster as dg
+
+from aiops_pipelines.labels import label_arrivals
+from aiops_pipelines.partitions import MODELS, daily_partitions, partition_key
+from aiops_pipelines.resources import Clock, MonitoringConfig, StoreResource, parse_utc
+from assets.jobs import performance_job
+
+
+@dg.sensor(
+    job=performance_job,
+    minimum_interval_seconds=600,
+    description="Watches each model's outcomes source (cursor: the latest observed_at seen) "
+    "and requests performance_report for the (day, model) partitions that received labels.",
+)
+def late_labels_sensor(
+    context: dg.SensorEvaluationContext,
+    monitoring_config: MonitoringConfig,
+    store: StoreResource,
+    clock: Clock,
+) -> dg.SensorResult:
+    config = monitoring_config.load()
+    cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    now = clock.now()
+    # the last closed day, as of the clock (a replay's clock runs behind the real one)
+    last_partition = min(
+        daily_partitions.get_last_partition_key() or "",
+        (now - timedelta(days=1)).date().isoformat(),
+    )
+    requests: list[dg.RunRequest] = []
+    partitioned = set(context.instance.get_dynamic_partitions(MODELS))
+    for model in config.models:
+        if model.outcomes is None or model.key not in partitioned:
+            continue  # model_partitions_sensor adds new models first
+        window = timedelta(days=model.performance.label_window_days + 1)
+        since = parse_utc(cursor[model.key]) if model.key in cursor else now - window
+        arrivals = label_arrivals(model, since, now)
+        if arrivals.n_unknown:
+            store.open(config).record_action(
+                "late_labels_sensor",
+                "unknown_outcomes",
+                model.tenant,
+                model.name,
+                details={
+                    "count": arrivals.n_unknown,
+                    "examples": arrivals.unknown_examples,
+                    "since": since.isoformat(),
+                    "until": now.isoformat(),
+                },
+            )
+            context.log.warning(
+                f"{model.key}: {arrivals.n_unknown} outcomes match no prediction "
+                f"(e.g. {arrivals.unknown_examples}); they are dropped"
+            )
+        oldest = (now - window).date().isoformat()
+        for day, n_new in arrivals.by_day.items():
+            if (
+                day < config.start_date
+                or day < oldest
+                or last_partition is None
+                or day > last_partition
+            ):
+                continue
+            requests.append(
+                dg.RunRequest(
+                    partition_key=partition_key(day, model.key),
+                    run_key=f"labels:{model.key}:{day}:{arrivals.last_observed.isoformat()}",
+                    run_config=dg.RunConfig(
+                        ops={"performance_report": {"config": {"as_of": now.isoformat()}}}
+                    ),
+                    tags={"aiops/trigger": "late_labels", "aiops/new_labels": str(n_new)},
+                )
+            )
+        if arrivals.last_observed is not None:
+            cursor[model.key] = arrivals.last_observed.isoformat()
+        else:
+            cursor.setdefault(model.key, since.isoformat())
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
