@@ -47,7 +47,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _run(
-    config_path: Path, start: date, end: date, models: list[str] | None, render_html: bool
+    config_path: Path,
+    start: date,
+    end: date,
+    models: list[str] | None,
+    render_html: bool,
+    replay: bool = False,
 ) -> int:
     from tqdm import tqdm
 
@@ -59,18 +64,32 @@ def _run(
     bar = tqdm(total=total, unit="partition", desc="monitoring", file=sys.stderr)
 
     def progress(o) -> None:
-        if o.partition != "reference":
+        if o.kind == "daily":
             bar.update(1)
-        bar.set_postfix_str(f"{o.partition} {o.model}")
+            bar.set_postfix_str(f"{o.partition} {o.model}")
         if not o.success:
             tqdm.write(f"FAILED {o.model} {o.partition}: {o.error}", file=sys.stderr)
 
     outcome = run_range(
-        config_path, start, end, models=models, render_html=render_html, on_progress=progress
+        config_path,
+        start,
+        end,
+        models=models,
+        render_html=render_html,
+        replay=replay,
+        on_progress=progress,
     )
     bar.close()
-    ok = len(outcome.outcomes) - len(outcome.failed)
-    print(f"{ok} partitions succeeded, {len(outcome.failed)} failed")
+    daily = [o for o in outcome.outcomes if o.kind == "daily"]
+    failed_daily = [o for o in daily if not o.success]
+    print(f"{len(daily) - len(failed_daily)} partitions succeeded, {len(failed_daily)} failed")
+    by_sensor: dict[str, list[int]] = {}
+    for o in outcome.outcomes:
+        if o.kind not in ("daily", "reference"):
+            counts = by_sensor.setdefault(o.kind, [0, 0])
+            counts[0 if o.success else 1] += 1
+    for name, (ok, bad) in sorted(by_sensor.items()):
+        print(f"{name}: launched {ok + bad} runs ({bad} failed)")
     return 1 if outcome.failed else 0
 
 
@@ -150,7 +169,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from aiops_pipelines.demo import build_world, detection_summary
+    from aiops_pipelines.demo import actions_summary, build_world, detection_summary
     from aiops_pipelines.store import MonitoringStore
 
     home = Path(args.home).expanduser().resolve() if args.home else aiops_home()
@@ -176,8 +195,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     config = load_config(world.config_path)
     with MonitoringStore(config.storage.store_url) as store:
         summary = detection_summary(world.manifest, store.findings())
+        actions = actions_summary(demo_dir, store, config.storage.mlflow_tracking_uri)
     print()
     print(summary.render())
+    print(actions)
     print()
     print(f"Dagster UI:  make ui   (DAGSTER_HOME={home / 'dagster'})")
     print(

@@ -1473,3 +1473,65 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def label_lags(home: Path, sample: int = 20_000) -> dict[str, tuple[float, float]]:
+    """Median and 90th percentile of label lag in days per model, from the world's tables."""
+    out: dict[str, tuple[float, float]] = {}
+    with closing(sqlite3.connect(home / WORLD_DB)) as con:
+        for spec in SPECS:
+            rows = con.execute(
+                f"SELECT julianday(o.observed_at) - julianday(p.timestamp) "
+                f"FROM {spec.prefix}_outcomes o JOIN {spec.prefix}_predictions p "
+                f"ON o.request_id = p.request_id LIMIT {int(sample)}"
+            ).fetchall()
+            lags = np.array([r[0] for r in rows if r[0] is not None], dtype=float)
+            if len(lags):
+                out[spec.key] = (float(np.median(lags)), float(np.quantile(lags, 0.9)))
+    return out
+
+
+def actions_summary(home: Path, store: Any, tracking_uri: str) -> str:
+    """What the sensors did: retrains requested and run, and the registry aliases now."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    lines = ["Label lag (days from prediction to outcome): "]
+    lags = label_lags(home)
+    lines[0] += ", ".join(f"{k} median {m:.1f}, p90 {p:.1f}" for k, (m, p) in lags.items())
+    acts = store.actions()
+    lines.append("Actions:")
+    if acts.empty:
+        lines.append("  none")
+    for a in acts.itertuples():
+        d = a.details if isinstance(a.details, dict) else {}
+        key = f"{a.tenant}.{a.model}"
+        if a.action in ("retrain_requested", "retrain_dry_run"):
+            lines.append(
+                f"  {key:<13} {a.action:<17} trigger {d.get('reason')} on {d.get('trigger_day')}"
+                f" ({d.get('run_key')})"
+            )
+        elif a.action == "retrain":
+            w = d.get("window") or {}
+            metric = d.get("primary_metric", "")
+            cand = (d.get("candidate_metrics") or {}).get(metric)
+            champ = (d.get("champion_metrics") or {}).get(metric)
+            lines.append(
+                f"  {key:<13} {'retrain':<17} version {d.get('version')} on "
+                f"{w.get('start')}..{w.get('end')}: {metric} {cand:.3f} vs champion "
+                f"{champ:.3f}, beats champion: {d.get('beats_champion')}"
+                if cand is not None and champ is not None
+                else f"  {key:<13} retrain version {d.get('version')}"
+            )
+        else:
+            lines.append(f"  {key:<13} {a.action}")
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    lines.append("Registry aliases:")
+    for spec in SPECS:
+        try:
+            rm = client.get_registered_model(spec.key)
+        except MlflowException:
+            continue
+        aliases = ", ".join(f"{k}=v{v}" for k, v in sorted(rm.aliases.items()))
+        lines.append(f"  {spec.key:<13} {aliases}")
+    return "\n".join(lines) + "\n"

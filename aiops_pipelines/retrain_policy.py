@@ -68,6 +68,24 @@ def _last_request(store: MonitoringStore, model: ModelConfig, before: date) -> d
     return max(days) if days else None
 
 
+def _waiting_challenger(
+    store: MonitoringStore, model: ModelConfig, episode_start: date
+) -> dict[str, Any] | None:
+    """A retrain that already produced a winning candidate from this episode's data.
+
+    Retraining again while that challenger waits for promotion would only pile up versions
+    trained on the same problem: one retrain per episode, not one per cooldown window.
+    """
+    acts = store.actions(model.tenant, model.name, action="retrain")
+    for details in reversed(list(acts.get("details", []))):
+        if not isinstance(details, dict) or not details.get("beats_champion"):
+            continue
+        end = (details.get("window") or {}).get("end")
+        if end and date.fromisoformat(str(end)) >= episode_start:
+            return details
+    return None
+
+
 def decide(store: MonitoringStore, model: ModelConfig) -> RetrainDecision:
     """The retrain decision for a model, from everything stored about it now."""
     policy = model.retrain
@@ -125,6 +143,21 @@ def decide(store: MonitoringStore, model: ModelConfig) -> RetrainDecision:
     reason, day, evidence = trigger
     trigger_day = date.fromisoformat(day)
     window = cooldown_window(trigger_day, policy.cooldown_days)
+    episode = (
+        evidence.get("decay_since")
+        or (trigger_day - timedelta(days=policy.window_days)).isoformat()
+    )
+    waiting = _waiting_challenger(store, model, date.fromisoformat(str(episode)))
+    if waiting is not None:
+        return RetrainDecision(
+            model.key,
+            False,
+            f"challenger version {waiting.get('version')} from this episode's data awaits "
+            "promotion",
+            day,
+            window.isoformat(),
+            evidence,
+        )
     last = _last_request(store, model, trigger_day)
     if last is not None and (trigger_day - last).days < policy.cooldown_days:
         return RetrainDecision(

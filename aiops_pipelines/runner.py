@@ -121,7 +121,7 @@ class _Launcher:
                 instance=self.instance,
                 resources=self.resources,
                 raise_on_error=False,
-                run_config={**self.quiet, **(req.run_config or {})},
+                run_config={**(req.run_config or {}), **self.quiet},
                 tags={**req.tags, **tags},
             )
             launched += 1
