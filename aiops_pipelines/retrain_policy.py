@@ -105,7 +105,7 @@ def decide(store: MonitoringStore, model: ModelConfig) -> RetrainDecision:
                     {
                         "decay_since": state.since,
                         "severity": state.severity,
-                        "days": state.days,
+                        "days": state.days[-7:],  # the recent ones; the episode can be long
                         "metric": str(model.primary_metric),
                     },
                 )

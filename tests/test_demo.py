@@ -464,3 +464,35 @@ def test_detection_summary_all_detected_and_empty_findings() -> None:
             pd.DataFrame({"tenant": [], "model": [], "partition": [], "signal": [], "column": []}),
         )
     assert np.isfinite(len(empty.render()))
+
+
+def test_decay_is_graded_on_the_day_its_labels_raised_it() -> None:
+    manifest = {
+        "start": "2026-01-01",
+        "end": "2026-02-28",
+        "incidents": [
+            {
+                "id": 5,
+                "kind": "concept_shift",
+                "model": "globex.eta",
+                "start": "2026-01-10",
+                "end": None,
+                "columns": [],
+                "expected_signals": ["performance_decay"],
+                "allowed_signals": [],
+                "description": "",
+            }
+        ],
+    }
+
+    def finding(raised_on: str) -> pd.DataFrame:
+        df = _findings(
+            [("globex", "globex.eta", "2026-01-11", "performance_decay", "", "critical")]
+        )
+        df["evidence"] = [{"detected_at": f"{raised_on}T00:00:00+00:00"}]
+        return df
+
+    on_time = detection_summary(manifest, finding("2026-01-16")).incidents[0]
+    assert (on_time["status"], on_time["lag_days"]) == ("detected", 6)
+    too_late = detection_summary(manifest, finding("2026-02-10")).incidents[0]
+    assert too_late["status"] == "late"
