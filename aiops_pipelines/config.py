@@ -263,6 +263,36 @@ class RetrainPolicy(_Strict):
         return v
 
 
+class CanaryPolicy(_Strict):
+    """How a canary version is judged against the champion, every day, on per-prediction data.
+
+    The primary comparison is the per-prediction difference canary - champion of correctness
+    (classification) or of negated absolute error (regression), with an anytime-valid
+    confidence sequence, so looking every day does not inflate false rollbacks. `fail`: the
+    canary is credibly worse than `margin`, or a guardrail is breached; `pass`: after
+    `min_days` with label coverage above `min_coverage`, credibly not worse than `margin`.
+    """
+
+    enabled: bool = True
+    dry_run: bool = Field(False, description="record what would be done, change nothing")
+    margin: float = Field(
+        0.02, ge=0, description="allowed degradation (accuracy points; MAE units for regression)"
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="error rate of the sequential test")
+    n_star: int = Field(
+        5000, ge=10, description="labelled predictions where the sequence is tightest"
+    )
+    min_days: int = Field(7, ge=1, description="days of canary traffic before a pass")
+    min_coverage: float = Field(0.3, ge=0, le=1, description="label coverage needed to pass")
+    min_labels: int = Field(100, ge=1, description="fewer canary labels: inconclusive")
+    max_error_rate_increase: float = Field(
+        0.02, ge=0, description="guardrail: error (status != ok) rate increase, absolute"
+    )
+    max_latency_p95_ratio: float = Field(
+        1.5, ge=1, description="guardrail: canary p95 latency / champion p95 latency"
+    )
+
+
 class ModelConfig(_Named):
     task: TaskType
     features: FeatureSpec
@@ -280,6 +310,7 @@ class ModelConfig(_Named):
     thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
     performance: PerformancePolicy = Field(default_factory=PerformancePolicy)
     retrain: RetrainPolicy = Field(default_factory=RetrainPolicy)
+    canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
     registered_model: str | None = Field(None, description="MLflow registry name")
     tenant: str = Field("", description="filled in from the enclosing tenant")
 

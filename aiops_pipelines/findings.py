@@ -35,6 +35,8 @@ class Signal(StrEnum):
     UNSEEN_CATEGORY = "unseen_category"
     PERFORMANCE_DECAY = "performance_decay"
     ESTIMATED_PERFORMANCE_DECAY = "estimated_performance_decay"
+    CANARY_FAIL = "canary_fail"
+    CANARY_PASS = "canary_pass"
 
 
 def fingerprint(tenant: str, model: str, signal: str, column: str = "") -> str:
