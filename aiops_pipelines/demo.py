@@ -58,7 +58,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import threadpool_limits
 
-from aiops_pipelines.config import TaskType
+from aiops_pipelines.config import CanaryPolicy, PerformancePolicy, TaskType
 from aiops_pipelines.findings import Signal
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,16 @@ MODEL_LEVEL_SIGNALS: frozenset[str] = frozenset(
 )
 #: Labels arrive 1 to this many days after the prediction (see `_generate`).
 MAX_LABEL_LAG_DAYS = 14
-#: Signals judged on late labels: found when the labels let them be, not on the day itself.
-LABEL_SIGNALS: frozenset[str] = frozenset({Signal.PERFORMANCE_DECAY.value})
+#: Signals judged on late labels, graded on the day they were raised (not the partition day),
+#: with how many days after the incident's start still count as "detected": the label lag
+#: plus the persistence window (decay) or the minimum canary duration (pass).
+LABEL_SIGNALS: dict[str, int] = {
+    Signal.PERFORMANCE_DECAY.value: MAX_LABEL_LAG_DAYS + PerformancePolicy().persistence,
+    Signal.CANARY_FAIL.value: MAX_LABEL_LAG_DAYS,
+    Signal.CANARY_PASS.value: MAX_LABEL_LAG_DAYS + CanaryPolicy().min_days,
+}
+#: Findings that report good news: raised at severity info, still what the incident expects.
+INFO_SIGNALS: frozenset[str] = frozenset({Signal.CANARY_PASS.value})
 _RAISED = ("warning", "critical")
 _DAY_US = 86_400_000_000
 
@@ -438,6 +446,7 @@ _CALENDAR: tuple[tuple[int, str, str, int, int | None], ...] = (
     (4, "unseen_category", "acme.intent", 28, None),
     (5, "concept_shift", "globex.eta", 36, None),
     (6, "canary", "acme.churn", 44, None),
+    (7, "canary_good", "acme.intent", 32, None),
 )
 
 TENURE_SHIFT_SD = 0.5  # mean shift of tenure_months, in reference standard deviations
@@ -548,6 +557,20 @@ def _incident(iid: int, kind: str, model: str, start: int, end: int | None) -> _
             [pred, Signal.PERFORMANCE_DECAY.value, Signal.ESTIMATED_PERFORMANCE_DECAY.value],
             f"Version 2 (trained on a small, noisy sample) serves ~{CANARY_SHARE:.0%} of the "
             "traffic as a canary; it is clearly worse than the champion (version 1).",
+            {"canary_version": "2", "champion_version": "1", "share": CANARY_SHARE},
+        )
+    if kind == "canary_good":
+        return _Incident(
+            iid,
+            kind,
+            model,
+            start,
+            end,
+            [],
+            [Signal.CANARY_PASS.value],
+            [pred, Signal.ESTIMATED_PERFORMANCE_DECAY.value],
+            f"Version 2 (the champion's recipe, another seed) serves ~{CANARY_SHARE:.0%} of the "
+            "traffic as a canary; it is as good as the champion and should be promoted.",
             {"canary_version": "2", "champion_version": "1", "share": CANARY_SHARE},
         )
     if kind == "throughput_drop":
@@ -749,6 +772,7 @@ class _ModelData:
     canary_metrics: dict[str, float] = field(default_factory=dict)
     canary_params: dict[str, Any] = field(default_factory=dict)
     validation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    canary_start: str | None = None
 
 
 def _generate(
@@ -805,7 +829,7 @@ def _generate(
             x[col] = vals.astype(str)
         elif inc.kind == "concept_shift":
             concept |= rows
-        elif inc.kind == "canary":
+        elif inc.kind in ("canary", "canary_good"):
             canary_rows |= rows & (rng.random(n) < CANARY_SHARE)
     labels = spec.labels(rng, x, concept)
 
@@ -814,8 +838,15 @@ def _generate(
     data = _ModelData(reference, pd.DataFrame(), pd.DataFrame(), {}, champion, metrics, params)
     # reference performance must be measured on rows the champion never trained on
     data.validation = reference[_validation_rows(reference, seed)].reset_index(drop=True)
-    if any(i.kind == "canary" for i in mine):
-        data.canary, data.canary_metrics, data.canary_params = _train_canary(spec, reference, seed)
+    canary_inc = next((i for i in mine if i.kind in ("canary", "canary_good")), None)
+    if canary_inc is not None:
+        if canary_inc.kind == "canary":
+            data.canary, data.canary_metrics, data.canary_params = _train_canary(
+                spec, reference, seed
+            )
+        else:  # as good as the champion: the same recipe on the same rows, another seed
+            data.canary, data.canary_metrics, data.canary_params = _train(spec, reference, seed + 1)
+        data.canary_start = (start + timedelta(days=canary_inc.start)).isoformat()
         if canary_rows.any():
             cpred, cscore = _predict(spec, data.canary, feats[canary_rows])
             pred = pred.copy()
@@ -981,6 +1012,9 @@ def _register(home: Path, data: dict[str, _ModelData]) -> dict[str, dict[str, in
                     + ", ".join(f"{k}={v:.3f}" for k, v in metrics.items()),
                 )
                 registered[key][alias] = int(version)
+                if alias == "canary" and d.canary_start:
+                    # where the canary's traffic begins: the canary analysis starts there
+                    client.set_model_version_tag(key, version, "aiops.canary_start", d.canary_start)
             client.update_registered_model(
                 key, description=f"demo {spec.task.value} model of tenant '{spec.tenant}'"
             )
@@ -1285,7 +1319,6 @@ def detection_summary(
     findings: pd.DataFrame,
     *,
     monitored_days: Iterable[str] | None = None,
-    persistence: int = 2,
 ) -> DemoSummary:
     """Grade `findings` (tenant, model, partition, signal, column, severity) against the truth.
 
@@ -1316,7 +1349,9 @@ def detection_summary(
     f["signal"] = f["signal"].astype(str)
     f["partition"] = f["partition"].astype(str).str[:10]
     f["severity"] = f["severity"].astype(str).str.lower()
-    raised = f[f["severity"].isin(_RAISED)].copy()
+    raised = f[
+        f["severity"].isin(_RAISED) | (f["signal"].isin(INFO_SIGNALS) & (f["severity"] == "info"))
+    ].copy()
     raised["day"] = pd.to_datetime(raised["partition"]).dt.date
     raised["detected_day"] = pd.to_datetime(raised["detected"]).dt.date
     monitored = sorted(str(d)[:10] for d in monitored_days) if monitored_days is not None else None
@@ -1375,9 +1410,7 @@ def detection_summary(
                         else "warning"
                     )
                     lag = (first - start).days
-                    allowed = 1
-                    if sig in LABEL_SIGNALS:
-                        allowed = MAX_LABEL_LAG_DAYS + persistence
+                    allowed = LABEL_SIGNALS.get(sig, 1)
                     status = "detected" if lag <= allowed else "late"
                     row.update(first_detected=first.isoformat(), lag_days=lag, severity=sev)
                 elif monitored is not None and (not monitored or monitored[-1] < inc["start"]):
@@ -1392,7 +1425,7 @@ def detection_summary(
     changed = {
         (inc["model"], d)
         for inc in manifest["incidents"]
-        if set(inc["expected_signals"]) & DRIFT_SIGNALS or inc["kind"] == "canary"
+        if set(inc["expected_signals"]) & DRIFT_SIGNALS or inc["kind"].startswith("canary")
         for d in days
         if date.fromisoformat(inc["start"]) <= d
         and (inc["end"] is None or d <= date.fromisoformat(inc["end"]))

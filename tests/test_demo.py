@@ -172,6 +172,7 @@ def test_manifest_names_real_signals_and_scaled_days(world: DemoWorld) -> None:
         "null_rate",
         "unseen_category",
         "canary",
+        "canary_good",
         "throughput_drop",
     }
     start = date.fromisoformat(on_disk["start"])
@@ -348,12 +349,12 @@ MANIFEST = {
         },
         {
             "id": 4,
-            "kind": "canary",
+            "kind": "throughput_drop",
             "model": "acme.churn",
             "start": "2026-01-20",
             "end": None,
             "columns": [],
-            "expected_signals": ["canary_fail"],
+            "expected_signals": ["throughput_anomaly"],
             "allowed_signals": ["prediction_drift"],
             "description": "",
         },
@@ -411,7 +412,7 @@ def test_detection_summary_grades_lag_misses_and_false_alarms() -> None:
     assert rows[(2, "null_rate_drift", "traffic_index")]["status"] == "missed"
     late = rows[(3, "unseen_category", "channel")]
     assert (late["status"], late["lag_days"]) == ("late", 3)
-    assert rows[(4, "canary_fail", "")]["status"] == "not in scope yet"
+    assert rows[(4, "throughput_anomaly", "")]["status"] == "not in scope yet"
     assert not summary.all_detected
 
     alarms = {(a["model"], a["partition"], a["signal"], a["column"]) for a in summary.false_alarms}
