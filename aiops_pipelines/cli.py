@@ -212,6 +212,34 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_canary(args: argparse.Namespace) -> int:
+    from aiops_pipelines import lifecycle
+    from aiops_pipelines.store import MonitoringStore
+
+    config = load_config(args.config)
+    model = config.model(args.model)
+    uri = config.storage.mlflow_tracking_uri
+    with MonitoringStore(config.storage.store_url) as store:
+        common = {"store": store, "tenant": model.tenant, "model": model.name}
+        if args.action == "start":
+            change = lifecycle.start_canary(
+                uri,
+                model.registry_name,
+                args.version,
+                actor="cli",
+                partition_day=args.day.isoformat() if args.day else None,
+                **common,
+            )
+        elif args.action == "restore":
+            change = lifecycle.restore_previous_champion(uri, model.registry_name, **common)
+        else:
+            print(json.dumps(lifecycle.aliases(uri, model.registry_name), indent=1))
+            return 0
+    print(change.message)
+    print(f"aliases now: {change.aliases_after}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -248,6 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--end", type=_date, help="last partition (YYYY-MM-DD)")
     rep.add_argument("--findings", action="store_true", help="table/csv: findings only")
     rep.set_defaults(func=cmd_report)
+    c = sub.add_parser(
+        "canary",
+        help="start a canary (default: the retrained challenger), restore the previous "
+        "champion, or show the aliases",
+    )
+    c.add_argument("action", choices=["start", "restore", "show"])
+    c.add_argument("--config", required=True)
+    c.add_argument("--model", required=True, help="tenant.model")
+    c.add_argument("--version", help="start: the version (default: the challenger)")
+    c.add_argument("--day", type=_date, help="start: first day of canary traffic (default today)")
+    c.set_defaults(func=cmd_canary)
     return p
 
 

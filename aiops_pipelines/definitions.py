@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from aiops_pipelines.resources import default_resources
+from assets.canary import canary_report
 from assets.jobs import (
     daily_monitoring_job,
     daily_monitoring_schedule,
@@ -12,17 +13,32 @@ from assets.jobs import (
     reference_job,
     retrain_job,
 )
-from assets.lifecycle import retrained_model
+from assets.lifecycle import promote_canary, retrained_model, rollback_canary
 from assets.monitoring import drift_report, feature_profile, reference_profile
 from assets.performance import performance_report
+from sensors.canary import canary_verdict_sensor
 from sensors.labels import late_labels_sensor
 from sensors.models import model_partitions_sensor
 from sensors.retrain import retrain_sensor
 
 defs = dg.Definitions(
-    assets=[reference_profile, feature_profile, drift_report, performance_report, retrained_model],
-    jobs=[reference_job, daily_monitoring_job, performance_job, retrain_job],
+    assets=[
+        reference_profile,
+        feature_profile,
+        drift_report,
+        performance_report,
+        canary_report,
+        retrained_model,
+    ],
+    jobs=[
+        reference_job,
+        daily_monitoring_job,
+        performance_job,
+        retrain_job,
+        rollback_canary,
+        promote_canary,
+    ],
     schedules=[daily_monitoring_schedule],
-    sensors=[model_partitions_sensor, late_labels_sensor, retrain_sensor],
+    sensors=[model_partitions_sensor, late_labels_sensor, retrain_sensor, canary_verdict_sensor],
     resources=default_resources(),
 )

@@ -457,6 +457,11 @@ NULL_RATE_TO = 0.30  # traffic_index missing share inside the outage window (fro
 UNSEEN_VALUE = "voice_assistant"
 UNSEEN_SHARE = 0.10
 CANARY_SHARE = 0.10
+#: The good canary gets more traffic: proving "not worse" takes more data than proving worse.
+GOOD_CANARY_SHARE = 0.25
+#: Its non-inferiority margin (accuracy points) in the demo config: a 4-class model at ~62%
+#: accuracy with a quarter of the traffic can show "no worse than 5 points" in about a week.
+GOOD_CANARY_MARGIN = 0.05
 CANARY_LABEL_NOISE = 0.2
 THROUGHPUT_FACTOR = 0.20  # share of normal traffic left on a throughput-drop day
 
@@ -569,9 +574,9 @@ def _incident(iid: int, kind: str, model: str, start: int, end: int | None) -> _
             [],
             [Signal.CANARY_PASS.value],
             [pred, Signal.ESTIMATED_PERFORMANCE_DECAY.value],
-            f"Version 2 (the champion's recipe, another seed) serves ~{CANARY_SHARE:.0%} of the "
-            "traffic as a canary; it is as good as the champion and should be promoted.",
-            {"canary_version": "2", "champion_version": "1", "share": CANARY_SHARE},
+            f"Version 2 (the champion's recipe, another seed) serves ~{GOOD_CANARY_SHARE:.0%} of "
+            "the traffic as a canary; it is as good as the champion and should be promoted.",
+            {"canary_version": "2", "champion_version": "1", "share": GOOD_CANARY_SHARE},
         )
     if kind == "throughput_drop":
         return _Incident(
@@ -830,7 +835,8 @@ def _generate(
         elif inc.kind == "concept_shift":
             concept |= rows
         elif inc.kind in ("canary", "canary_good"):
-            canary_rows |= rows & (rng.random(n) < CANARY_SHARE)
+            share = GOOD_CANARY_SHARE if inc.kind == "canary_good" else CANARY_SHARE
+            canary_rows |= rows & (rng.random(n) < share)
     labels = spec.labels(rng, x, concept)
 
     feats = x[spec.numeric + spec.categorical]
@@ -1045,6 +1051,8 @@ def _config(start: date) -> dict[str, Any]:
         }
         if spec.classes:
             m["classes"] = list(spec.classes)
+        if any(kind == "canary_good" and model == spec.key for _, kind, model, _, _ in _CALENDAR):
+            m["canary"] = {"margin": GOOD_CANARY_MARGIN}
         if not columns:
             del m["columns"]
         tenants.setdefault(spec.tenant, []).append(m)

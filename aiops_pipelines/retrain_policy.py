@@ -76,9 +76,17 @@ def _waiting_challenger(
     Retraining again while that challenger waits for promotion would only pile up versions
     trained on the same problem: one retrain per episode, not one per cooldown window.
     """
-    acts = store.actions(model.tenant, model.name, action="retrain")
-    for details in reversed(list(acts.get("details", []))):
+    acts = store.actions(model.tenant, model.name)
+    decided = {  # a challenger that was rolled back or promoted no longer waits
+        str(d.get("version"))
+        for a, d in zip(acts.get("action", []), acts.get("details", []), strict=True)
+        if a in ("rollback_canary", "promote_canary") and isinstance(d, dict)
+    }
+    retrains = acts[acts["action"] == "retrain"] if not acts.empty else acts
+    for details in reversed(list(retrains.get("details", []))):
         if not isinstance(details, dict) or not details.get("beats_champion"):
+            continue
+        if str(details.get("version")) in decided:
             continue
         end = (details.get("window") or {}).get("end")
         if end and date.fromisoformat(str(end)) >= episode_start:

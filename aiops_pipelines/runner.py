@@ -20,13 +20,22 @@ from aiops_pipelines.errors import AiopsError, ConfigError
 from aiops_pipelines.partitions import MODELS, daily_partitions, partition_key
 from aiops_pipelines.resources import Clock, MonitoringConfig, SourceSettings, default_resources
 from aiops_pipelines.store import MonitoringStore
+from assets.canary import canary_report
 from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
 from assets.performance import performance_report
+from sensors.canary import canary_verdict_sensor
 from sensors.labels import late_labels_sensor
 from sensors.retrain import retrain_sensor
 
-ALL_ASSETS = [reference_profile, feature_profile, drift_report, performance_report, retrained_model]
+ALL_ASSETS = [
+    reference_profile,
+    feature_profile,
+    drift_report,
+    performance_report,
+    canary_report,
+    retrained_model,
+]
 
 DAGSTER_YAML = """\
 telemetry:
@@ -96,7 +105,7 @@ class _Launcher:
         self.quiet = quiet
         self.cursors: dict[str, str | None] = {}
 
-    def tick(self, sensor: dg.SensorDefinition, selection: list, record) -> int:
+    def tick(self, sensor: dg.SensorDefinition, selection: list | None, record) -> int:
         from aiops_pipelines.definitions import defs
 
         ctx = dg.build_sensor_context(
@@ -114,16 +123,28 @@ class _Launcher:
             tags = {"dagster/run_key": req.run_key, "dagster/sensor_name": sensor.name}
             if req.run_key and self.instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1):
                 continue  # the daemon never launches the same run key twice
-            res = dg.materialize(
-                ALL_ASSETS,
-                selection=selection,
-                partition_key=req.partition_key,
-                instance=self.instance,
-                resources=self.resources,
-                raise_on_error=False,
-                run_config={**(req.run_config or {}), **self.quiet},
-                tags={**req.tags, **tags},
-            )
+            run_config = {**(req.run_config or {}), **self.quiet}
+            if req.job_name and selection is None:  # an op job (rollback, promotion)
+                from aiops_pipelines.definitions import defs
+
+                res = defs.resolve_job_def(req.job_name).execute_in_process(
+                    run_config=run_config,
+                    instance=self.instance,
+                    resources=self.resources,
+                    raise_on_error=False,
+                    tags={**req.tags, **tags},
+                )
+            else:
+                res = dg.materialize(
+                    ALL_ASSETS,
+                    selection=selection,
+                    partition_key=req.partition_key,
+                    instance=self.instance,
+                    resources=self.resources,
+                    raise_on_error=False,
+                    run_config=run_config,
+                    tags={**req.tags, **tags},
+                )
             launched += 1
             record(
                 PartitionOutcome(
@@ -223,7 +244,7 @@ def run_range(
             if key in failed_refs:
                 record(PartitionOutcome(key, day, False, "reference profile failed"))
                 continue
-            selection = [feature_profile, drift_report]
+            selection = [feature_profile, drift_report, canary_report]
             if config.model(key).outcomes is not None:
                 selection.append(performance_report)
             res = dg.materialize(
@@ -241,6 +262,8 @@ def run_range(
                     key, day, res.success, "" if res.success else _failure_message(res)
                 )
             )
+        if replay:
+            launcher.tick(canary_verdict_sensor, None, record)  # cheap: it reads verdicts
         if replay and (i % label_tick_days == label_tick_days - 1 or i == len(days) - 1):
             launcher.tick(late_labels_sensor, [performance_report], record)
             launcher.tick(retrain_sensor, [retrained_model], record)

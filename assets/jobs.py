@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.canary import canary_report
 from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
 from assets.performance import performance_report
@@ -16,7 +17,7 @@ reference_job = dg.define_asset_job(
 
 daily_monitoring_job = dg.define_asset_job(
     "daily_monitoring_job",
-    selection=[feature_profile, drift_report, performance_report],
+    selection=[feature_profile, drift_report, performance_report, canary_report],
     description="Profile a day of predictions, its drift and its performance so far, per model.",
 )
 

@@ -6,6 +6,8 @@ from datetime import date
 import dagster as dg
 from pydantic import Field
 
+from aiops_pipelines.lifecycle import promote_canary as promote_canary_version
+from aiops_pipelines.lifecycle import rollback_canary as rollback_canary_version
 from aiops_pipelines.partitions import model_partitions
 from aiops_pipelines.resources import (
     Clock,
@@ -84,3 +86,61 @@ def retrained_model(
             "mlflow_run_id": result.run_id,
         }
     )
+
+
+class CanaryActionConfig(dg.Config):
+    model: str = Field(description="tenant.model")
+    version: str = Field(description="the canary version the verdict was about")
+    verdict_partition: str = Field(description="the canary_report partition with the verdict")
+    evidence: str = Field(default="{}", description="JSON evidence of the verdict")
+
+
+def _act(
+    context: dg.OpExecutionContext, config: CanaryActionConfig, monitoring_config, store, action
+) -> dict:
+    cfg = monitoring_config.load()
+    model = cfg.model(config.model)
+    evidence = {**json.loads(config.evidence or "{}"), "partition": config.verdict_partition}
+    result = action(
+        cfg.storage.mlflow_tracking_uri,
+        model.registry_name,
+        config.version,
+        evidence,
+        store=store.open(cfg),
+        tenant=model.tenant,
+        model=model.name,
+        dry_run=model.canary.dry_run,
+        partition_day=config.verdict_partition,
+    )
+    context.log.info(f"{model.key} v{config.version}: {result.message}")
+    return {"model": model.key, "version": config.version, "result": result.message}
+
+
+@dg.op(description="Remove the canary alias, tag the version rolled back, audit it.")
+def rollback_canary_op(
+    context: dg.OpExecutionContext,
+    config: CanaryActionConfig,
+    monitoring_config: MonitoringConfig,
+    store: StoreResource,
+) -> dict:
+    return _act(context, config, monitoring_config, store, rollback_canary_version)
+
+
+@dg.op(description="champion <- canary; the previous champion keeps alias previous_champion.")
+def promote_canary_op(
+    context: dg.OpExecutionContext,
+    config: CanaryActionConfig,
+    monitoring_config: MonitoringConfig,
+    store: StoreResource,
+) -> dict:
+    return _act(context, config, monitoring_config, store, promote_canary_version)
+
+
+@dg.job(description="Roll a failing canary back (launched by canary_verdict_sensor).")
+def rollback_canary() -> None:
+    rollback_canary_op()
+
+
+@dg.job(description="Promote a canary that passed (launched by canary_verdict_sensor).")
+def promote_canary() -> None:
+    promote_canary_op()
