@@ -1564,6 +1564,11 @@ def actions_summary(home: Path, store: Any, tracking_uri: str) -> str:
                 if cand is not None and champ is not None
                 else f"  {key:<13} retrain version {d.get('version')}"
             )
+        elif a.action.startswith(("rollback_canary", "promote_canary")):
+            lines.append(
+                f"  {key:<13} {a.action:<17} version {d.get('version')} on the verdict of "
+                f"{a.partition}: aliases now {d.get('aliases_after')}"
+            )
         else:
             lines.append(f"  {key:<13} {a.action}")
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
