@@ -75,10 +75,22 @@ def _prepare(world: DemoWorld, instance: dg.DagsterInstance, key: str) -> None:
 
 def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
     dg.Definitions.validate_loadable(defs)
-    for job in ("daily_monitoring_job", "reference_job", "performance_job", "retrain_job"):
+    for job in (
+        "daily_monitoring_job",
+        "reference_job",
+        "performance_job",
+        "retrain_job",
+        "rollback_canary",
+        "promote_canary",
+    ):
         assert defs.resolve_job_def(job)
     assert defs.resolve_schedule_def("daily_monitoring_schedule")
-    for sensor in ("model_partitions_sensor", "late_labels_sensor", "retrain_sensor"):
+    for sensor in (
+        "model_partitions_sensor",
+        "late_labels_sensor",
+        "retrain_sensor",
+        "canary_verdict_sensor",
+    ):
         assert defs.resolve_sensor_def(sensor)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
@@ -87,6 +99,7 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         "feature_profile",
         "drift_report",
         "performance_report",
+        "canary_report",
         "retrained_model",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
@@ -101,6 +114,7 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         ("drift_report", "prediction_drift"),
         ("performance_report", "performance_decay"),
         ("performance_report", "label_coverage"),
+        ("canary_report", "canary_verdict"),
     }
 
 
