@@ -21,15 +21,17 @@ from sensors.labels import late_labels_sensor
 from sensors.models import model_partitions_sensor
 from sensors.retrain import retrain_sensor
 
+ASSETS = [
+    reference_profile,
+    feature_profile,
+    drift_report,
+    performance_report,
+    canary_report,
+    retrained_model,
+]
+
 defs = dg.Definitions(
-    assets=[
-        reference_profile,
-        feature_profile,
-        drift_report,
-        performance_report,
-        canary_report,
-        retrained_model,
-    ],
+    assets=ASSETS,
     jobs=[
         reference_job,
         daily_monitoring_job,

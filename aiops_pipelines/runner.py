@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from aiops_pipelines.config import AppConfig, aiops_home, load_config
+from aiops_pipelines.definitions import ASSETS, defs
 from aiops_pipelines.errors import AiopsError, ConfigError
 from aiops_pipelines.partitions import MODELS, daily_partitions, partition_key
 from aiops_pipelines.resources import Clock, MonitoringConfig, SourceSettings, default_resources
@@ -28,14 +29,7 @@ from sensors.canary import canary_verdict_sensor
 from sensors.labels import late_labels_sensor
 from sensors.retrain import retrain_sensor
 
-ALL_ASSETS = [
-    reference_profile,
-    feature_profile,
-    drift_report,
-    performance_report,
-    canary_report,
-    retrained_model,
-]
+ALL_ASSETS = ASSETS  # every asset, so any selection resolves its upstream keys
 
 DAGSTER_YAML = """\
 telemetry:
@@ -106,8 +100,6 @@ class _Launcher:
         self.cursors: dict[str, str | None] = {}
 
     def tick(self, sensor: dg.SensorDefinition, selection: list | None, record) -> int:
-        from aiops_pipelines.definitions import defs
-
         ctx = dg.build_sensor_context(
             definitions=defs,
             instance=self.instance,
@@ -125,8 +117,6 @@ class _Launcher:
                 continue  # the daemon never launches the same run key twice
             run_config = {**(req.run_config or {}), **self.quiet}
             if req.job_name and selection is None:  # an op job (rollback, promotion)
-                from aiops_pipelines.definitions import defs
-
                 res = defs.resolve_job_def(req.job_name).execute_in_process(
                     run_config=run_config,
                     instance=self.instance,
