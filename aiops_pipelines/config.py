@@ -293,6 +293,17 @@ class CanaryPolicy(_Strict):
     )
 
 
+class OpsPolicy(_Strict):
+    """Operational signals: anomaly detection on hourly series, and the serving cost."""
+
+    unit_cost_per_hour: float | None = Field(
+        None, ge=0, description="serving cost per hour; gives cost per 1,000 predictions"
+    )
+    z: float = Field(4.0, gt=0, description="robust z-score beyond which an hour is anomalous")
+    persistence: int = Field(2, ge=1, description="consecutive anomalous hours before a finding")
+    history_days: int = Field(28, ge=1, description="days of history for the seasonal baseline")
+
+
 class ModelConfig(_Named):
     task: TaskType
     features: FeatureSpec
@@ -311,6 +322,7 @@ class ModelConfig(_Named):
     performance: PerformancePolicy = Field(default_factory=PerformancePolicy)
     retrain: RetrainPolicy = Field(default_factory=RetrainPolicy)
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
+    ops: OpsPolicy = Field(default_factory=OpsPolicy)
     registered_model: str | None = Field(None, description="MLflow registry name")
     tenant: str = Field("", description="filled in from the enclosing tenant")
 

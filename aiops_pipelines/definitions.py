@@ -15,8 +15,10 @@ from assets.jobs import (
 )
 from assets.lifecycle import promote_canary, retrained_model, rollback_canary
 from assets.monitoring import drift_report, feature_profile, reference_profile
+from assets.ops import ops_report
 from assets.performance import performance_report
 from sensors.canary import canary_verdict_sensor
+from sensors.failures import pipeline_failure_sensor
 from sensors.labels import late_labels_sensor
 from sensors.models import model_partitions_sensor
 from sensors.retrain import retrain_sensor
@@ -27,6 +29,7 @@ ASSETS = [
     drift_report,
     performance_report,
     canary_report,
+    ops_report,
     retrained_model,
 ]
 
@@ -41,6 +44,12 @@ defs = dg.Definitions(
         promote_canary,
     ],
     schedules=[daily_monitoring_schedule],
-    sensors=[model_partitions_sensor, late_labels_sensor, retrain_sensor, canary_verdict_sensor],
+    sensors=[
+        model_partitions_sensor,
+        late_labels_sensor,
+        retrain_sensor,
+        canary_verdict_sensor,
+        pipeline_failure_sensor,
+    ],
     resources=default_resources(),
 )

@@ -37,6 +37,11 @@ class Signal(StrEnum):
     ESTIMATED_PERFORMANCE_DECAY = "estimated_performance_decay"
     CANARY_FAIL = "canary_fail"
     CANARY_PASS = "canary_pass"
+    THROUGHPUT_ANOMALY = "throughput_anomaly"
+    LATENCY_REGRESSION = "latency_regression"
+    ERROR_RATE_ANOMALY = "error_rate_anomaly"
+    RESIDUAL_ANOMALY = "residual_anomaly"
+    PIPELINE_FAILURE = "pipeline_failure"
 
 
 def fingerprint(tenant: str, model: str, signal: str, column: str = "") -> str:

@@ -24,6 +24,7 @@ from aiops_pipelines.store import MonitoringStore
 from assets.canary import canary_report
 from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
+from assets.ops import ops_report
 from assets.performance import performance_report
 from sensors.canary import canary_verdict_sensor
 from sensors.labels import late_labels_sensor
@@ -234,7 +235,7 @@ def run_range(
             if key in failed_refs:
                 record(PartitionOutcome(key, day, False, "reference profile failed"))
                 continue
-            selection = [feature_profile, drift_report, canary_report]
+            selection = [feature_profile, drift_report, canary_report, ops_report]
             if config.model(key).outcomes is not None:
                 selection.append(performance_report)
             res = dg.materialize(

@@ -491,6 +491,18 @@ class MonitoringStore:
             if profile_row is not None:
                 conn.execute(profiles_table.insert(), profile_row)
 
+    def record_finding(self, finding: Finding) -> None:
+        """Store one finding outside a partition's replace (events such as a failed run):
+        the same (tenant, model, partition, asset, signal, column) replaces, never duplicates."""
+        now = _now()
+        row = self._finding_row(
+            finding, finding.tenant, finding.model, finding.partition, finding.asset, now
+        )
+        key = {k: row[k] for k in ("tenant", "model", "partition", "asset", "signal", "column")}
+        with self._begin_write() as conn:
+            conn.execute(findings_table.delete().where(*_where(findings_table, **key)))
+            conn.execute(findings_table.insert(), [row])
+
     @staticmethod
     def _finding_row(
         f: Finding, tenant: str, model: str, partition: str, asset: str, now: dt.datetime

@@ -7,6 +7,7 @@ import dagster as dg
 from assets.canary import canary_report
 from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
+from assets.ops import ops_report
 from assets.performance import performance_report
 
 reference_job = dg.define_asset_job(
@@ -17,7 +18,7 @@ reference_job = dg.define_asset_job(
 
 daily_monitoring_job = dg.define_asset_job(
     "daily_monitoring_job",
-    selection=[feature_profile, drift_report, performance_report, canary_report],
+    selection=[feature_profile, drift_report, performance_report, canary_report, ops_report],
     description="Profile a day of predictions, its drift and its performance so far, per model.",
 )
 

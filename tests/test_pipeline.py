@@ -100,6 +100,7 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         "drift_report",
         "performance_report",
         "canary_report",
+        "ops_report",
         "retrained_model",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
@@ -115,6 +116,9 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         ("performance_report", "performance_decay"),
         ("performance_report", "label_coverage"),
         ("canary_report", "canary_verdict"),
+        ("ops_report", "throughput"),
+        ("ops_report", "latency"),
+        ("ops_report", "error_rate"),
     }
 
 

@@ -1,0 +1,61 @@
+"""Failed monitoring runs become findings: a broken pipeline is an incident too."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from aiops_pipelines.findings import Finding, Severity, Signal
+from aiops_pipelines.resources import MonitoringConfig, StoreResource
+
+
+def _error_message(context: dg.RunFailureSensorContext) -> str:
+    for event in context.get_step_failure_events():
+        err = event.step_failure_data.error if event.step_failure_data else None
+        while err is not None and err.cause is not None:
+            err = err.cause
+        if err is not None:
+            return f"{event.step_key}: {err.message.strip()}"
+    return context.failure_event.message or "run failed"
+
+
+@dg.run_failure_sensor(
+    name="pipeline_failure_sensor",
+    minimum_interval_seconds=60,
+    description="Turns every failed run of this code location into a critical "
+    "'pipeline_failure' finding of the model and day it was for, with the run id and error.",
+)
+def pipeline_failure_sensor(
+    context: dg.RunFailureSensorContext,
+    monitoring_config: MonitoringConfig,
+    store: StoreResource,
+) -> None:
+    run = context.dagster_run
+    tags = run.tags
+    partition = tags.get("dagster/partition", "")
+    day, _, model_key = partition.partition("|") if "|" in partition else ("", "", partition)
+    config = monitoring_config.load()
+    known = {m.key: m for m in config.models}
+    model = known.get(model_key or tags.get("dagster/partition/model", ""))
+    tenant, name = (model.tenant, model.name) if model else ("", "pipeline")
+    day = day or tags.get("dagster/partition/date") or datetime.now(UTC).date().isoformat()
+    error = _error_message(context)
+    store.open(config).record_finding(
+        Finding(
+            tenant=tenant,
+            model=name,
+            partition=day,
+            asset="pipeline",
+            signal=Signal.PIPELINE_FAILURE.value,
+            severity=Severity.CRITICAL,
+            value=1.0,
+            threshold=0.0,
+            column=run.run_id,
+            message=f"run {run.run_id} of {run.job_name} failed: {error}"[:2000],
+            evidence={
+                "run_id": run.run_id,
+                "job": run.job_name,
+                "partition": partition,
+                "error": error[:4000],
+            },
+        )
+    )
