@@ -354,7 +354,7 @@ MANIFEST = {
             "start": "2026-01-20",
             "end": None,
             "columns": [],
-            "expected_signals": ["throughput_anomaly"],
+            "expected_signals": ["alert_delivered"],
             "allowed_signals": ["prediction_drift"],
             "description": "",
         },
@@ -412,7 +412,7 @@ def test_detection_summary_grades_lag_misses_and_false_alarms() -> None:
     assert rows[(2, "null_rate_drift", "traffic_index")]["status"] == "missed"
     late = rows[(3, "unseen_category", "channel")]
     assert (late["status"], late["lag_days"]) == ("late", 3)
-    assert rows[(4, "throughput_anomaly", "")]["status"] == "not in scope yet"
+    assert rows[(4, "alert_delivered", "")]["status"] == "not in scope yet"
     assert not summary.all_detected
 
     alarms = {(a["model"], a["partition"], a["signal"], a["column"]) for a in summary.false_alarms}
