@@ -91,7 +91,7 @@ import pandas as pd
 
 from aiops_pipelines.findings import Finding, Severity
 
-Kind = Literal["throughput", "latency", "error_rate", "residual"]
+Kind = Literal["throughput", "latency", "error_rate", "errors", "residual"]
 Direction = Literal["drop", "spike", "increase"]
 
 MAD_TO_SIGMA = 1.4826
@@ -120,6 +120,9 @@ _RULES: dict[str, _KindRule] = {
     "throughput": _KindRule("throughput_anomaly", ("drop", "spike"), True, 1.0, "requests"),
     "latency": _KindRule("latency_regression", ("increase",), False, 1.0, "ms"),
     "error_rate": _KindRule("error_rate_anomaly", ("increase",), False, 0.001, ""),
+    # hourly error counts: Poisson-like noise, and a few stray errors are never an incident
+    # (an hourly *rate* of 1 error in 100 requests over a baseline of 0 would be z = 10)
+    "errors": _KindRule("error_rate_anomaly", ("increase",), True, 2.0, "errors"),
     "residual": _KindRule("residual_anomaly", ("increase",), False, 0.0, ""),
 }
 

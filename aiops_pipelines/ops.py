@@ -96,6 +96,7 @@ class OpsDay:
             out[("throughput_hour", hour)] = float(self.hourly_requests[h])
             out[("latency_p95_hour", hour)] = float(p95[h])
             out[("error_rate_hour", hour)] = float(err[h])
+            out[("errors_hour", hour)] = float(self.hourly_errors[h])
         return out
 
 

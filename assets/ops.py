@@ -1,5 +1,6 @@
 """Operational signals and their anomalies, per day and model."""
 
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import Any
 
@@ -12,10 +13,13 @@ from aiops_pipelines.partitions import date_x_model, split_key
 from aiops_pipelines.resources import MlflowResource, MonitoringConfig, StoreResource
 from assets.monitoring import GROUP, OWNERS
 
+MIN_HISTORY_DAYS = 7
+"""Days of history before anomalies are looked for: the baseline is warming up before."""
+
 SERIES = {  # stored hourly metric -> anomaly kind
     "throughput_hour": "throughput",
     "latency_p95_hour": "latency",
-    "error_rate_hour": "error_rate",
+    "errors_hour": "errors",  # counts, not rates: a rate hides how few requests it rests on
 }
 
 
@@ -81,6 +85,10 @@ def ops_report(
                 }
             )
         )
+        history_days = history.index.normalize().nunique() if len(history) else 0
+        if history_days < MIN_HISTORY_DAYS:  # a baseline of a few days alarms on noise
+            anomalies[kind] = []
+            continue
         anomalies[kind] = detect(
             today.dropna(),
             history.dropna(),
@@ -88,12 +96,20 @@ def ops_report(
             z=model.ops.z,
             persistence=model.ops.persistence,
         )
-    findings = anomaly_findings(
-        [a for found in anomalies.values() for a in found],
-        tenant=model.tenant,
-        model=model.name,
-        partition=day,
-    )
+    # one finding per (signal, direction) and day: the strongest episode, the others counted
+    strongest: dict[tuple[str, str], Any] = {}
+    episodes: dict[tuple[str, str], int] = {}
+    for found in anomalies.values():
+        for a in found:
+            k = (a.kind, a.direction)
+            episodes[k] = episodes.get(k, 0) + 1
+            if k not in strongest or abs(a.peak_z) > abs(strongest[k].peak_z):
+                strongest[k] = a
+    findings = []
+    for k, a in strongest.items():
+        for f in anomaly_findings([a], tenant=model.tenant, model=model.name, partition=day):
+            f.evidence["episodes_that_day"] = episodes[k]
+            findings.append(replace(f, column=a.direction))
     db.replace_partition(
         model.tenant, model.name, day, "ops_report", metrics=metrics, findings=findings
     )
@@ -106,7 +122,7 @@ def ops_report(
     for name, kind in (
         ("throughput", "throughput"),
         ("latency", "latency"),
-        ("error_rate", "error_rate"),
+        ("error_rate", "errors"),
     ):
         found = anomalies[kind]
         checks.append(
@@ -132,6 +148,7 @@ def ops_report(
         "peak_hour_requests": int(ops.hourly_requests.max()) if HOURS else 0,
         "versions": ", ".join(f"v{v}: {o.n}" for v, o in sorted(ops.versions.items())),
         "n_anomalies": len(findings),
+        "baseline_warming_up": bool(history_days < MIN_HISTORY_DAYS),
     }
     if ops.cost_per_1000 is not None:
         metadata["cost_per_1000"] = float(ops.cost_per_1000)

@@ -25,9 +25,10 @@ END = date(2026, 3, 14)
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> DemoWorld:
+    # four weeks: the drop (day 10 of 28) has more than the 7 days of history a baseline needs
     return build_world(
         tmp_path_factory.mktemp("ops") / "demo",
-        days=14,
+        days=28,
         end_date=END,
         rows_per_day=1200,
         reference_rows=3000,
@@ -82,7 +83,7 @@ def test_throughput_drop_is_found_on_its_day_only(world: DemoWorld) -> None:
             }
             day += timedelta(days=1)
     assert checks[drop["start"]]["throughput"] is False
-    quiet = [d for d in checks if d < drop["start"]]
+    quiet = [d for d in checks if d < drop["start"]]  # the first 7 are the warm-up
     assert quiet and all(checks[d]["throughput"] for d in quiet)
     tenant, model = key.split(".")
     found = MonitoringStore(load_config(world.config_path).storage.store_url).findings(
