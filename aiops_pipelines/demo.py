@@ -84,6 +84,11 @@ MODEL_LEVEL_SIGNALS: frozenset[str] = frozenset(
         Signal.ESTIMATED_PERFORMANCE_DECAY.value,
         Signal.CANARY_FAIL.value,  # their column names the canary version, not a feature
         Signal.CANARY_PASS.value,
+        Signal.THROUGHPUT_ANOMALY.value,  # their column is the direction (drop, spike, ...)
+        Signal.LATENCY_REGRESSION.value,
+        Signal.ERROR_RATE_ANOMALY.value,
+        Signal.RESIDUAL_ANOMALY.value,
+        Signal.PIPELINE_FAILURE.value,  # its column is the run id
     }
 )
 #: Labels arrive 1 to this many days after the prediction (see `_generate`).
