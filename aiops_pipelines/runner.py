@@ -27,6 +27,7 @@ from assets.monitoring import drift_report, feature_profile, reference_profile
 from assets.ops import ops_report
 from assets.performance import performance_report
 from sensors.canary import canary_verdict_sensor
+from sensors.failures import root_error
 from sensors.labels import late_labels_sensor
 from sensors.retrain import retrain_sensor
 
@@ -74,15 +75,7 @@ class RangeOutcome:
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data:
-            err = event.step_failure_data.error
-            if err is not None:
-                # the user-facing cause, not Dagster's wrapper
-                while err.cause is not None:
-                    err = err.cause
-                return f"{event.step_key}: {err.message.strip()}"
-    return "run failed (see the Dagster UI for the run's logs)"
+    return root_error(result.all_events) or "run failed (see the Dagster UI for the run's logs)"
 
 
 def days_between(start: date, end: date) -> list[str]:

@@ -1,5 +1,6 @@
 """Failed monitoring runs become findings: a broken pipeline is an incident too."""
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -8,14 +9,17 @@ from aiops_pipelines.findings import Finding, Severity, Signal
 from aiops_pipelines.resources import MonitoringConfig, StoreResource
 
 
-def _error_message(context: dg.RunFailureSensorContext) -> str:
-    for event in context.get_step_failure_events():
-        err = event.step_failure_data.error if event.step_failure_data else None
+def root_error(events: Iterable[dg.DagsterEvent]) -> str | None:
+    """The user-facing cause of the first failed step (not Dagster's wrapper around it)."""
+    for event in events:
+        if not event.is_step_failure or not event.step_failure_data:
+            continue
+        err = event.step_failure_data.error
         while err is not None and err.cause is not None:
             err = err.cause
         if err is not None:
             return f"{event.step_key}: {err.message.strip()}"
-    return context.failure_event.message or "run failed"
+    return None
 
 
 @dg.run_failure_sensor(
@@ -38,7 +42,9 @@ def pipeline_failure_sensor(
     model = known.get(model_key or tags.get("dagster/partition/model", ""))
     tenant, name = (model.tenant, model.name) if model else ("", "pipeline")
     day = day or tags.get("dagster/partition/date") or datetime.now(UTC).date().isoformat()
-    error = _error_message(context)
+    error = root_error(context.get_step_failure_events()) or (
+        context.failure_event.message or "run failed"
+    )
     store.open(config).record_finding(
         Finding(
             tenant=tenant,
