@@ -304,6 +304,127 @@ class OpsPolicy(_Strict):
     history_days: int = Field(28, ge=1, description="days of history for the seasonal baseline")
 
 
+SEVERITY_NAMES = ("info", "warning", "critical")
+SeverityName = Literal["info", "warning", "critical"]
+
+
+class SignalRule(_Strict):
+    """Per-signal overrides of the alert rule (unset fields keep the rule's defaults)."""
+
+    persistence_days: int | None = Field(None, ge=1)
+    keep_firing_days: int | None = Field(None, ge=0)
+    repeat_interval_days: int | None = Field(None, ge=1)
+    min_severity: SeverityName | None = None
+
+
+#: Signals whose findings come from labels that arrive days late: a day without a finding may
+#: just be a day whose labels are not in yet, so they keep firing longer by default.
+LABEL_SIGNAL_KEEP_FIRING_DAYS = 7
+
+
+class InhibitRule(_Strict):
+    """A firing alert of `source` (at `source_severity` or above) mutes `target` alerts of the
+    same tenant and model. Built in: a critical alert mutes the warnings of the same signal."""
+
+    source: str
+    target: str
+    source_severity: SeverityName = "critical"
+
+
+class Silence(_Strict):
+    """Mute matching alerts between two dates (inclusive). Patterns are shell globs."""
+
+    tenant: str = "*"
+    model: str = "*"
+    signal: str = "*"
+    column: str = "*"
+    starts: str = Field(description="first silenced day, YYYY-MM-DD")
+    ends: str = Field(description="last silenced day, YYYY-MM-DD")
+    comment: str = ""
+    created_by: str = ""
+
+    @field_validator("starts", "ends")
+    @classmethod
+    def _date(cls, v: str) -> str:
+        if not re.match(r"^\d{4}-\d{2}-\d{2}$", str(v)):
+            raise ValueError("a date YYYY-MM-DD")
+        return str(v)
+
+
+class Route(_Strict):
+    """Where alerts go. Each route picks alerts by tenant/model/signal glob and severity;
+    pending alerts of one tenant and model are grouped into one message per route."""
+
+    name: str
+    type: Literal["log", "file", "webhook", "slack", "email"]
+    tenants: list[str] = Field(default_factory=lambda: ["*"])
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    signals: list[str] = Field(default_factory=lambda: ["*"])
+    min_severity: SeverityName = "warning"
+    send_resolved: bool = True
+    # webhook / slack
+    url: str | None = None
+    url_env: str | None = Field(None, description="environment variable holding the URL")
+    headers: dict[str, str] = Field(default_factory=dict)
+    # file
+    path: str | None = Field(None, description="JSON-lines file (type: file)")
+    # email
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    sender: str | None = None
+    to: list[str] = Field(default_factory=list)
+    starttls: bool = False
+    ssl: bool = False
+    username: str | None = None
+    password_env: str | None = Field(None, description="environment variable holding it")
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Route:
+        need: dict[str, tuple[bool, str]] = {
+            "webhook": (bool(self.url or self.url_env), "url or url_env"),
+            "slack": (bool(self.url or self.url_env), "url or url_env"),
+            "file": (bool(self.path), "path"),
+            "email": (bool(self.smtp_host and self.sender and self.to), "smtp_host, sender, to"),
+        }
+        ok, what = need.get(self.type, (True, ""))
+        if not ok:
+            raise ValueError(f"route '{self.name}' of type {self.type} needs {what}")
+        return self
+
+
+class AlertingConfig(_Strict):
+    """Alert rules over findings (one alert per fingerprint: tenant, model, signal, column).
+
+    An alert is pending from its first day with a finding and fires after `persistence_days`
+    consecutive days; it keeps firing through `keep_firing_days` days without a finding, then
+    resolves. While firing it is re-sent every `repeat_interval_days` (and at once when its
+    severity rises), unless silenced or inhibited.
+    """
+
+    persistence_days: int = Field(1, ge=1)
+    keep_firing_days: int = Field(1, ge=0)
+    repeat_interval_days: int = Field(3, ge=1)
+    min_severity: SeverityName = "warning"
+    horizon_days: int = Field(60, ge=1, description="days of findings the rules look back over")
+    max_event_age_days: int = Field(
+        14, ge=0, description="older alert events (e.g. a first backfill) are not sent"
+    )
+    signals: dict[str, SignalRule] = Field(default_factory=dict)
+    inhibit: list[InhibitRule] = Field(default_factory=list)
+    silences: list[Silence] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
+    max_attempts: int = Field(3, ge=1, description="delivery attempts per message and run")
+    backoff_seconds: float = Field(0.5, ge=0, description="first retry delay, doubling")
+
+    @model_validator(mode="after")
+    def _unique_routes(self) -> AlertingConfig:
+        names = [r.name for r in self.routes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"route names must be unique: {names}")
+        return self
+
+
 class ModelConfig(_Named):
     task: TaskType
     features: FeatureSpec
@@ -380,6 +501,7 @@ class AppConfig(_Strict):
     storage: StorageConfig
     tenants: list[TenantConfig]
     start_date: str = Field("2025-01-01", description="first day that may be monitored")
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     path: str = Field("", description="the file this config was loaded from")
 
     @model_validator(mode="after")

@@ -163,10 +163,109 @@ audit_log_table = sa.Table(
     sa.Index("ix_audit_log_model_ts", "tenant", "model", "ts"),
 )
 
-_TABLES = (profiles_table, metric_history_table, findings_table, audit_log_table)
+alerts_table = sa.Table(
+    "alerts",
+    metadata,
+    # The current state of each alert (one per fingerprint), as of the latest evaluated day.
+    sa.Column("fingerprint", sa.String(), primary_key=True),
+    _key("tenant"),
+    _key("model"),
+    _key("signal"),
+    _key("column"),
+    sa.Column("severity", sa.String(), nullable=False),
+    sa.Column("state", sa.String(), nullable=False),
+    sa.Column("first_seen", sa.String(), nullable=False),
+    sa.Column("last_seen", sa.String(), nullable=False),
+    sa.Column("fired_on", sa.String(), nullable=True),
+    sa.Column("resolved_on", sa.String(), nullable=True),
+    sa.Column("silenced", sa.Boolean(), nullable=False),
+    sa.Column("inhibited", sa.Boolean(), nullable=False),
+    sa.Column("notified", sa.Integer(), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("value", sa.Float(), nullable=True),
+    sa.Column("threshold", sa.Float(), nullable=True),
+    sa.Column("as_of", sa.String(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint("state IN ('pending', 'firing', 'resolved')", name="ck_alerts_state"),
+    sa.Index("ix_alerts_model", "tenant", "model"),
+)
+
+alert_events_table = sa.Table(
+    "alert_events",
+    metadata,
+    # What was (to be) notified: an alert firing, repeating or resolving on a day. Unique, so
+    # evaluating a day twice never notifies twice.
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("event_key", sa.String(), nullable=False, unique=True),
+    sa.Column("fingerprint", sa.String(), nullable=False),
+    _key("tenant"),
+    _key("model"),
+    _key("signal"),
+    _key("column"),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("severity", sa.String(), nullable=False),
+    sa.Column("partition", sa.String(), nullable=False, quote=True),
+    sa.Column("episode_start", sa.String(), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_alert_events_fingerprint", "fingerprint", "partition"),
+)
+
+alert_deliveries_table = sa.Table(
+    "alert_deliveries",
+    metadata,
+    # The outbox: one row per (event, route), pending until the route accepted it.
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.BigInteger(), nullable=False),
+    sa.Column("route", sa.String(), nullable=False),
+    _key("tenant"),
+    _key("model"),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("claim", sa.String(), nullable=True),
+    sa.Column("claimed_at", UTCDateTime(), nullable=True),
+    sa.Column("message_id", sa.String(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("event_id", "route", name="uq_alert_deliveries_event_route"),
+    sa.CheckConstraint(
+        "status IN ('pending', 'sending', 'sent')", name="ck_alert_deliveries_status"
+    ),
+    sa.Index("ix_alert_deliveries_status", "status", "route"),
+)
+
+_TABLES = (
+    profiles_table,
+    metric_history_table,
+    findings_table,
+    audit_log_table,
+    alerts_table,
+    alert_events_table,
+    alert_deliveries_table,
+)
 METRIC_COLUMNS = ["tenant", "model", "partition", "asset", "metric", "column", "value"]
 FINDING_COLUMNS = [c.name for c in findings_table.columns]
 ACTION_COLUMNS = [c.name for c in audit_log_table.columns]
+ALERT_COLUMNS = [c.name for c in alerts_table.columns]
+EVENT_COLUMNS = [c.name for c in alert_events_table.columns]
+DELIVERY_COLUMNS = [
+    "id",
+    "route",
+    "tenant",
+    "model",
+    "fingerprint",
+    "event",
+    "severity",
+    "partition",
+    "status",
+    "attempts",
+    "last_error",
+    "created_at",
+    "sent_at",
+    "message_id",
+    "event_key",
+]
 
 
 def _now() -> dt.datetime:
@@ -633,6 +732,236 @@ class MonitoringStore:
         frame = pd.DataFrame([tuple(r) for r in rows], columns=ACTION_COLUMNS)
         frame["details"] = [json.loads(d) for d in frame["details"]]
         frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+        return _sorted(frame, ["id"])
+
+    # -- alerts ----------------------------------------------------------------------------------
+
+    def save_alert_states(
+        self, tenant: str, model: str, as_of: str, states: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Replace one model's alert states with those evaluated as of `as_of`.
+
+        Alerts evaluated as of a later day are kept (evaluating an old day, a backfill, never
+        rolls the state back); alerts no longer in `states` (a pending alert that did not
+        persist) are dropped. Returns the number of rows written.
+        """
+        _check_partition(as_of)
+        now = _now()
+        rows = []
+        for st in states:
+            row = {c.name: st.get(c.name) for c in alerts_table.columns}
+            row.update(tenant=tenant, model=model, as_of=as_of, updated_at=now)
+            row["value"], row["threshold"] = _finite(row["value"]), _finite(row["threshold"])
+            row["severity"] = Severity(row["severity"]).value
+            rows.append(row)
+        t = alerts_table
+        with self._begin_write() as conn:
+            newer = {
+                fp
+                for (fp,) in conn.execute(
+                    sa.select(t.c.fingerprint).where(
+                        *_where(t, tenant=tenant, model=model), t.c.as_of > as_of
+                    )
+                )
+            }
+            conn.execute(
+                t.delete().where(*_where(t, tenant=tenant, model=model), t.c.as_of <= as_of)
+            )
+            rows = [r for r in rows if r["fingerprint"] not in newer]
+            if rows:
+                conn.execute(t.insert(), rows)
+        return len(rows)
+
+    def alerts(
+        self, tenant: str | None = None, model: str | None = None, *, state: str | None = None
+    ) -> pd.DataFrame:
+        """Alert states (one row per fingerprint), most severe and most recent first."""
+        t = alerts_table
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(t).where(*_where(t, tenant=tenant, model=model, state=state))
+            ).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=ALERT_COLUMNS)
+        for name in ("value", "threshold"):
+            frame[name] = frame[name].astype("float64")
+        for name in ("silenced", "inhibited"):
+            frame[name] = frame[name].astype(bool)
+        frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)
+        frame["_rank"] = [-Severity(s).rank for s in frame["severity"]]
+        frame = _sorted(frame, ["_rank", "tenant", "model", "signal", "column"])
+        return frame.drop(columns="_rank")
+
+    def alert_events(
+        self, tenant: str | None = None, model: str | None = None, *, fingerprint: str | None = None
+    ) -> pd.DataFrame:
+        """Alert events (firing, repeat, resolved), oldest first, `payload` decoded."""
+        t = alert_events_table
+        clauses = _where(t, tenant=tenant, model=model, fingerprint=fingerprint)
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t).where(*clauses)).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=EVENT_COLUMNS)
+        frame["payload"] = [json.loads(p) for p in frame["payload"]]
+        return _sorted(frame, ["id"])
+
+    def add_alert_events(self, events: Sequence[Mapping[str, Any]], routes_for: Any) -> list[int]:
+        """Store new events (an `event_key` already stored is skipped) and one pending
+        delivery per route that `routes_for(event)` names, in one transaction.
+        Returns the ids of the events inserted now."""
+        if not events:
+            return []
+        now = _now()
+        e, d = alert_events_table, alert_deliveries_table
+        keys = [ev["event_key"] for ev in events]
+        for attempt in (1, 2):
+            try:
+                with self._begin_write() as conn:
+                    have = {
+                        k
+                        for (k,) in conn.execute(
+                            sa.select(e.c.event_key).where(e.c.event_key.in_(keys))
+                        )
+                    }
+                    inserted: list[int] = []
+                    for ev in events:
+                        if ev["event_key"] in have:
+                            continue
+                        row = {c.name: ev.get(c.name) for c in e.columns if c.name != "id"}
+                        row["payload"] = _to_json(dict(ev.get("payload") or {}))
+                        row["created_at"] = now
+                        event_id = int(conn.execute(e.insert(), row).inserted_primary_key[0])
+                        inserted.append(event_id)
+                        have.add(ev["event_key"])
+                        deliveries = [
+                            {
+                                "event_id": event_id,
+                                "route": route,
+                                "tenant": ev["tenant"],
+                                "model": ev["model"],
+                                "status": "pending",
+                                "attempts": 0,
+                                "created_at": now,
+                            }
+                            for route in routes_for(ev)
+                        ]
+                        if deliveries:
+                            conn.execute(d.insert(), deliveries)
+                    return inserted
+            except sa.exc.IntegrityError:
+                # a concurrent evaluation stored the same event first: look again
+                if attempt == 2:
+                    raise
+        return []
+
+    def claim_deliveries(
+        self, claim: str, *, stale_after: dt.timedelta = dt.timedelta(minutes=10)
+    ) -> pd.DataFrame:
+        """Atomically take every pending delivery (and any left 'sending' by a run that died
+        more than `stale_after` ago) for sending under `claim`; returns them with their event.
+
+        Two runs delivering at once therefore never send the same row twice."""
+        now = _now()
+        d, e = alert_deliveries_table, alert_events_table
+        with self._begin_write() as conn:
+            conn.execute(
+                d.update()
+                .where(
+                    sa.or_(
+                        d.c.status == "pending",
+                        sa.and_(d.c.status == "sending", d.c.claimed_at < now - stale_after),
+                    )
+                )
+                .values(status="sending", claim=claim, claimed_at=now)
+            )
+        query = (
+            sa.select(
+                d.c.id,
+                d.c.route,
+                d.c.attempts,
+                e.c.id.label("event_id"),
+                e.c.event_key,
+                e.c.tenant,
+                e.c.model,
+                e.c.kind,
+                e.c.severity,
+                e.c.partition,
+                e.c.payload,
+            )
+            .select_from(d.join(e, d.c.event_id == e.c.id))
+            .where(d.c.claim == claim, d.c.status == "sending")
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        cols = ["id", "route", "attempts", "event_id", "event_key", "tenant", "model", "kind"]
+        cols += ["severity", "partition", "payload"]
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=cols)
+        frame["payload"] = [json.loads(p) for p in frame["payload"]]
+        return _sorted(frame, ["route", "tenant", "model", "event_id"])
+
+    def finish_deliveries(
+        self,
+        ids: Sequence[int],
+        claim: str,
+        *,
+        attempts: int,
+        sent: bool,
+        error: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """Mark claimed deliveries sent, or give them back as pending with the error."""
+        if not ids:
+            return
+        d = alert_deliveries_table
+        values: dict[str, Any] = {
+            "status": "sent" if sent else "pending",
+            "attempts": d.c.attempts + attempts,
+            "claim": None,
+            "last_error": None if sent else (error or "failed")[:4000],
+        }
+        if sent:
+            values.update(sent_at=_now(), message_id=message_id)
+        with self._begin_write() as conn:
+            conn.execute(
+                d.update().where(d.c.id.in_(list(ids)), d.c.claim == claim).values(**values)
+            )
+
+    def deliveries(
+        self,
+        tenant: str | None = None,
+        model: str | None = None,
+        *,
+        route: str | None = None,
+        status: str | None = None,
+    ) -> pd.DataFrame:
+        """The outbox with each delivery's event: id, route, tenant, model, fingerprint, event
+        (kind), severity, partition, status, attempts, last_error, created_at, sent_at."""
+        d, e = alert_deliveries_table, alert_events_table
+        clauses = _where(d, tenant=tenant, model=model, route=route, status=status)
+        query = (
+            sa.select(
+                d.c.id,
+                d.c.route,
+                d.c.tenant,
+                d.c.model,
+                e.c.fingerprint,
+                e.c.kind.label("event"),
+                e.c.severity,
+                e.c.partition,
+                d.c.status,
+                d.c.attempts,
+                d.c.last_error,
+                d.c.created_at,
+                d.c.sent_at,
+                d.c.message_id,
+                e.c.event_key,
+            )
+            .select_from(d.join(e, d.c.event_id == e.c.id))
+            .where(*clauses)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=DELIVERY_COLUMNS)
+        for name in ("created_at", "sent_at"):
+            frame[name] = pd.to_datetime(frame[name], utc=True)
         return _sorted(frame, ["id"])
 
     def models(self) -> list[tuple[str, str]]:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pandas as pd
@@ -23,34 +21,7 @@ import sqlalchemy as sa
 from aiops_pipelines.findings import Finding, Severity, Signal, fingerprint
 from aiops_pipelines.store import MonitoringStore, findings_table, metric_history_table
 
-PG_ENV = "AIOPS_TEST_POSTGRES_URL"
 T, M, ASSET = "acme", "churn", "drift_report"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """A URL to an empty store: a SQLite file, or a throwaway PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'nested' / 'store.db'}"
-        return
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL backend not tested: set {PG_ENV}=postgresql+psycopg://...")
-    schema = f"aiops_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL at {PG_ENV} is unreachable: {exc.orig}")
-    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
 
 
 @pytest.fixture
@@ -405,7 +376,15 @@ def test_tables_persist_and_creation_is_idempotent(store_url: str) -> None:
         assert len(second.metric_history(T, M)) == 2
         assert second.models() == [(T, M)]
         assert sorted(sa.inspect(second.engine).get_table_names()) == sorted(
-            ["audit_log", "findings", "metric_history", "profiles"]
+            [
+                "alert_deliveries",
+                "alert_events",
+                "alerts",
+                "audit_log",
+                "findings",
+                "metric_history",
+                "profiles",
+            ]
         )
 
 

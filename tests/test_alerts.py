@@ -1,0 +1,495 @@
+"""Alert rules over stored findings, and delivery to real local HTTP and SMTP servers.
+
+The rules (persistence, keep-firing, repeat, escalation, inhibition, silences) are replayed
+over findings in a real store; delivery goes to a real HTTP server and a real SMTP server
+(aiosmtpd) on loopback, including routes that fail first and succeed on a retry, and checks
+that every alert event reaches every route exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import date, timedelta
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from aiops_pipelines.alerts import deliver, evaluate_and_store, route_matches
+from aiops_pipelines.config import AlertingConfig
+from aiops_pipelines.findings import Finding, Severity
+from aiops_pipelines.store import MonitoringStore
+
+T, M = "acme", "churn"
+START = date(2025, 3, 1)
+
+
+def d(i: int) -> str:
+    return (START + timedelta(days=i)).isoformat()
+
+
+def finding(
+    i: int,
+    signal: str = "feature_drift",
+    column: str = "age",
+    severity: str = "warning",
+    *,
+    model: str = M,
+    asset: str = "drift_report",
+) -> Finding:
+    return Finding(
+        tenant=T,
+        model=model,
+        partition=d(i),
+        asset=asset,
+        signal=signal,
+        severity=Severity(severity),
+        value=0.3,
+        threshold=0.1,
+        column=column,
+        message=f"{signal} on {column} ({severity}) on {d(i)}",
+    )
+
+
+def put(store: MonitoringStore, i: int, *found: Finding, model: str = M) -> None:
+    """Store one day's findings as the drift asset would (replacing that day)."""
+    store.replace_partition(T, model, d(i), "drift_report", metrics={}, findings=list(found))
+
+
+def alerting(**kw: Any) -> AlertingConfig:
+    base: dict[str, Any] = {"routes": [{"name": "log", "type": "log"}]}
+    return AlertingConfig.model_validate({**base, **kw})
+
+
+def run_days(store: MonitoringStore, cfg: AlertingConfig, days: range, model: str = M) -> None:
+    for i in days:
+        evaluate_and_store(store, cfg, T, model, d(i))
+
+
+def events(store: MonitoringStore, model: str = M) -> list[tuple[str, str, str, str]]:
+    ev = store.alert_events(T, model)
+    return list(zip(ev["kind"], ev["partition"], ev["column"], ev["severity"], strict=True))
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[MonitoringStore]:
+    with MonitoringStore(store_url) as s:
+        yield s
+
+
+# -- rules ---------------------------------------------------------------------------------------
+
+
+def test_persistence_fires_only_after_consecutive_days(store: MonitoringStore) -> None:
+    cfg = alerting(persistence_days=2)
+    put(store, 0, finding(0))  # a one-day blip: pending, then dropped
+    put(store, 3, finding(3))
+    put(store, 4, finding(4))
+    evaluate_and_store(store, cfg, T, M, d(0))
+    (row,) = store.alerts(T, M).to_dict("records")
+    assert (row["state"], row["first_seen"], row["fired_on"]) == ("pending", d(0), None)
+    run_days(store, cfg, range(1, 5))
+    (row,) = store.alerts(T, M).to_dict("records")
+    assert (row["state"], row["first_seen"], row["fired_on"]) == ("firing", d(3), d(4))
+    assert events(store) == [("firing", d(4), "age", "warning")]
+
+
+def test_keep_firing_bridges_a_gap_then_resolves(store: MonitoringStore) -> None:
+    cfg = alerting(keep_firing_days=1, repeat_interval_days=30)
+    for i in (0, 1, 2, 4):  # one clean day (3) inside the episode
+        put(store, i, finding(i))
+    run_days(store, cfg, range(0, 8))
+    assert events(store) == [
+        ("firing", d(0), "age", "warning"),
+        ("resolved", d(6), "age", "warning"),  # two clean days (5, 6) after the last finding
+    ]
+    (row,) = store.alerts(T, M).to_dict("records")
+    assert (row["state"], row["first_seen"], row["last_seen"], row["resolved_on"]) == (
+        "resolved",
+        d(0),
+        d(4),
+        d(6),
+    )
+    # a new episode is a new alert notification
+    put(store, 9, finding(9))
+    run_days(store, cfg, range(8, 10))
+    assert events(store)[-1] == ("firing", d(9), "age", "warning")
+
+
+def test_repeat_interval_and_escalation(store: MonitoringStore) -> None:
+    cfg = alerting(repeat_interval_days=3)
+    for i in range(8):
+        put(store, i, finding(i, severity="critical" if i >= 5 else "warning"))
+    run_days(store, cfg, range(8))
+    assert events(store) == [
+        ("firing", d(0), "age", "warning"),
+        ("repeat", d(3), "age", "warning"),
+        ("firing", d(5), "age", "critical"),  # escalated: at once, not at the next repeat
+    ]
+
+
+def test_critical_inhibits_warning_of_the_same_signal(store: MonitoringStore) -> None:
+    cfg = alerting(repeat_interval_days=30)
+    for i in range(3):
+        put(store, i, finding(i, column="a", severity="critical"), finding(i, column="b"))
+    for i in range(3, 6):  # a recovers, b goes on
+        put(store, i, finding(i, column="b"))
+    run_days(store, cfg, range(6))
+    assert events(store) == [
+        ("firing", d(0), "a", "critical"),
+        ("resolved", d(4), "a", "critical"),
+        ("firing", d(4), "b", "warning"),  # muted while a fired, notified once a resolved
+    ]
+    states = store.alerts(T, M).set_index("column")
+    assert not states.loc["b", "inhibited"]
+
+
+def test_configured_inhibition_between_signals(store: MonitoringStore) -> None:
+    cfg = alerting(inhibit=[{"source": "dataset_drift", "target": "feature_drift"}])
+    for i in range(2):
+        put(
+            store,
+            i,
+            finding(i, "dataset_drift", column="", severity="critical"),
+            finding(i, column="x"),
+        )
+    run_days(store, cfg, range(2))
+    assert [e[:3] for e in events(store)] == [("firing", d(0), "")]
+    states = store.alerts(T, M).set_index("column")
+    assert states.loc["x", "inhibited"] and states.loc["x", "state"] == "firing"
+
+
+def test_silence_mutes_until_it_ends(store: MonitoringStore) -> None:
+    silence = {"model": "ch*", "signal": "feature_*", "starts": d(0), "ends": d(3)}
+    cfg = alerting(silences=[silence], repeat_interval_days=30)
+    for i in range(6):
+        put(store, i, finding(i))
+        put(store, i, finding(i, model="other"), model="other")
+    run_days(store, cfg, range(6))
+    run_days(store, cfg, range(6), model="other")
+    assert events(store) == [("firing", d(4), "age", "warning")]  # the first unsilenced day
+    assert events(store, "other") == [("firing", d(0), "age", "warning")]
+    evaluate_and_store(store, cfg, T, M, d(2))  # an old day does not roll the state back
+    (row,) = store.alerts(T, M).to_dict("records")
+    assert row["as_of"] == d(5) and not row["silenced"]
+
+
+def test_same_events_whether_evaluated_daily_or_once_and_never_twice(
+    store: MonitoringStore, tmp_path: Path
+) -> None:
+    cfg = alerting(persistence_days=2, keep_firing_days=1, repeat_interval_days=3)
+    pattern = [0, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 1]
+    for i, on in enumerate(pattern):
+        if on:
+            put(store, i, finding(i, severity="critical" if i in (8, 9) else "warning"))
+    run_days(store, cfg, range(len(pattern)))
+    daily = events(store)
+    run_days(store, cfg, range(len(pattern)))  # every day evaluated a second time
+    assert events(store) == daily
+    # the same findings evaluated once, on the last day, in a fresh store
+    with MonitoringStore(f"sqlite:///{tmp_path / 'once.db'}") as once:
+        for i, on in enumerate(pattern):
+            if on:
+                put(once, i, finding(i, severity="critical" if i in (8, 9) else "warning"))
+        evaluate_and_store(once, cfg, T, M, d(len(pattern) - 1))
+        assert events(once) == daily
+    assert daily == [
+        ("firing", d(2), "age", "warning"),
+        ("repeat", d(5), "age", "warning"),
+        ("firing", d(8), "age", "critical"),
+        ("resolved", d(11), "age", "critical"),  # two clean days: 10 and 11
+        ("firing", d(14), "age", "warning"),
+    ]
+
+
+def test_late_finding_for_an_earlier_day_does_not_renotify(store: MonitoringStore) -> None:
+    """Labels arrive late: a re-run adds a decay finding before the notified episode start."""
+    cfg = alerting(repeat_interval_days=30)
+    decay = "performance_decay"
+    for i in (5, 6):
+        store.replace_partition(
+            T,
+            M,
+            d(i),
+            "performance_report",
+            metrics={},
+            findings=[finding(i, decay, column="", asset="performance_report")],
+        )
+    evaluate_and_store(store, cfg, T, M, d(7))
+    store.replace_partition(
+        T,
+        M,
+        d(4),
+        "performance_report",
+        metrics={},
+        findings=[finding(4, decay, column="", asset="performance_report")],
+    )
+    evaluate_and_store(store, cfg, T, M, d(8))
+    assert events(store) == [("firing", d(5), "", "warning")]
+    (row,) = store.alerts(T, M).to_dict("records")
+    assert (row["first_seen"], row["state"]) == (d(4), "firing")  # kept firing: labels lag
+
+
+def test_old_events_of_a_first_backfill_are_not_sent(store: MonitoringStore) -> None:
+    cfg = alerting(max_event_age_days=5, repeat_interval_days=4)
+    for i in range(30):
+        put(store, i, finding(i))
+    evaluate_and_store(store, cfg, T, M, d(29))
+    # repeats every 4 days from day 0; only those of the last 5 days are sent
+    assert events(store) == [
+        ("repeat", d(24), "age", "warning"),
+        ("repeat", d(28), "age", "warning"),
+    ]
+
+
+def test_info_findings_and_route_filters(store: MonitoringStore) -> None:
+    cfg = alerting(
+        routes=[
+            {"name": "all", "type": "log"},
+            {"name": "crit", "type": "log", "min_severity": "critical"},
+            {"name": "other-tenant", "type": "log", "tenants": ["globex"]},
+            {"name": "no-resolved", "type": "log", "send_resolved": False},
+        ],
+        repeat_interval_days=30,
+    )
+    put(store, 0, finding(0, "canary_pass", column="", severity="info"), finding(0))
+    run_days(store, cfg, range(3))
+    assert events(store) == [
+        ("firing", d(0), "age", "warning"),
+        ("resolved", d(2), "age", "warning"),
+    ]
+    routes = store.deliveries(T, M).groupby("route")["event"].apply(list).to_dict()
+    assert routes == {"all": ["firing", "resolved"], "no-resolved": ["firing"]}
+    crit = {"tenant": T, "model": M, "signal": "x", "severity": "critical", "kind": "firing"}
+    assert route_matches(cfg.routes[1], crit)
+
+
+# -- delivery --------------------------------------------------------------------------------------
+
+
+class Receiver:
+    """A real HTTP server on loopback: answers with queued status codes (then 200) and keeps
+    every request, and the bodies it accepted."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str], dict[str, Any]]] = []
+        self.ok: list[bool] = []
+        self.accepted: list[dict[str, Any]] = []
+        self.codes: list[int] = []
+        self.default = 200
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with receiver.lock:
+                    receiver.requests.append((self.path, dict(self.headers), body))
+                    code = receiver.codes.pop(0) if receiver.codes else receiver.default
+                    receiver.ok.append(code < 300)
+                    if code < 300:
+                        receiver.accepted.append(body)
+                self.send_response(code)
+                self.end_headers()
+                self.wfile.write(b"ok" if code < 300 else b"unavailable")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def event_keys(self, path: str) -> list[str]:
+        return [
+            a["event_key"]
+            for (p, _, body), ok in zip(self.requests, self.ok, strict=True)
+            if p == path and ok
+            for a in body.get("alerts", [])
+        ]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+class FlakySMTP:
+    """aiosmtpd handler: refuses the first `fail` messages with 451, then accepts."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.fail = fail
+        self.messages: list[Any] = []
+        self.refused = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.refused < self.fail:
+            self.refused += 1
+            return "451 4.3.0 try again later"
+        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[FlakySMTP, int]]:
+    handler = FlakySMTP(fail=1)
+    with socket.socket() as s:  # a free port (the controller's self-test needs a real one)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+def routes_for(receiver: Receiver, smtp_port: int, tmp_path: Path) -> list[dict[str, Any]]:
+    return [
+        {"name": "ops-log", "type": "log"},
+        {"name": "jsonl", "type": "file", "path": str(tmp_path / "alerts.jsonl")},
+        {"name": "hook", "type": "webhook", "url": f"{receiver.url}/hook",
+         "headers": {"Authorization": "Bearer t0ken"}},
+        {"name": "slack", "type": "slack", "url": f"{receiver.url}/slack",
+         "min_severity": "critical"},
+        {"name": "mail", "type": "email", "smtp_host": "127.0.0.1", "smtp_port": smtp_port,
+         "sender": "aiops@localhost", "to": ["oncall@example.com"], "tenants": ["acme"]},
+    ]  # fmt: skip
+
+
+def two_models_firing(store: MonitoringStore) -> None:
+    for i in range(2):
+        put(store, i, finding(i, column="a", severity="critical"), finding(i, "null_rate_drift"))
+        put(store, i, finding(i, model="eta"), model="eta")
+
+
+def test_every_route_gets_one_grouped_message_per_model(
+    store: MonitoringStore,
+    receiver: Receiver,
+    smtp: tuple[FlakySMTP, int],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    handler, port = smtp
+    cfg = alerting(routes=routes_for(receiver, port, tmp_path), backoff_seconds=0)
+    two_models_firing(store)
+    for model in (M, "eta"):
+        run_days(store, cfg, range(2), model=model)
+    with caplog.at_level(logging.WARNING, logger="aiops.alerts"):
+        report = deliver(store, cfg)
+    assert report.ok, report.errors
+    assert report.messages == {"hook": 2, "jsonl": 2, "mail": 2, "ops-log": 2, "slack": 1}
+    assert report.sent == {"hook": 3, "jsonl": 3, "mail": 3, "ops-log": 3, "slack": 1}
+    # the generic webhook: one JSON document per tenant/model group, with every alert
+    hooks = {b["group_key"]: b for p, h, b in receiver.requests if p == "/hook"}
+    assert set(hooks) == {"acme/churn", "acme/eta"}
+    churn = hooks["acme/churn"]
+    assert churn["status"] == "firing" and churn["summary"].startswith("[CRITICAL] acme/churn")
+    assert sorted((a["signal"], a["column"]) for a in churn["alerts"]) == [
+        ("feature_drift", "a"),
+        ("null_rate_drift", "age"),
+    ]
+    headers = next(h for p, h, _ in receiver.requests if p == "/hook")
+    assert headers["Authorization"] == "Bearer t0ken" and headers["Idempotency-Key"]
+    # Slack: only the critical one, in Slack's incoming-webhook shape
+    ((_, _, slack),) = [r for r in receiver.requests if r[0] == "/slack"]
+    assert slack["text"].startswith("[CRITICAL] acme/churn: 1 firing")
+    assert slack["blocks"][0]["type"] == "header" and "feature_drift [a]" in json.dumps(slack)
+    # email: refused once with 451, accepted on the retry; one mail per group
+    assert handler.refused == 1 and len(handler.messages) == 2
+    rcpt, mail = handler.messages[0]
+    assert rcpt == ["oncall@example.com"] and mail["Subject"].startswith("[aiops] [")
+    assert "null_rate_drift" in mail.get_payload() or "feature_drift" in mail.get_payload()
+    lines = (tmp_path / "alerts.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and {json.loads(x)["group_key"] for x in lines} == hooks.keys()
+    assert "acme/churn" in caplog.text
+    sent = store.deliveries()
+    assert set(sent["status"]) == {"sent"}
+    mail_churn = sent[(sent["route"] == "mail") & (sent["model"] == M)]
+    assert set(mail_churn["attempts"]) == {2}  # refused once, then accepted
+    # nothing left: a second delivery sends nothing, a re-evaluation queues nothing
+    run_days(store, cfg, range(2))
+    assert deliver(store, cfg).sent == {} and len(store.deliveries()) == len(sent)
+
+
+def test_a_route_that_fails_first_succeeds_on_retry_without_duplicates(
+    store: MonitoringStore, receiver: Receiver
+) -> None:
+    cfg = alerting(
+        routes=[{"name": "hook", "type": "webhook", "url": f"{receiver.url}/hook"}],
+        backoff_seconds=0,
+    )
+    two_models_firing(store)
+    run_days(store, cfg, range(2))
+    receiver.codes = [500]  # the first POST fails, the retry is accepted
+    report = deliver(store, cfg)
+    assert report.ok and report.sent == {"hook": 2}
+    assert [p for p, _, _ in receiver.requests] == ["/hook", "/hook"]
+    first, second = (h["Idempotency-Key"] for _, h, _ in receiver.requests)
+    assert first == second  # a retry is recognisably the same message
+    keys = receiver.event_keys("/hook")
+    assert len(keys) == 2 and len(set(keys)) == 2
+
+
+def test_a_route_down_keeps_alerts_pending_until_it_is_back(
+    store: MonitoringStore, receiver: Receiver
+) -> None:
+    cfg = alerting(
+        routes=[
+            {"name": "hook", "type": "webhook", "url": f"{receiver.url}/hook"},
+            {"name": "dead", "type": "webhook", "url": "http://127.0.0.1:9/nothing"},
+        ],
+        max_attempts=2,
+        backoff_seconds=0,
+    )
+    two_models_firing(store)
+    run_days(store, cfg, range(2))
+    receiver.default = 503
+    report = deliver(store, cfg)
+    assert report.failed == {"dead": 2, "hook": 2} and "HTTP 503" in report.errors["hook"]
+    assert "refused" in report.errors["dead"].lower() or "errno" in report.errors["dead"].lower()
+    pending = store.deliveries(status="pending")
+    assert len(pending) == 4 and set(pending["attempts"]) == {2}
+    assert pending["last_error"].notna().all()
+    assert len(receiver.accepted) == 0
+    receiver.default = 200
+    report = deliver(store, cfg)
+    assert report.sent == {"hook": 2} and report.failed == {"dead": 2}
+    keys = receiver.event_keys("/hook")
+    assert sorted(keys) == sorted(store.alert_events(T, M)["event_key"])
+    assert deliver(store, cfg).sent == {}  # delivered once, never again
+    assert set(store.deliveries(route="hook")["status"]) == {"sent"}
+
+
+def test_concurrent_deliveries_send_each_event_once(
+    store: MonitoringStore, receiver: Receiver
+) -> None:
+    cfg = alerting(routes=[{"name": "hook", "type": "webhook", "url": f"{receiver.url}/h"}])
+    for i in range(2):
+        for k in range(6):
+            put(store, i, finding(i, model=f"m{k}"), model=f"m{k}")
+    for k in range(6):
+        run_days(store, cfg, range(2), model=f"m{k}")
+    results: list[Any] = []
+    threads = [threading.Thread(target=lambda: results.append(deliver(store, cfg))) for _ in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    keys = receiver.event_keys("/h")
+    assert len(keys) == 6 and len(set(keys)) == 6
+    assert sum(sum(r.sent.values()) for r in results) == 6
