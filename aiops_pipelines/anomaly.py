@@ -452,3 +452,41 @@ def anomaly_findings(
             )
         )
     return findings
+
+
+def detect_last_day(
+    daily: pd.Series,
+    *,
+    kind: Kind = "residual",
+    z: float = 4.0,
+    persistence: int = 2,
+    min_history: int = 7,
+    lookback_weeks: int | None = 8,
+) -> tuple[float, list[Anomaly]]:
+    """The last day of a daily series judged against the days before it.
+
+    The window judged is the last ``persistence`` calendar days, ending on the series' last day;
+    every earlier day (at most ``lookback_weeks``) is its baseline, so a day never enters its
+    own baseline and judging it again later (with more labels) uses the same history. Returns
+    the robust z of the last day and the anomalies ending on it (at most one: the whole window
+    beyond ``z``). A day missing from the window breaks the run, and fewer than
+    ``min_history`` earlier days give z = NaN and no anomaly: a median of a few days alarms on
+    noise.
+    """
+    if persistence < 1:
+        raise ValueError(f"persistence must be >= 1, got {persistence}")
+    s = _clean(daily)
+    if s.empty:
+        return math.nan, []
+    last = s.index[-1]
+    first = last - pd.Timedelta(days=persistence - 1)
+    window, history = s[s.index >= first], s[s.index < first]
+    if lookback_weeks is not None:
+        history = history[history.index >= first - pd.Timedelta(weeks=lookback_weeks)]
+    if history.size < min_history:
+        return math.nan, []
+    z_last = float(score(window, history, kind=kind, lookback_weeks=None)["z"].iloc[-1])
+    if window.size < persistence or _direction(z_last, _rule(kind), z) is None:
+        return z_last, []
+    found = detect(window, history, kind=kind, z=z, persistence=persistence, lookback_weeks=None)
+    return z_last, [a for a in found if a.end == last]

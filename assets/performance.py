@@ -1,12 +1,18 @@
-"""Performance on late labels: realized metrics, the label-free estimate, and decay."""
+"""Performance on late labels: realized metrics, the label-free estimate, decay, and the
+residual anomalies of regression models."""
 
 import json
+import math
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
-from aiops_pipelines.config import ModelConfig
+from aiops_pipelines.anomaly import anomaly_findings, detect_last_day
+from aiops_pipelines.config import Metric, ModelConfig, TaskType
+from aiops_pipelines.findings import Finding
 from aiops_pipelines.labels import read_day_outcomes, read_day_predictions
 from aiops_pipelines.monitor import REFERENCE_PARTITION
 from aiops_pipelines.partitions import date_x_model, split_key
@@ -30,7 +36,18 @@ from aiops_pipelines.resources import (
     parse_utc,
 )
 from aiops_pipelines.retrain_policy import LEVEL_CODES, decay_levels
+from aiops_pipelines.store import MonitoringStore
 from assets.monitoring import GROUP, OWNERS, reference_profile
+
+RESIDUAL_PERSISTENCE_DAYS = 2
+"""Consecutive labelled days beyond z before a residual anomaly. Not `ops.persistence`: that
+one counts hours. Two days is the anomaly module's documented default for the daily series."""
+
+RESIDUAL_MIN_HISTORY_DAYS = 7
+"""Labelled days of history before residuals are judged: the baseline is warming up before."""
+
+RESIDUAL_LOOKBACK_WEEKS = 8
+"""Weeks of history behind the residual baseline (the anomaly module's default)."""
 
 
 class PerformanceConfig(dg.Config):
@@ -54,6 +71,62 @@ def _metrics_of(model: ModelConfig, labelled: Any) -> dict[str, float]:
             model.classes,
         ).items()
     }
+
+
+def _residual_verdict(
+    db: MonitoringStore, model: ModelConfig, day: str, realized: dict[str, float], n_labelled: int
+) -> tuple[str, float, list[Finding]]:
+    """A regression model's mean absolute residual (the realized MAE) of the day against the
+    labelled days before it: (status, z of the day, findings ending on the day).
+
+    A day is used only with `min_labels` labels, today included: with fewer there is no
+    verdict. The history is what earlier runs stored, so a re-run with more labels judges the
+    day against the same days, and never against itself.
+    """
+    if model.task is not TaskType.REGRESSION:
+        return "", math.nan, []
+    mae = realized.get(Metric.MAE.value, math.nan)
+    min_labels = model.performance.min_labels
+    if n_labelled < min_labels or not math.isfinite(mae):
+        return f"insufficient labels ({n_labelled} < {min_labels})", math.nan, []
+    today = date.fromisoformat(day)
+    since = today - timedelta(weeks=RESIDUAL_LOOKBACK_WEEKS, days=RESIDUAL_PERSISTENCE_DAYS)
+
+    def stored(metric: str) -> pd.Series:
+        h = db.metric_history(
+            model.tenant,
+            model.name,
+            metric=metric,
+            column="",
+            asset="performance_report",
+            start=since,
+            end=today - timedelta(days=1),
+        )
+        return pd.Series(h["value"].to_numpy(), index=h["partition"].to_numpy(), dtype=float)
+
+    n = stored("n_labelled")
+    past = stored(Metric.MAE.value)
+    past = past[past.index.isin(n.index[n >= min_labels])]
+    daily = pd.concat([past, pd.Series([mae], index=[day])])
+    daily.index = pd.to_datetime(daily.index, utc=True)
+    z, anomalies = detect_last_day(
+        daily,
+        kind="residual",
+        z=model.ops.z,
+        persistence=RESIDUAL_PERSISTENCE_DAYS,
+        min_history=RESIDUAL_MIN_HISTORY_DAYS,
+        lookback_weeks=RESIDUAL_LOOKBACK_WEEKS,
+    )
+    findings = anomaly_findings(
+        anomalies, tenant=model.tenant, model=model.name, partition=day, asset="performance_report"
+    )
+    for f in findings:
+        f.evidence.update(metric=Metric.MAE.value, n_labelled=n_labelled, min_labels=min_labels)
+    if math.isfinite(z):
+        return ("anomaly" if findings else "ok"), z, findings
+    window_start = pd.Timestamp(today - timedelta(days=RESIDUAL_PERSISTENCE_DAYS - 1), tz="UTC")
+    n_history = int((daily.index < window_start).sum())
+    return f"warming up ({n_history} of {RESIDUAL_MIN_HISTORY_DAYS} days)", z, findings
 
 
 def _judgement_md(j: DayJudgement) -> str:
@@ -96,9 +169,11 @@ def performance_report(
     """The day's predictions joined with the outcomes observed so far (by request id):
     realized metrics with label coverage, per segment, against the reference performance with
     a sampling band; a label-free (CBPE-style) estimate for classifiers; and the decay state
-    (persistence and hysteresis over labelled days). Re-materialized by late_labels_sensor as
-    labels arrive: the partition is replaced, and each attempt stays in the MLflow run's
-    metric history."""
+    (persistence and hysteresis over labelled days). For regression models, the day's mean
+    absolute residual (MAE) against a robust seasonal baseline of the previous labelled days: a
+    `residual_anomaly` after 2 consecutive labelled days beyond `ops.z`. Re-materialized by
+    late_labels_sensor as labels arrive: the partition is replaced, and each attempt stays in
+    the MLflow run's metric history."""
     day, key = split_key(context)
     cfg = monitoring_config.load()
     model = cfg.model(key)
@@ -128,6 +203,10 @@ def performance_report(
     history = [(p, lvl) for p, lvl in decay_levels(db, model) if p < day]
     state = decay_state([*history, (day, judgement.level)], model.performance)
     findings = performance_findings(model, day, judgement, state, est_judgement)
+    residual_status, residual_z, residual_findings = _residual_verdict(
+        db, model, day, realized, labelled_day.n_labelled
+    )
+    findings.extend(residual_findings)
     # a re-run with more labels keeps the time the finding was first raised
     before = db.findings(model.tenant, model.name, start=day, end=day)
     first_raised = {
@@ -193,6 +272,10 @@ def performance_report(
         metadata[primary] = realized[primary]
     if primary in estimate:
         metadata[f"estimated_{primary}"] = estimate[primary]
+    if residual_status:
+        metadata["residual_status"] = residual_status
+    if math.isfinite(residual_z):
+        metadata["residual_z"] = residual_z
     window_over = (as_of.date() - parse_utc(day).date()).days > model.performance.label_window_days
     sev = dg.AssetCheckSeverity
     return dg.MaterializeResult(
