@@ -1,0 +1,549 @@
+"""The overview over a real SQLite store: feed, health, the HTML page (also in Chromium) and
+`aiops status`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from aiops_pipelines.cli import main
+from aiops_pipelines.config import AppConfig, load_config
+from aiops_pipelines.findings import Finding, Severity, Signal
+from aiops_pipelines.overview import (
+    FEED_COLUMNS,
+    feed,
+    health_summary,
+    render_overview,
+    status_text,
+)
+from aiops_pipelines.store import MonitoringStore
+
+DAYS = [(dt.date(2026, 3, 5) + dt.timedelta(days=i)).isoformat() for i in range(10)]
+LAST = DAYS[-1]  # 2026-03-14
+RUN_ID = "0f3c9a7e-5b1d-4c2e-9f00-runfailed01"
+SCRIPT = '<script>alert("pwned")</script>'
+CHURN_AGE_DRIFT = {"2026-03-12": 0.14, "2026-03-13": 0.31, "2026-03-14": 0.35}
+CHURN_AUC = {d: 0.90 - (0.03 * max(0, i - 5)) for i, d in enumerate(DAYS)}
+CHURN_COVERAGE = {d: 0.9 for d in DAYS} | {"2026-03-13": 0.3, "2026-03-14": 0.0}
+
+
+def _finding(tenant, model, day, asset, signal, severity, column="", message="", value=1.0):
+    return Finding(
+        tenant=tenant,
+        model=model,
+        partition=day,
+        asset=asset,
+        signal=signal,
+        severity=Severity(severity),
+        value=value,
+        threshold=0.1,
+        column=column,
+        message=message or f"{signal} on {column or 'the model'}",
+    )
+
+
+def _config_dict(tmp_path: Path) -> dict:
+    def model(name: str, task: str, numeric: list[str], **extra) -> dict:
+        return {
+            "name": name,
+            "task": task,
+            "features": {"numeric": numeric, "categorical": ["plan"]},
+            "predictions": {"url": "sqlite:///world.db", "table": f"{name}_predictions"},
+            "reference": {"url": "sqlite:///world.db", "table": f"{name}_reference"},
+            **extra,
+        }
+
+    return {
+        "storage": {
+            "store_url": "sqlite:///store.db",
+            "mlflow_tracking_uri": "sqlite:///mlflow.db",
+            "artifacts_dir": "artifacts",
+        },
+        "tenants": [
+            {
+                "name": "acme",
+                "models": [
+                    model(
+                        "churn",
+                        "binary_classification",
+                        ["age", "tenure"],
+                        columns={"score": "score"},
+                        performance={"floors": {"roc_auc": [0.8, 0.7]}},
+                    ),
+                    model("fraud", "binary_classification", ["amount"]),
+                ],
+            },
+            {"name": "globex", "models": [model("eta", "regression", ["distance"])]},
+        ],
+    }
+
+
+def _fill(store: MonitoringStore) -> None:
+    """Ten days of two models: acme.churn drifts on `age` and decays, runs a canary that fails
+    and is rolled back; globex.eta has a throughput drop and a failed run. acme.fraud is
+    configured but never ran."""
+    store.save_profile(
+        "acme",
+        "churn",
+        "reference",
+        "reference",
+        {"profile": {}, "performance": {"metrics": {"roc_auc": 0.9, "accuracy": 0.85}}},
+        n_rows=5000,
+    )
+    for i, day in enumerate(DAYS):
+        age = CHURN_AGE_DRIFT.get(day, 0.02)
+        sev = "critical" if age >= 0.25 else "warning" if age >= 0.1 else None
+        drift_findings = []
+        if sev:
+            drift_findings.append(
+                _finding("acme", "churn", day, "drift_report", Signal.FEATURE_DRIFT, sev, "age")
+            )
+        store.replace_partition(
+            "acme",
+            "churn",
+            day,
+            "drift_report",
+            metrics={
+                ("drift_share", ""): 0.5 if sev else 0.0,
+                ("n_drifted", ""): 1.0 if sev else 0.0,
+                ("n_features", ""): 3.0,
+                ("drift_psi", "age"): age,
+                ("drift_psi", "tenure"): 0.01,
+                ("drift_chisquare", "plan"): 0.02,
+                ("p_value", "plan"): 0.6,
+            },
+            findings=drift_findings,
+        )
+        perf_metrics = {
+            ("coverage", ""): CHURN_COVERAGE[day],
+            ("n_labelled", ""): 2700.0 * CHURN_COVERAGE[day],
+            ("decay_level", ""): 2.0 if CHURN_AUC[day] < 0.8 else 0.0,
+            ("estimated_roc_auc", ""): 0.88,
+        }
+        if CHURN_COVERAGE[day] > 0:
+            perf_metrics[("roc_auc", "")] = CHURN_AUC[day]
+            perf_metrics[("accuracy", "")] = 0.8
+        decay = []
+        if day in ("2026-03-12", "2026-03-13"):
+            decay.append(
+                _finding(
+                    "acme",
+                    "churn",
+                    day,
+                    "performance_report",
+                    Signal.PERFORMANCE_DECAY,
+                    "critical",
+                    value=CHURN_AUC[day],
+                )
+            )
+        store.replace_partition(
+            "acme", "churn", day, "performance_report", metrics=perf_metrics, findings=decay
+        )
+        store.replace_partition(
+            "acme",
+            "churn",
+            day,
+            "ops_report",
+            metrics={
+                ("throughput_day", ""): 3000.0,
+                ("latency_p50", ""): 20.0,
+                ("latency_p95", ""): 85.0,
+                ("latency_p99", ""): 140.0,
+                ("error_rate", ""): 0.001,
+                ("throughput_hour", f"{day}T00"): 125.0,
+            },
+            findings=[],
+        )
+        eta_findings = []
+        if day == "2026-03-12":
+            eta_findings.append(
+                _finding(
+                    "globex",
+                    "eta",
+                    day,
+                    "ops_report",
+                    Signal.THROUGHPUT_ANOMALY,
+                    "warning",
+                    "drop",
+                    "throughput drop 02:00-06:00",
+                    value=-6.5,
+                )
+            )
+        store.replace_partition(
+            "globex",
+            "eta",
+            day,
+            "ops_report",
+            metrics={
+                ("throughput_day", ""): 800.0 if day == "2026-03-12" else 1500.0,
+                ("latency_p50", ""): 10.0,
+                ("latency_p95", ""): 42.5,
+                ("latency_p99", ""): 60.0,
+                ("error_rate", ""): 0.02,
+            },
+            findings=eta_findings,
+        )
+        store.replace_partition(
+            "globex",
+            "eta",
+            day,
+            "drift_report",
+            metrics={("drift_share", ""): 0.0, ("drift_wasserstein", "distance"): 0.01},
+            findings=[],
+        )
+        store.replace_partition(
+            "globex",
+            "eta",
+            day,
+            "performance_report",
+            metrics={("mae", ""): 3.0 + 0.1 * i, ("coverage", ""): 0.5},
+            findings=[],
+        )
+        if i >= 6:  # a canary from 2026-03-11 that fails on its last day
+            canary_findings = []
+            if day == LAST:
+                canary_findings.append(
+                    _finding("acme", "churn", day, "canary_report", "canary_fail", "critical", "3")
+                )
+            store.replace_partition(
+                "acme",
+                "churn",
+                day,
+                "canary_report",
+                metrics={
+                    ("canary_estimate", ""): -0.05,
+                    ("canary_lower", ""): -0.08,
+                    ("canary_upper", ""): -0.03,
+                    ("canary_share_cumulative", ""): 0.1,
+                    ("canary_coverage", ""): 0.6,
+                    ("canary_n", "3"): 300.0,
+                    ("champion_n", "2"): 2700.0,
+                },
+                findings=canary_findings,
+            )
+    store.record_finding(
+        _finding(
+            "globex",
+            "eta",
+            "2026-03-13",
+            "pipeline",
+            Signal.PIPELINE_FAILURE,
+            "critical",
+            RUN_ID,
+            f"run {RUN_ID} of monitoring_job failed: ops_report: bad row {SCRIPT}\nTraceback",
+        )
+    )
+    store.record_action(
+        "canary_sensor",
+        "rollback_canary",
+        "acme",
+        "churn",
+        partition=LAST,
+        details={"version": "3", "reason": "canary credibly worse than the champion"},
+    )
+    store.record_action(
+        "retrain_job",
+        "retrain",
+        "acme",
+        "churn",
+        partition="2026-03-13",
+        details={"version": "4", "reason": "critical decay", "beats_champion": True},
+    )
+    store.record_action(
+        "cli", "start_canary", "acme", "churn", partition="2026-01-02", details={"version": "2"}
+    )
+
+
+def _alerts() -> pd.DataFrame:
+    now = pd.Timestamp("2026-03-14T06:00:00Z")
+    rows = [
+        ("acme", "churn", "fp-age", "feature_drift", "age", "critical", "firing", "2026-03-12",
+         "2026-03-14", "2026-03-13", None, False, False, 1, "age drifted (psi 0.35)", 0.35, 0.25),
+        ("acme", "churn", "fp-decay", "performance_decay", "", "critical", "pending",
+         "2026-03-14", "2026-03-14", None, None, False, False, 0, "roc_auc decayed", 0.78, 0.8),
+        ("globex", "eta", "fp-drop", "throughput_anomaly", "drop", "warning", "resolved",
+         "2026-03-11", "2026-03-12", "2026-03-12", "2026-03-13", False, False, 2,
+         "throughput drop", -6.5, -4.0),
+    ]  # fmt: skip
+    cols = [
+        "tenant", "model", "fingerprint", "signal", "column", "severity", "state", "first_seen",
+        "last_seen", "fired_on", "resolved_on", "silenced", "inhibited", "notified", "message",
+        "value", "threshold",
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=cols)
+    frame["updated_at"] = now
+    return frame
+
+
+def _deliveries() -> pd.DataFrame:
+    rows = [
+        (1, "oncall-pager", "acme", "churn", "fp-age", "firing", "critical", "2026-03-13",
+         "sent", 1, None),
+        (2, "oncall-pager", "acme", "churn", "fp-age", "repeat", "critical", "2026-03-14",
+         "pending", 3, "HTTP 500 from pager <gateway>"),
+        (3, "team-slack", "globex", "eta", "fp-drop", "firing", "warning", "2026-03-12",
+         "sent", 1, None),
+        (4, 'ops "night" \\ team', "globex", "eta", "fp-drop", "resolved", "warning",
+         "2026-03-13", "sent", 1, None),
+    ]  # fmt: skip
+    cols = [
+        "id", "route", "tenant", "model", "fingerprint", "event", "severity", "partition",
+        "status", "attempts", "last_error",
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=cols)
+    frame["created_at"] = pd.Timestamp("2026-03-14T06:00:00Z")
+    frame["sent_at"] = [frame["created_at"][0], None, frame["created_at"][0], None]
+    return frame
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Path, AppConfig, MonitoringStore]]:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(_config_dict(tmp_path)))
+    cfg = load_config(path)
+    store = MonitoringStore(cfg.storage.store_url)
+    _fill(store)
+    yield path, cfg, store
+    store.close()
+
+
+# -- feed ------------------------------------------------------------------------------------
+
+
+def test_feed_lists_findings_actions_and_alert_changes_newest_first(world) -> None:
+    _, _, store = world
+    events = feed(store, day=LAST, days=7, alerts=_alerts())
+    assert list(events.columns) == FEED_COLUMNS
+    assert list(events["when"]) == sorted(events["when"], reverse=True)
+    assert set(events["kind"]) == {"finding", "action", "alert"}
+    # warning and critical findings only: the info-free days do not appear
+    findings = events[events["kind"] == "finding"]
+    assert set(findings["severity"]) == {"warning", "critical"}
+    assert set(findings["signal"]) == {
+        "feature_drift",
+        "performance_decay",
+        "throughput_anomaly",
+        "pipeline_failure",
+        "canary_fail",
+    }
+    failure = findings[findings["signal"] == "pipeline_failure"].iloc[0]
+    assert (failure["when"], failure["column"]) == ("2026-03-13", RUN_ID)
+    # the newest day starts with the most severe entries of that day
+    top = events.iloc[0]
+    assert top["when"] == LAST
+    actions = events[events["kind"] == "action"]
+    assert list(actions["signal"]) == ["rollback_canary", "retrain"]
+    assert "canary credibly worse" in actions.iloc[0]["message"]
+    assert "2026-01-02" not in set(events["when"])  # the old action is outside the window
+    alerts = events[events["kind"] == "alert"]
+    changes = set(zip(alerts["when"], alerts["signal"], alerts["source"], strict=True))
+    assert changes == {
+        ("2026-03-13", "feature_drift", "firing"),
+        ("2026-03-14", "performance_decay", "pending"),
+        ("2026-03-12", "throughput_anomaly", "firing"),
+        ("2026-03-13", "throughput_anomaly", "resolved"),
+    }
+
+
+def test_feed_window_and_model_filter(world) -> None:
+    _, _, store = world
+    one_day = feed(store, day="2026-03-12", days=1, tenant="globex", model="eta")
+    assert list(one_day["signal"]) == ["throughput_anomaly"]
+    assert feed(store, day="2026-03-06", days=2).empty
+    with pytest.raises(ValueError, match="not a date"):
+        feed(store, day="yesterday")
+
+
+# -- health ----------------------------------------------------------------------------------
+
+
+def test_health_status_per_model_from_findings_and_firing_alerts(world) -> None:
+    _, cfg, store = world
+    health = health_summary(store, cfg, day=LAST).set_index("key")
+    assert list(health.index) == ["acme.churn", "acme.fraud", "globex.eta"]
+    assert health.loc["acme.churn", "status"] == "critical"  # critical drift + canary fail
+    assert health.loc["acme.fraud", "status"] == "no data"
+    assert health.loc["globex.eta", "status"] == "ok"
+
+    churn = health.loc["acme.churn"]
+    assert churn["drift_share"] == 0.5
+    assert churn["throughput"] == 3000 and churn["latency_p95_ms"] == 85.0
+    # the newest day has no labels yet: performance comes from the latest labelled day
+    assert churn["performance_partition"] == "2026-03-13"
+    assert churn["primary_metric"] == "roc_auc"
+    assert churn["primary_value"] == pytest.approx(CHURN_AUC["2026-03-13"])
+    assert churn["coverage"] == 0.3 and churn["reference_value"] == 0.9
+    assert (churn["canary"], churn["canary_version"]) == ("fail", "3")
+    assert churn["issues"].split(", ")[:2] == ["feature_drift", "canary_fail"]
+
+    # a day with only a warning finding; and a firing critical alert escalates an ok model
+    assert (
+        health_summary(store, cfg, day="2026-03-12").set_index("key").loc["globex.eta", "status"]
+        == "warning"
+    )
+    alerts = _alerts()
+    alerts.loc[2, ["state", "severity", "resolved_on"]] = ["firing", "critical", None]
+    with_alerts = health_summary(store, cfg, day=LAST, alerts=alerts).set_index("key")
+    assert with_alerts.loc["globex.eta", "status"] == "critical"
+    assert with_alerts.loc["globex.eta", "alerts_firing"] == 1
+    assert with_alerts.loc["acme.churn", "alerts_firing"] == 1  # the pending one does not count
+
+
+def test_status_text_is_an_aligned_plain_table(world) -> None:
+    _, cfg, store = world
+    text = status_text(store, cfg, day=LAST, alerts=_alerts(), days=3)
+    assert "\x1b[" not in text
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("MODEL"))
+    rows = [line for line in lines if line.startswith(("acme.", "globex."))][:3]
+    status_at = header.index("STATUS")
+    assert [r[status_at:].split()[0] for r in rows] == ["critical", "no", "ok"]
+    assert "pipeline_failure" in text and RUN_ID[:20] in text
+    assert "\nTraceback" not in text  # a message is kept on one line
+    coloured = status_text(store, cfg, day=LAST, color=True)
+    assert "\x1b[31;1mcritical" in coloured
+
+
+def test_aiops_status_defaults_to_the_latest_partition(world, capsys) -> None:
+    path, _, _ = world
+    assert main(["status", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"aiops status for {LAST}")
+    assert "acme.churn" in out and "globex.eta" in out and "rollback_canary" in out
+    assert main(["status", "--config", str(path), "--day", "2026-03-12", "--days", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "throughput_anomaly" in out and "rollback_canary" not in out
+
+
+def test_aiops_status_on_an_empty_store(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(_config_dict(tmp_path)))
+    assert main(["status", "--config", str(path)]) == 0
+    assert "nothing stored yet" in capsys.readouterr().out
+
+
+# -- the HTML page ---------------------------------------------------------------------------
+
+
+def _page(world) -> str:
+    _, cfg, store = world
+    return render_overview(
+        store,
+        cfg,
+        day=LAST,
+        alerts=_alerts(),
+        deliveries=_deliveries(),
+        generated_at=dt.datetime(2026, 3, 15, 6, 30, tzinfo=dt.UTC),
+    )
+
+
+def test_overview_page_is_self_contained_and_escapes_text(world) -> None:
+    page = _page(world)
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "2026-03-15 06:30:00 UTC" in page
+    assert "<script" not in page.lower().replace("&lt;script", "")
+    assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;" in page
+    assert "HTTP 500 from pager &lt;gateway&gt;" in page
+    for external in ("http://", "https://", "<link", "@import", "url("):
+        assert external not in page
+    assert '<table id="health">' in page and '<table id="feed">' in page
+    for row_class, key in (
+        ("status-critical", "acme.churn"),
+        ("status-nodata", "acme.fraud"),
+        ("status-ok", "globex.eta"),
+    ):
+        assert re.search(f'<tr class="{row_class}"><td[^>]*><b>{re.escape(key)}</b>', page)
+    # the heat map shows the drifted feature per day, the trend its reference and limits
+    assert "age 2026-03-14: psi 0.35, critical" in page
+    assert "reference 0.9" in page and "warning 0.855" in page and "critical 0.765" in page
+    assert "ops &quot;night&quot; \\ team" in page  # a route name, escaped
+
+
+def test_overview_of_an_empty_store_says_there_is_no_data(tmp_path: Path) -> None:
+    with MonitoringStore(f"sqlite:///{tmp_path / 'empty.db'}") as store:
+        page = render_overview(store, None, day="2026-03-14")
+        assert 'id="no-data"' in page and "No data" in page
+        assert '<table id="health">' in page and '<table id="feed">' in page
+        cfg_path = tmp_path / "config.yaml"
+        cfg_path.write_text(yaml.safe_dump(_config_dict(tmp_path)))
+        page = render_overview(store, load_config(cfg_path), day="2026-03-14")
+        assert page.count('class="status-nodata"') == 3
+
+
+def test_overview_stays_compact_for_many_models_and_a_month(tmp_path: Path) -> None:
+    with MonitoringStore(f"sqlite:///{tmp_path / 'many.db'}") as store:
+        month = [(dt.date(2026, 2, 13) + dt.timedelta(days=i)).isoformat() for i in range(30)]
+        for k in range(12):
+            for day in month:
+                store.replace_partition(
+                    "t",
+                    f"m{k:02d}",
+                    day,
+                    "drift_report",
+                    metrics={("drift_share", ""): 0.0}
+                    | {("drift_psi", f"feature_{j}"): 0.01 * j for j in range(15)},
+                    findings=[],
+                )
+        page = render_overview(store, None, day="2026-03-14", window_days=30)
+    assert page.count('aria-label="drift heat map') == 12
+    assert len(page) < 3_000_000
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None and Path("/usr/bin/chromium").exists():
+        found = "/usr/bin/chromium"
+    if found is None:
+        pytest.skip("chromium not installed: apt-get install chromium to run the browser check")
+    return found
+
+
+def test_overview_renders_in_headless_chromium(world, tmp_path: Path) -> None:
+    chromium = _chromium()
+    page = tmp_path / "overview.html"
+    page.write_text(_page(world), encoding="utf-8")
+    common = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-extensions",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [*common, "--dump-dom", page.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    health = dom[dom.index('<table id="health">') :]
+    health = health[: health.index("</table>")]
+    for key in ("acme.churn", "acme.fraud", "globex.eta"):
+        assert key in health
+    feed_table = dom[dom.index('<table id="feed">') :]
+    feed_table = feed_table[: feed_table.index("</table>")]
+    assert "pipeline_failure" in feed_table and "throughput_anomaly" in feed_table
+    assert "rollback_canary" in feed_table and "canary_fail" in feed_table
+    assert "&lt;script&gt;" in feed_table  # shown as text, never run
+
+    shot = tmp_path / "overview.png"
+    subprocess.run(
+        [*common, f"--screenshot={shot}", "--window-size=1400,2000", page.as_uri()],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
