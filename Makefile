@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 AIOPS_HOME ?= $(HOME)/.aiops
 export AIOPS_HOME
 
-.PHONY: install demo test lint format ui mlflow-ui bench clean
+.PHONY: install chromium demo test lint format ui mlflow-ui bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/aiops demo
 
-test: $(STAMP)
+# Chromium for the overview's headless-browser test (apt when root; the test skips without it)
+chromium:
+	@.ci/install-chromium
+
+test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q

@@ -5,10 +5,14 @@ from __future__ import annotations
 import dagster as dg
 
 from aiops_pipelines.resources import default_resources
+from assets.alerts import model_alerts, ops_overview
 from assets.canary import canary_report
 from assets.jobs import (
+    alerts_job,
     daily_monitoring_job,
     daily_monitoring_schedule,
+    overview_job,
+    overview_schedule,
     performance_job,
     reference_job,
     retrain_job,
@@ -30,6 +34,8 @@ ASSETS = [
     performance_report,
     canary_report,
     ops_report,
+    model_alerts,
+    ops_overview,
     retrained_model,
 ]
 
@@ -40,10 +46,12 @@ defs = dg.Definitions(
         daily_monitoring_job,
         performance_job,
         retrain_job,
+        alerts_job,
+        overview_job,
         rollback_canary,
         promote_canary,
     ],
-    schedules=[daily_monitoring_schedule],
+    schedules=[daily_monitoring_schedule, overview_schedule],
     sensors=[
         model_partitions_sensor,
         late_labels_sensor,

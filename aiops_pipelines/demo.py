@@ -69,7 +69,12 @@ MANIFEST_FILE = "manifest.json"
 MLFLOW_DB = "mlflow.db"
 ARTIFACTS_DIR = "artifacts"
 #: What a rebuild deletes: only the files the world owns, never anything else under home.
-OWNED = (WORLD_DB, CONFIG_FILE, MANIFEST_FILE, MLFLOW_DB, ARTIFACTS_DIR)
+ALERTS_FILE = "alerts.jsonl"
+OWNED = (WORLD_DB, CONFIG_FILE, MANIFEST_FILE, MLFLOW_DB, ARTIFACTS_DIR, ALERTS_FILE)
+#: The demo's webhook routes read their URLs from these variables (set by `aiops demo` to the
+#: receiver it starts); elsewhere they are unset and those notifications stay pending.
+DEMO_WEBHOOK_ENV = "AIOPS_DEMO_WEBHOOK_URL"
+DEMO_SLACK_ENV = "AIOPS_DEMO_SLACK_URL"
 
 #: The incident calendar below is written for this many days and scaled to other lengths.
 CALENDAR_DAYS = 64
@@ -98,6 +103,8 @@ MAX_LABEL_LAG_DAYS = 14
 #: plus the persistence window (decay) or the minimum canary duration (pass).
 LABEL_SIGNALS: dict[str, int] = {
     Signal.PERFORMANCE_DECAY.value: MAX_LABEL_LAG_DAYS + PerformancePolicy().persistence,
+    # two anomalous days against the model's own recent residuals (assets/performance.py)
+    Signal.RESIDUAL_ANOMALY.value: MAX_LABEL_LAG_DAYS + 2,
     Signal.CANARY_FAIL.value: MAX_LABEL_LAG_DAYS,
     Signal.CANARY_PASS.value: MAX_LABEL_LAG_DAYS + CanaryPolicy().min_days,
 }
@@ -454,6 +461,7 @@ _CALENDAR: tuple[tuple[int, str, str, int, int | None], ...] = (
     (5, "concept_shift", "globex.eta", 36, None),
     (6, "canary", "acme.churn", 44, None),
     (7, "canary_good", "acme.intent", 32, None),
+    (8, "bad_batch", "acme.churn", 12, 12),
 )
 
 TENURE_SHIFT_SD = 0.5  # mean shift of tenure_months, in reference standard deviations
@@ -471,6 +479,8 @@ GOOD_CANARY_SHARE = 0.25
 GOOD_CANARY_MARGIN = 0.05
 CANARY_LABEL_NOISE = 0.2
 THROUGHPUT_FACTOR = 0.20  # share of normal traffic left on a throughput-drop day
+BAD_BATCH_COLUMN = "monthly_charges"  # acme.churn: text in a numeric column fails the day's run
+BAD_BATCH_VALUE = "n/a"
 
 
 def _incidents(days: int, scale: float) -> list[_Incident]:
@@ -520,7 +530,7 @@ def _incident(iid: int, kind: str, model: str, start: int, end: int | None) -> _
             start,
             end,
             [],
-            ["performance_decay"],
+            ["performance_decay", Signal.RESIDUAL_ANOMALY.value],
             [],
             f"Couriers start batching orders: delivery takes ~{CONCEPT_FACTOR - 1:.0%} longer plus "
             f"{CONCEPT_ADD_MIN:.0f} minutes for the "
@@ -597,6 +607,21 @@ def _incident(iid: int, kind: str, model: str, start: int, end: int | None) -> _
             [],
             f"An upstream outage: only ~{THROUGHPUT_FACTOR:.0%} of the usual requests arrive.",
             {"factor": THROUGHPUT_FACTOR},
+        )
+    if kind == "bad_batch":
+        return _Incident(
+            iid,
+            kind,
+            model,
+            start,
+            end,
+            [BAD_BATCH_COLUMN],
+            [Signal.PIPELINE_FAILURE.value],
+            [],
+            f"An upstream job writes '{BAD_BATCH_VALUE}' into {BAD_BATCH_COLUMN} for a day: the "
+            "day's monitoring run fails on the column's type, and the failed run must reach "
+            "the feed and the alert routes.",
+            {"value": BAD_BATCH_VALUE},
         )
     raise ValueError(f"unknown incident kind {kind!r}")
 
@@ -1071,6 +1096,23 @@ def _config(start: date) -> dict[str, Any]:
             "artifacts_dir": "${CONFIG_DIR}/" + ARTIFACTS_DIR,
         },
         "tenants": [{"name": t, "models": ms} for t, ms in tenants.items()],
+        "alerting": {
+            "routes": [
+                {"name": "alerts-file", "type": "file", "path": "${CONFIG_DIR}/" + ALERTS_FILE},
+                {
+                    "name": "acme-webhook",
+                    "type": "webhook",
+                    "url_env": DEMO_WEBHOOK_ENV,
+                    "tenants": ["acme"],
+                },
+                {
+                    "name": "globex-slack",
+                    "type": "slack",
+                    "url_env": DEMO_SLACK_ENV,
+                    "tenants": ["globex"],
+                },
+            ]
+        },
     }
 
 
@@ -1167,6 +1209,15 @@ def build_world(
                 unique="request_id",
                 index="timestamp",
             )
+            for inc in incidents:  # after the load: a type error a loader would not catch
+                if inc.kind == "bad_batch" and inc.model == spec.key:
+                    lo = (start + timedelta(days=inc.start)).isoformat()
+                    hi = (start + timedelta(days=(inc.end or inc.start) + 1)).isoformat()
+                    con.execute(
+                        f'UPDATE "{spec.prefix}_predictions" SET "{inc.columns[0]}" = ? '
+                        "WHERE timestamp >= ? AND timestamp < ?",
+                        (BAD_BATCH_VALUE, lo, hi),
+                    )
             _write_table(
                 con,
                 f"{spec.prefix}_outcomes",
@@ -1588,3 +1639,79 @@ def actions_summary(home: Path, store: Any, tracking_uri: str) -> str:
         aliases = ", ".join(f"{k}=v{v}" for k, v in sorted(rm.aliases.items()))
         lines.append(f"  {spec.key:<13} {aliases}")
     return "\n".join(lines) + "\n"
+
+
+class AlertReceiver:
+    """A local HTTP receiver for the demo's webhook routes: keeps every JSON body it accepts,
+    by path. Use as a context manager; `url(path)` is where a route should post."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: dict[str, list[dict[str, Any]]] = {}
+        lock = threading.Lock()
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                try:
+                    body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                except (ValueError, TypeError):
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                with lock:
+                    received.setdefault(self.path, []).append(body)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}{path}"
+
+    def __enter__(self) -> AlertReceiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def alerts_summary(store: Any, receiver: AlertReceiver | None = None) -> str:
+    """Alert notifications per route (sent, pending) and what the local receiver got."""
+    deliveries = store.deliveries()
+    alerts = store.alerts()
+    lines = ["Alerts", ""]
+    if alerts.empty:
+        lines.append("  no alert fired")
+    else:
+        by_state = alerts.groupby(["state", "severity"]).size()
+        lines.append(
+            "  alert states: "
+            + ", ".join(f"{n} {sev} {state}" for (state, sev), n in by_state.items())
+        )
+    if deliveries.empty:
+        lines.append("  no notification queued")
+        return "\n".join(lines)
+    lines.append(f"  {'route':<16}{'events':>8}{'sent':>8}{'pending':>9}  kinds")
+    for route, g in deliveries.groupby("route"):
+        kinds = ", ".join(f"{n} {k}" for k, n in g["event"].value_counts().sort_index().items())
+        lines.append(
+            f"  {route:<16}{len(g):>8}{int((g['status'] == 'sent').sum()):>8}"
+            f"{int((g['status'] != 'sent').sum()):>9}  {kinds}"
+        )
+    if receiver is not None:
+        got = {p: len(bodies) for p, bodies in sorted(receiver.received.items())}
+        lines.append(
+            f"  local webhook receiver: {sum(got.values())} messages accepted ("
+            + ", ".join(f"{p}: {n}" for p, n in got.items())
+            + ")"
+        )
+    return "\n".join(lines)

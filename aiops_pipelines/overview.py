@@ -22,7 +22,7 @@ import datetime as dt
 import html
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -637,14 +637,18 @@ def status_text(
     days: int = 7,
     limit: int = 50,
     color: bool = False,
+    kinds: Collection[str] | None = None,
 ) -> str:
     """The health table and the feed (at most `limit` entries) as aligned plain text.
 
     `color=True` colours the status column with ANSI codes (for a terminal that shows them).
+    `kinds` keeps only those feed entries ('finding', 'action', 'alert').
     """
     day = _check_day(day)
     health = health_summary(store, cfg, day=day, alerts=alerts)
     events = feed(store, day=day, days=days, alerts=alerts)
+    if kinds is not None:
+        events = events[events["kind"].isin(list(kinds))].reset_index(drop=True)
     lines = [f"aiops status for {day} (feed: {days} days to {day})", ""]
     if health.empty:
         lines.append("no models configured and nothing stored")

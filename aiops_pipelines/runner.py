@@ -21,13 +21,14 @@ from aiops_pipelines.errors import AiopsError, ConfigError
 from aiops_pipelines.partitions import MODELS, daily_partitions, partition_key
 from aiops_pipelines.resources import Clock, MonitoringConfig, SourceSettings, default_resources
 from aiops_pipelines.store import MonitoringStore
+from assets.alerts import model_alerts, ops_overview
 from assets.canary import canary_report
 from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
 from assets.ops import ops_report
 from assets.performance import performance_report
 from sensors.canary import canary_verdict_sensor
-from sensors.failures import root_error
+from sensors.failures import pipeline_failure_sensor, root_error
 from sensors.labels import late_labels_sensor
 from sensors.retrain import retrain_sensor
 
@@ -106,40 +107,58 @@ class _Launcher:
         self.cursors[sensor.name] = result.cursor
         launched = 0
         for req in result.run_requests or []:
-            tags = {"dagster/run_key": req.run_key, "dagster/sensor_name": sensor.name}
-            if req.run_key and self.instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1):
-                continue  # the daemon never launches the same run key twice
-            run_config = {**(req.run_config or {}), **self.quiet}
-            if req.job_name and selection is None:  # an op job (rollback, promotion)
-                res = defs.resolve_job_def(req.job_name).execute_in_process(
-                    run_config=run_config,
-                    instance=self.instance,
-                    resources=self.resources,
-                    raise_on_error=False,
-                    tags={**req.tags, **tags},
-                )
-            else:
-                res = dg.materialize(
-                    ALL_ASSETS,
-                    selection=selection,
-                    partition_key=req.partition_key,
-                    instance=self.instance,
-                    resources=self.resources,
-                    raise_on_error=False,
-                    run_config=run_config,
-                    tags={**req.tags, **tags},
-                )
-            launched += 1
-            record(
-                PartitionOutcome(
-                    str(req.partition_key),
-                    req.run_key or "",
-                    res.success,
-                    "" if res.success else _failure_message(res),
-                    kind=sensor.name,
-                )
-            )
+            launched += self._launch(req, selection, sensor.name, record)
         return launched
+
+    def _launch(self, req: dg.RunRequest, selection: list | None, sensor_name: str, record) -> int:
+        tags = {"dagster/run_key": req.run_key, "dagster/sensor_name": sensor_name}
+        if req.run_key and self.instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1):
+            return 0  # the daemon never launches the same run key twice
+        run_config = {**(req.run_config or {}), **self.quiet}
+        if req.job_name and selection is None:  # an op job (rollback, promotion)
+            res = defs.resolve_job_def(req.job_name).execute_in_process(
+                run_config=run_config,
+                instance=self.instance,
+                resources=self.resources,
+                raise_on_error=False,
+                tags={**req.tags, **tags},
+            )
+        else:
+            res = dg.materialize(
+                ALL_ASSETS,
+                selection=selection,
+                partition_key=req.partition_key,
+                instance=self.instance,
+                resources=self.resources,
+                raise_on_error=False,
+                run_config=run_config,
+                tags={**req.tags, **tags},
+            )
+        record(
+            PartitionOutcome(
+                str(req.partition_key),
+                req.run_key or "",
+                res.success,
+                "" if res.success else _failure_message(res),
+                kind=sensor_name,
+            )
+        )
+        return 1
+
+    def failed_run(self, res: dg.ExecuteInProcessResult, record) -> int:
+        """What the daemon's pipeline_failure_sensor does with a failed run: a finding, then
+        the model's alert run (so the failure reaches the alert routes)."""
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name=pipeline_failure_sensor.name,
+            dagster_instance=self.instance,
+            dagster_run=res.dagster_run,
+            dagster_event=res.get_run_failure_event(),
+            resources={k: self.resources[k] for k in ("monitoring_config", "store")},
+        ).for_run_failure()
+        req = pipeline_failure_sensor(ctx)
+        if isinstance(req, dg.RunRequest):
+            return self._launch(req, [model_alerts], pipeline_failure_sensor.name, record)
+        return 0
 
 
 def run_range(
@@ -153,6 +172,7 @@ def run_range(
     refresh_reference: bool = False,
     replay: bool = False,
     label_tick_days: int = 7,
+    overview: bool = True,
     on_progress: Callable[[PartitionOutcome], None] | None = None,
 ) -> RangeOutcome:
     """Materialize reference_profile (once per model), then feature_profile, drift_report and
@@ -181,7 +201,7 @@ def run_range(
         "sources": SourceSettings(render_html=render_html),
     }
     # the progress bar is the console output; Dagster's event log stays in the instance
-    quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     outcome = RangeOutcome()
 
     def record(o: PartitionOutcome) -> None:
@@ -231,6 +251,7 @@ def run_range(
             selection = [feature_profile, drift_report, canary_report, ops_report]
             if config.model(key).outcomes is not None:
                 selection.append(performance_report)
+            selection.append(model_alerts)
             res = dg.materialize(
                 ALL_ASSETS,
                 selection=selection,
@@ -244,6 +265,28 @@ def run_range(
             record(
                 PartitionOutcome(
                     key, day, res.success, "" if res.success else _failure_message(res)
+                )
+            )
+            if not res.success:
+                launcher.failed_run(res, record)
+        if overview and (last is None or day <= last):
+            res = dg.materialize(
+                ALL_ASSETS,
+                selection=[ops_overview],
+                partition_key=day,
+                instance=instance,
+                resources=launcher.resources,
+                raise_on_error=False,
+                run_config=quiet,
+                tags={"aiops/launched_by": "aiops-run"},
+            )
+            record(
+                PartitionOutcome(
+                    "overview",
+                    day,
+                    res.success,
+                    "" if res.success else _failure_message(res),
+                    kind="overview",
                 )
             )
         if replay:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.alerts import model_alerts, ops_overview
 from assets.canary import canary_report
 from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
@@ -18,8 +19,29 @@ reference_job = dg.define_asset_job(
 
 daily_monitoring_job = dg.define_asset_job(
     "daily_monitoring_job",
-    selection=[feature_profile, drift_report, performance_report, canary_report, ops_report],
-    description="Profile a day of predictions, its drift and its performance so far, per model.",
+    selection=[
+        feature_profile,
+        drift_report,
+        performance_report,
+        canary_report,
+        ops_report,
+        model_alerts,
+    ],
+    description="Profile a day of predictions, its drift, performance so far, canary and "
+    "operations, then evaluate and send the model's alerts.",
+)
+
+alerts_job = dg.define_asset_job(
+    "alerts_job",
+    selection=[model_alerts],
+    description="Evaluate one model's alerts for a day and deliver what is pending "
+    "(launched by the failure sensor when a monitoring run fails).",
+)
+
+overview_job = dg.define_asset_job(
+    "overview_job",
+    selection=[ops_overview],
+    description="Write the day's AI-Ops overview page (every tenant and model).",
 )
 
 performance_job = dg.define_asset_job(
@@ -40,4 +62,12 @@ daily_monitoring_schedule = dg.build_schedule_from_partitioned_job(
     minute_of_hour=0,
     name="daily_monitoring_schedule",
     description="At 02:00 UTC, monitor yesterday for every model (one run per model).",
+)
+
+overview_schedule = dg.build_schedule_from_partitioned_job(
+    overview_job,
+    hour_of_day=4,
+    minute_of_hour=0,
+    name="overview_schedule",
+    description="At 04:00 UTC, after the daily monitoring, write yesterday's overview page.",
 )

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from aiops_pipelines.findings import Finding, Severity, Signal
+from aiops_pipelines.partitions import partition_key
 from aiops_pipelines.resources import MonitoringConfig, StoreResource
+from assets.jobs import alerts_job
 
 
 def root_error(events: Iterable[dg.DagsterEvent]) -> str | None:
@@ -26,13 +28,15 @@ def root_error(events: Iterable[dg.DagsterEvent]) -> str | None:
     name="pipeline_failure_sensor",
     minimum_interval_seconds=60,
     description="Turns every failed run of this code location into a critical "
-    "'pipeline_failure' finding of the model and day it was for, with the run id and error.",
+    "'pipeline_failure' finding of the model and day it was for, with the run id and error, "
+    "and launches that model's alert evaluation so the failure reaches the alert routes.",
+    request_job=alerts_job,
 )
 def pipeline_failure_sensor(
     context: dg.RunFailureSensorContext,
     monitoring_config: MonitoringConfig,
     store: StoreResource,
-) -> None:
+) -> dg.RunRequest | dg.SkipReason:
     run = context.dagster_run
     tags = run.tags
     partition = tags.get("dagster/partition", "")
@@ -64,4 +68,14 @@ def pipeline_failure_sensor(
                 "error": error[:4000],
             },
         )
+    )
+    if model is None:
+        return dg.SkipReason(f"run {run.run_id} was for no configured model: finding only")
+    if run.job_name == alerts_job.name:
+        # the alert run itself failed: launching another one could loop; the finding stays
+        return dg.SkipReason(f"alert run {run.run_id} failed: not re-launched")
+    return dg.RunRequest(
+        run_key=f"failure-alerts:{run.run_id}",
+        partition_key=partition_key(day, model.key),
+        tags={"aiops/failed_run": run.run_id},
     )

@@ -51,7 +51,10 @@ def test_run_then_report_then_rerun_without_duplicates(world, capsys) -> None:
 
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
-    assert len(runs) == 1 + 2 + 2  # the reference once, then two days twice
+    # the reference once, then two days twice, each followed by that day's overview page
+    assert len(runs) == 1 + 2 * (2 + 2)
+    pages = sorted(p.name for p in (world.home / "artifacts" / "overview").glob("*.html"))
+    assert pages == ["overview_2026-03-05.html", "overview_2026-03-06.html"]
 
 
 def test_run_reports_a_failed_partition_and_exits_nonzero(world, capsys) -> None:

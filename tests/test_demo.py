@@ -174,6 +174,7 @@ def test_manifest_names_real_signals_and_scaled_days(world: DemoWorld) -> None:
         "canary",
         "canary_good",
         "throughput_drop",
+        "bad_batch",
     }
     start = date.fromisoformat(on_disk["start"])
     known = {s.value for s in Signal} | {"performance_decay", "canary_fail", "throughput_anomaly"}
@@ -187,9 +188,21 @@ def test_manifest_names_real_signals_and_scaled_days(world: DemoWorld) -> None:
     assert all(len(set(v)) == len(v) for v in per_model.values())  # one start per day
 
 
+def test_bad_batch_is_text_in_a_numeric_column_for_its_day_only(world: DemoWorld) -> None:
+    inc = _incident(world, "bad_batch")
+    (col,) = inc["columns"]
+    pred = _predictions(world, inc["model"])
+    inside = pred["day"].between(inc["start"], inc["end"])
+    assert inside.any() and (pred.loc[inside, col] == inc["params"]["value"]).all()
+    assert pd.to_numeric(pred.loc[~inside, col], errors="coerce").notna().all()
+
+
 def test_covariate_drift_is_in_the_data(world: DemoWorld) -> None:
     inc = _incident(world, "covariate_drift")
     pred = _predictions(world, inc["model"])
+    bad = _incident(world, "bad_batch")  # the same model: leave its unreadable day out
+    pred = pred[~pred["day"].between(bad["start"], bad["end"])].copy()
+    pred["monthly_charges"] = pred["monthly_charges"].astype(float)
     ref = _read(world, world.manifest["models"][inc["model"]]["tables"]["reference"])
     before, after = pred[pred["day"] < inc["start"]], pred[pred["day"] >= inc["start"]]
     sd = ref["tenure_months"].std()

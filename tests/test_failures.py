@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -9,11 +10,12 @@ import dagster as dg
 import yaml
 
 from aiops_pipelines.config import load_config
-from aiops_pipelines.demo import build_world
+from aiops_pipelines.demo import DEMO_WEBHOOK_ENV, AlertReceiver, build_world
 from aiops_pipelines.partitions import MODELS, partition_key
 from aiops_pipelines.resources import MonitoringConfig, default_resources
 from aiops_pipelines.runner import ALL_ASSETS
 from aiops_pipelines.store import MonitoringStore
+from assets.alerts import model_alerts
 from assets.monitoring import feature_profile, reference_profile
 from sensors.failures import pipeline_failure_sensor
 
@@ -62,8 +64,33 @@ def test_failed_run_is_recorded_as_a_pipeline_failure_finding(tmp_path: Path) ->
                 "store": default_resources()["store"],
             },
         ).for_run_failure()
-        pipeline_failure_sensor(ctx)
-        pipeline_failure_sensor(ctx)  # a re-delivered event does not duplicate
+        request = pipeline_failure_sensor(ctx)
+        again = pipeline_failure_sensor(ctx)  # a re-delivered event does not duplicate
+        # ... and asks for the same alert run, which the daemon launches once (run key)
+        assert isinstance(request, dg.RunRequest) and again.run_key == request.run_key
+        assert request.run_key == f"failure-alerts:{failed.dagster_run.run_id}"
+        assert request.partition_key == partition_key(day, "acme.churn")
+        with AlertReceiver() as receiver:
+            os.environ[DEMO_WEBHOOK_ENV] = receiver.url("/acme")
+            try:
+                alerted = dg.materialize(
+                    ALL_ASSETS,
+                    selection=[model_alerts],
+                    partition_key=request.partition_key,
+                    instance=instance,
+                    resources=resources,
+                    tags=request.tags,
+                )
+            finally:
+                del os.environ[DEMO_WEBHOOK_ENV]
+        assert alerted.success
+        ((body,),) = receiver.received.values()
+        (alert,) = body["alerts"]
+        assert alert["signal"] == "pipeline_failure" and alert["kind"] == "firing"
+        assert alert["column"] == failed.dagster_run.run_id
+        assert body["summary"].startswith("[CRITICAL] acme/churn")
+        (check,) = alerted.get_asset_check_evaluations()
+        assert check.passed
     found = MonitoringStore(load_config(cfg).storage.store_url).findings(
         "acme", "churn", signal="pipeline_failure"
     )

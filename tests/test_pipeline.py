@@ -78,16 +78,20 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         "reference_job",
         "performance_job",
         "retrain_job",
+        "alerts_job",
+        "overview_job",
         "rollback_canary",
         "promote_canary",
     ):
         assert defs.resolve_job_def(job)
     assert defs.resolve_schedule_def("daily_monitoring_schedule")
+    assert defs.resolve_schedule_def("overview_schedule")
     for sensor in (
         "model_partitions_sensor",
         "late_labels_sensor",
         "retrain_sensor",
         "canary_verdict_sensor",
+        "pipeline_failure_sensor",
     ):
         assert defs.resolve_sensor_def(sensor)
     graph = defs.resolve_asset_graph()
@@ -99,6 +103,8 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         "performance_report",
         "canary_report",
         "ops_report",
+        "model_alerts",
+        "ops_overview",
         "retrained_model",
     }
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
@@ -117,6 +123,7 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         ("ops_report", "throughput"),
         ("ops_report", "latency"),
         ("ops_report", "error_rate"),
+        ("model_alerts", "alerts_delivered"),
     }
 
 
