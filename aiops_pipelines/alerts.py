@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -146,6 +147,7 @@ class AlertState:
     notified: int = 0
     last_notified_day: str | None = None
     last_notified_rank: int = -1
+    emitted: bool = False  # a notification of this episode was stored or sent (not too old)
     events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -252,11 +254,16 @@ def evaluate(
     if not findings.empty:
         findings = findings[(findings["partition"] >= start) & (findings["partition"] <= day)]
     obs = _observations(findings, cfg)
+    # episodes notified before the horizon and not resolved go on from their stored state
+    alerts = _carried_over(notified, cfg, start=start, day=day)
+    for fp in alerts:
+        obs.setdefault(fp, {})
     if not obs:
         return Evaluation(day, [], [])
-    first = min(min(days) for days in obs.values())
-    alerts: dict[str, AlertState] = {}
+    first = min([start] if alerts else [min(days) for days in obs.values()])
     for fp, days in obs.items():
+        if fp in alerts:
+            continue
         rec = next(iter(days.values()))
         alerts[fp] = AlertState(
             fingerprint=fp,
@@ -300,6 +307,53 @@ def evaluate(
     return Evaluation(day, states, events)
 
 
+def _carried_over(
+    notified: pd.DataFrame | None, cfg: AlertingConfig, *, start: str, day: str
+) -> dict[str, AlertState]:
+    """Alerts whose notified episode began before the horizon and was not resolved by then.
+
+    The replay only sees the horizon's findings; without this an episode longer than the
+    horizon would start afresh (and be notified again), and one whose last finding left the
+    horizon would vanish without its resolution.
+    """
+    out: dict[str, AlertState] = {}
+    if notified is None or notified.empty:
+        return out
+    past = notified[notified["partition"] <= day].sort_values(["partition", "id"])
+    for fp, group in past.groupby("fingerprint", sort=False):
+        last = group.iloc[-1]
+        if last["kind"] == "resolved" or last["episode_start"] >= start:
+            continue
+        episode = group[group["episode_start"] == last["episode_start"]]
+        payload = last["payload"] if isinstance(last["payload"], dict) else {}
+        last_seen = str(payload.get("last_seen") or last["partition"])
+        rule = rule_for(cfg, str(last["signal"]))
+        quiet = max(0, (_day(start) - _day(last_seen)).days - 1)
+        out[str(fp)] = AlertState(
+            fingerprint=str(fp),
+            tenant=str(last["tenant"]),
+            model=str(last["model"]),
+            signal=str(last["signal"]),
+            column=str(last["column"]),
+            rule=rule,
+            state="firing",
+            severity=str(last["severity"]),
+            first_seen=str(last["episode_start"]),
+            last_seen=last_seen,
+            fired_on=str(payload.get("fired_on") or episode["partition"].iloc[0]),
+            streak=0 if quiet else rule.persistence_days,
+            quiet=quiet,
+            message=str(payload.get("message") or ""),
+            value=_num(payload.get("value")),
+            threshold=_num(payload.get("threshold")),
+            notified=len(episode),
+            last_notified_day=str(last["partition"]),
+            last_notified_rank=max(Severity(x).rank for x in episode["severity"]),
+            emitted=True,
+        )
+    return out
+
+
 def _sent_by_fingerprint(notified: pd.DataFrame | None) -> dict[str, list[tuple[str, str, str]]]:
     """fingerprint -> [(day, kind, severity)] of the events already stored, oldest first."""
     out: dict[str, list[tuple[str, str, str]]] = {}
@@ -336,6 +390,7 @@ def _step(a: AlertState, finding: Mapping[str, Any] | None, d: str) -> None:
             a.first_seen = d
             a.fired_on = a.resolved_on = None
             a.notified, a.last_notified_day, a.last_notified_rank = 0, None, -1
+            a.emitted = False
         if a.streak >= rule.persistence_days:
             a.state = "firing"
             a.fired_on = d
@@ -374,6 +429,7 @@ def _notify(
     stored_upto = [s for s in history if s[0] <= d]
     if stored_upto:  # what was already notified in this episode counts as notified
         last = stored_upto[-1]
+        a.emitted = True
         a.notified = max(a.notified, len(stored_upto))
         if a.last_notified_day is None or last[0] >= a.last_notified_day:
             a.last_notified_day = last[0]
@@ -396,6 +452,7 @@ def _notify(
     a.last_notified_day = d
     a.last_notified_rank = max(a.last_notified_rank, a.rank) if kind == "repeat" else a.rank
     if d >= min_event_day:
+        a.emitted = True
         events.append(_event(a, kind, d, a.first_seen))
 
 
@@ -407,8 +464,8 @@ def _notify_resolved(
     min_event_day: str,
 ) -> None:
     history = _episode_history(a, sent)
-    if a.last_notified_day is None and not history:
-        return  # nobody was told it fired
+    if not a.emitted and not history:
+        return  # nobody was told it fired (never notified, or only too long ago to be sent)
     # the resolution goes wherever the worst notification of the episode went
     rank = max([a.last_notified_rank, *(Severity(s[2]).rank for s in history)])
     if d >= min_event_day:
@@ -524,6 +581,13 @@ def _post_json(route: Route, body: dict[str, Any], message_id: str) -> None:
         raise DeliveryError(f"HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise DeliveryError(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
+    except (http.client.HTTPException, ValueError) as exc:  # a broken answer, a bad URL/header
+        raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _slack_escape(text: str) -> str:
+    """Slack's control characters: a message must not become a link or an @channel."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _slack_body(route: Route, message: dict[str, Any]) -> dict[str, Any]:
@@ -535,10 +599,10 @@ def _slack_body(route: Route, message: dict[str, Any]) -> dict[str, Any]:
         ]
     )
     return {
-        "text": message["summary"],
+        "text": _slack_escape(message["summary"]),
         "blocks": [
             {"type": "header", "text": {"type": "plain_text", "text": message["summary"][:150]}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _fit(lines, 2900)}},
             {
                 "type": "context",
                 "elements": [
@@ -547,6 +611,21 @@ def _slack_body(route: Route, message: dict[str, Any]) -> dict[str, Any]:
             },
         ],
     }
+
+
+def _fit(lines: list[str], limit: int) -> str:
+    """Escaped lines within `limit` characters, with how many were left out."""
+    out: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        line = _slack_escape(line)[:500]
+        more = f"\n… and {len(lines) - i} more"
+        if used + len(line) + 1 + len(more) > limit:
+            out.append(more.strip())
+            break
+        out.append(line)
+        used += len(line) + 1
+    return "\n".join(out)
 
 
 def _send_email(route: Route, message: dict[str, Any]) -> None:
@@ -647,6 +726,7 @@ def deliver(
                 ids, claim, attempts=0, sent=False, error=f"route '{route_name}' not configured"
             )
             report.failed[str(route_name)] = report.failed.get(str(route_name), 0) + len(ids)
+            report.errors[str(route_name)] = "not configured"
             continue
         events = group.to_dict("records")
         # the same deliveries give the same id, also when a later run retries them
@@ -659,8 +739,10 @@ def deliver(
                 send(route, message)
                 error = None
                 break
-            except DeliveryError as exc:
-                error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - one route must never abort the others
+                error = (
+                    str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+                )
                 log.warning(
                     "route %s: attempt %d/%d for %s/%s failed: %s",
                     route.name,

@@ -741,9 +741,10 @@ class MonitoringStore:
     ) -> int:
         """Replace one model's alert states with those evaluated as of `as_of`.
 
-        Alerts evaluated as of a later day are kept (evaluating an old day, a backfill, never
-        rolls the state back); alerts no longer in `states` (a pending alert that did not
-        persist) are dropped. Returns the number of rows written.
+        When the model was already evaluated as of a later day nothing is written (evaluating
+        an old day, a backfill, never rolls the state back). Otherwise active alerts no longer
+        in `states` (a pending alert that did not persist) are dropped, resolved ones are kept
+        as history, and every row of the model is marked as of `as_of`. Returns rows written.
         """
         _check_partition(as_of)
         now = _now()
@@ -756,20 +757,25 @@ class MonitoringStore:
             rows.append(row)
         t = alerts_table
         with self._begin_write() as conn:
-            newer = {
-                fp
-                for (fp,) in conn.execute(
-                    sa.select(t.c.fingerprint).where(
-                        *_where(t, tenant=tenant, model=model), t.c.as_of > as_of
-                    )
+            newer = conn.execute(
+                sa.select(sa.func.count()).where(
+                    *_where(t, tenant=tenant, model=model), t.c.as_of > as_of
                 )
-            }
+            ).scalar_one()
+            if newer:  # the model was evaluated as of a later day: that state stands
+                return 0
+            mine = _where(t, tenant=tenant, model=model)
+            # replace what was evaluated now and drop active alerts the rules no longer see (a
+            # pending one that did not persist); resolved alerts stay as history
+            fps = [r["fingerprint"] for r in rows]
             conn.execute(
-                t.delete().where(*_where(t, tenant=tenant, model=model), t.c.as_of <= as_of)
+                t.delete().where(
+                    *mine, sa.or_(t.c.fingerprint.in_(fps), t.c.state.in_(["pending", "firing"]))
+                )
             )
-            rows = [r for r in rows if r["fingerprint"] not in newer]
             if rows:
                 conn.execute(t.insert(), rows)
+            conn.execute(t.update().where(*mine).values(as_of=as_of))
         return len(rows)
 
     def alerts(
