@@ -17,7 +17,7 @@ import pandas as pd
 
 from aiops_pipelines.config import ModelConfig
 from aiops_pipelines.errors import DataError
-from aiops_pipelines.sources import Source, day_window, parse_timestamps
+from aiops_pipelines.sources import Source, day_window, parse_timestamps, served
 
 
 def _outcomes(model: ModelConfig) -> Source:
@@ -39,10 +39,14 @@ def read_day_predictions(model: ModelConfig, partition: str) -> pd.DataFrame:
     """The day's predictions (only the columns performance needs)."""
     start, end = day_window(partition)
     src = Source(model.predictions)
+    c = model.columns
+    cols = prediction_columns(model)
+    read = [*cols, c.status] if c.status and c.status not in cols else cols
     try:
-        chunks = list(
-            src.iter_window(model.columns.timestamp, start, end, prediction_columns(model))
-        )
+        chunks = [
+            served(chunk, c.prediction, c.status)[cols]
+            for chunk in src.iter_window(c.timestamp, start, end, read)
+        ]
     except DataError as exc:
         raise exc.located(model=model.key, partition=partition) from None
     if not chunks:

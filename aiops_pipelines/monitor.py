@@ -30,7 +30,7 @@ from aiops_pipelines.profile import (
     SampleKeeper,
     build_reference_profile,
 )
-from aiops_pipelines.sources import Source, day_window
+from aiops_pipelines.sources import Source, day_window, served
 
 REFERENCE_PARTITION = "reference"
 
@@ -235,13 +235,16 @@ def profile_day(
     dtypes: dict[str, str] = {}
     try:
         for chunk in src.iter_window(c.timestamp, start, end, read_cols):
+            if c.status and c.status in chunk.columns:
+                n_errors += int((chunk[c.status].astype(str) != "ok").sum())
+            chunk = served(chunk, c.prediction, c.status)
+            if chunk.empty:
+                continue
             _check_chunk(model, chunk, cols)
             builder.update(chunk)
             keeper.update(chunk[[*cols.all]])
             for k, v in chunk[c.version].astype(str).value_counts().items():
                 versions[str(k)] = versions.get(str(k), 0) + int(v)
-            if c.status and c.status in chunk.columns:
-                n_errors += int((chunk[c.status].astype(str) != "ok").sum())
             if not dtypes:
                 dtypes = dtype_families(chunk[cols.all])
             n_rows += len(chunk)

@@ -31,6 +31,16 @@ _HAS_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)\s*$"
 _ENGINES: dict[str, sa.Engine] = {}
 
 
+def served(chunk: pd.DataFrame, prediction: str, status: str | None) -> pd.DataFrame:
+    """The rows that carry a served prediction: a failed request (status other than "ok") may
+    log no prediction; it counts as an error in the operational signals and is left out of
+    drift and performance. Without a status column every row must carry a prediction."""
+    if not status or status not in chunk.columns or prediction not in chunk.columns:
+        return chunk
+    failed_empty = chunk[prediction].isna() & (chunk[status].astype(str) != "ok")
+    return chunk[~failed_empty] if failed_empty.any() else chunk
+
+
 def day_window(day: date | str) -> tuple[datetime, datetime]:
     """The UTC window [start, end) of a daily partition."""
     d = date.fromisoformat(day) if isinstance(day, str) else day

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from aiops_pipelines.config import ModelConfig, parse_config
 from aiops_pipelines.errors import DataError
+from aiops_pipelines.labels import read_day_predictions
 from aiops_pipelines.monitor import drift_for_day, profile_day, profile_reference
 
 DAY = "2026-03-02"
@@ -125,6 +126,28 @@ def test_bad_day_names_model_partition_and_column(
     err = _day_error(tmp_path, mutate)
     assert err.column == column
     assert text in str(err)
+
+
+def test_failed_requests_may_log_no_prediction(tmp_path: Path) -> None:
+    """A request that failed (status != ok) often has no prediction: it is an error in the
+    operational signals, not a data error, and it is left out of drift."""
+    frame = _frame(2500, 1, DAY)
+    failed = frame.index % 10 == 0
+    frame.loc[failed, "status"] = "error"
+    frame["prediction"] = frame["prediction"].astype(float)
+    frame.loc[failed, ["prediction", "score"]] = np.nan
+    model = _model(tmp_path, frame)
+    ref = profile_reference(model).profile
+    day = profile_day(model, DAY, ref)
+    assert day.n_rows == 2250 and day.n_errors == 250
+    assert day.profile.columns["prediction"].null_rate == 0.0
+    # and out of the performance join
+    preds = read_day_predictions(model, DAY)
+    assert len(preds) == 2250 and preds["prediction"].notna().all()
+    # the same null prediction on a request that succeeded is still refused
+    frame.loc[1, ["prediction", "score"]] = np.nan
+    err = _day_error(tmp_path, lambda _: frame)
+    assert err.column == "prediction" and "missing" in str(err)
 
 
 def test_empty_day_is_an_error(tmp_path: Path) -> None:
