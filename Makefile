@@ -47,6 +47,7 @@ mlflow-ui: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_drift.py
+	$(BIN)/python benchmarks/bench_alerts.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
