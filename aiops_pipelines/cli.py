@@ -314,15 +314,24 @@ def _alert_frames(store):
     return store.alerts(), store.deliveries()
 
 
+def _day_or_latest(args: argparse.Namespace, store) -> str | None:
+    """`--day`, else the latest partition stored (None, said, when nothing is stored)."""
+    from aiops_pipelines.overview import latest_partition
+
+    day = args.day.isoformat() if args.day else latest_partition(store)
+    if day is None:
+        print(f"nothing stored yet in {store.url}: run the daily assets first (aiops run)")
+    return day
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    from aiops_pipelines.overview import latest_partition, status_text
+    from aiops_pipelines.overview import status_text
     from aiops_pipelines.store import MonitoringStore
 
     config = load_config(args.config)
     with MonitoringStore(config.storage.store_url) as store:
-        day = args.day.isoformat() if args.day else latest_partition(store)
+        day = _day_or_latest(args, store)
         if day is None:
-            print(f"nothing stored yet in {store.url}: run the daily assets first (aiops run)")
             return 0
         alerts, _ = _alert_frames(store)
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
@@ -358,14 +367,13 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_overview(args: argparse.Namespace) -> int:
-    from aiops_pipelines.overview import latest_partition, render_overview
+    from aiops_pipelines.overview import render_overview
     from aiops_pipelines.store import MonitoringStore
 
     config = load_config(args.config)
     with MonitoringStore(config.storage.store_url) as store:
-        day = args.day.isoformat() if args.day else latest_partition(store)
+        day = _day_or_latest(args, store)
         if day is None:
-            print(f"nothing stored yet in {store.url}: run the daily assets first (aiops run)")
             return 0
         alerts, deliveries = _alert_frames(store)
         html = render_overview(store, config, day=day, alerts=alerts, deliveries=deliveries)

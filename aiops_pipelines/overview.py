@@ -31,7 +31,15 @@ import sqlalchemy as sa
 
 from aiops_pipelines.config import AppConfig, ModelConfig
 from aiops_pipelines.findings import Severity, Signal
-from aiops_pipelines.store import REFERENCE_PARTITION, MonitoringStore, metric_history_table
+
+# the columns of store.alerts() and store.deliveries() (missing ones are filled with None)
+from aiops_pipelines.store import (
+    ALERT_COLUMNS,
+    DELIVERY_COLUMNS,
+    REFERENCE_PARTITION,
+    MonitoringStore,
+    metric_history_table,
+)
 
 __all__ = [
     "ALERT_COLUMNS",
@@ -53,41 +61,6 @@ __all__ = [
     "status_text",
 ]
 
-ALERT_COLUMNS = [
-    "tenant",
-    "model",
-    "fingerprint",
-    "signal",
-    "column",
-    "severity",
-    "state",
-    "first_seen",
-    "last_seen",
-    "fired_on",
-    "resolved_on",
-    "silenced",
-    "inhibited",
-    "notified",
-    "message",
-    "value",
-    "threshold",
-    "updated_at",
-]
-DELIVERY_COLUMNS = [
-    "id",
-    "route",
-    "tenant",
-    "model",
-    "fingerprint",
-    "event",
-    "severity",
-    "partition",
-    "status",
-    "attempts",
-    "last_error",
-    "created_at",
-    "sent_at",
-]
 FEED_COLUMNS = [
     "when",
     "ts",

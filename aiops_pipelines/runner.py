@@ -145,6 +145,19 @@ class _Launcher:
         )
         return 1
 
+    def materialize(self, selection: list, key: str | dg.MultiPartitionKey):
+        """One run of `selection` for a partition, as `aiops run` launches it."""
+        return dg.materialize(
+            ALL_ASSETS,
+            selection=selection,
+            partition_key=key,
+            instance=self.instance,
+            resources=self.resources,
+            raise_on_error=False,
+            run_config=self.quiet,
+            tags={"aiops/launched_by": "aiops-run"},
+        )
+
     def failed_run(self, res: dg.ExecuteInProcessResult, record) -> int:
         """What the daemon's pipeline_failure_sensor does with a failed run: a finding, then
         the model's alert run (so the failure reaches the alert routes)."""
@@ -252,16 +265,7 @@ def run_range(
             if config.model(key).outcomes is not None:
                 selection.append(performance_report)
             selection.append(model_alerts)
-            res = dg.materialize(
-                ALL_ASSETS,
-                selection=selection,
-                partition_key=partition_key(day, key),
-                instance=instance,
-                resources=launcher.resources,
-                raise_on_error=False,
-                run_config=quiet,
-                tags={"aiops/launched_by": "aiops-run"},
-            )
+            res = launcher.materialize(selection, partition_key(day, key))
             record(
                 PartitionOutcome(
                     key, day, res.success, "" if res.success else _failure_message(res)
@@ -270,16 +274,7 @@ def run_range(
             if not res.success:
                 launcher.failed_run(res, record)
         if overview and (last is None or day <= last):
-            res = dg.materialize(
-                ALL_ASSETS,
-                selection=[ops_overview],
-                partition_key=day,
-                instance=instance,
-                resources=launcher.resources,
-                raise_on_error=False,
-                run_config=quiet,
-                tags={"aiops/launched_by": "aiops-run"},
-            )
+            res = launcher.materialize([ops_overview], day)
             record(
                 PartitionOutcome(
                     "overview",
