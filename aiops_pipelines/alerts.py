@@ -511,13 +511,20 @@ def evaluate_and_store(
 
 
 class DeliveryError(Exception):
-    """A route did not accept a message (the delivery stays pending)."""
+    """A route did not accept a message (the delivery stays pending). `retryable=False` for a
+    configuration problem that another attempt in the same run cannot fix."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def _url(route: Route) -> str:
     url = route.url or os.environ.get(route.url_env or "", "")
     if not url:
-        raise DeliveryError(f"route '{route.name}': environment variable {route.url_env} unset")
+        raise DeliveryError(
+            f"route '{route.name}': environment variable {route.url_env} unset", retryable=False
+        )
     return url
 
 
@@ -752,6 +759,8 @@ def deliver(
                     model,
                     error,
                 )
+                if isinstance(exc, DeliveryError) and not exc.retryable:
+                    break
                 if attempt + 1 < cfg.max_attempts:
                     sleep(cfg.backoff_seconds * 2**attempt)
         name = route.name

@@ -493,3 +493,22 @@ def test_concurrent_deliveries_send_each_event_once(
     keys = receiver.event_keys("/h")
     assert len(keys) == 6 and len(set(keys)) == 6
     assert sum(sum(r.sent.values()) for r in results) == 6
+
+
+def test_a_route_url_from_an_unset_variable_waits_without_retrying(
+    store: MonitoringStore, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = alerting(
+        routes=[{"name": "hook", "type": "webhook", "url_env": "AIOPS_TEST_HOOK_URL"}],
+        backoff_seconds=30,  # a retry would make this test hang: there must be none
+    )
+    monkeypatch.delenv("AIOPS_TEST_HOOK_URL", raising=False)
+    put(store, 0, finding(0))
+    evaluate_and_store(store, cfg, T, M, d(0))
+    report = deliver(store, cfg)
+    assert "AIOPS_TEST_HOOK_URL unset" in report.errors["hook"]
+    (row,) = store.deliveries().to_dict("records")
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+    monkeypatch.setenv("AIOPS_TEST_HOOK_URL", f"{receiver.url}/hook")
+    assert deliver(store, cfg).sent == {"hook": 1}
+    assert len(receiver.event_keys("/hook")) == 1
