@@ -404,7 +404,7 @@ class AlertingConfig(_Strict):
 
     persistence_days: int = Field(1, ge=1)
     keep_firing_days: int = Field(1, ge=0)
-    repeat_interval_days: int = Field(3, ge=1)
+    repeat_interval_days: int = Field(7, ge=1)
     min_severity: SeverityName = "warning"
     horizon_days: int = Field(60, ge=1, description="days of findings the rules look back over")
     max_event_age_days: int = Field(
