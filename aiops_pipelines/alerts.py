@@ -374,9 +374,13 @@ def _step(a: AlertState, finding: Mapping[str, Any] | None, d: str) -> None:
         a.quiet = 0
         a.last_seen = d
         a.severity = str(finding["severity"])
-        a.message = str(finding["message"])
-        a.value = _num(finding.get("value"))
-        a.threshold = _num(finding.get("threshold"))
+        value = _num(finding.get("value"))
+        # a day that only carries the state forward (a decay on a day without labels yet has
+        # no value) keeps the last measured message
+        if value is not None or not a.message:
+            a.message = str(finding["message"])
+            a.value = value
+            a.threshold = _num(finding.get("threshold"))
     else:
         a.streak = 0
         a.quiet += 1

@@ -512,3 +512,16 @@ def test_a_route_url_from_an_unset_variable_waits_without_retrying(
     monkeypatch.setenv("AIOPS_TEST_HOOK_URL", f"{receiver.url}/hook")
     assert deliver(store, cfg).sent == {"hook": 1}
     assert len(receiver.event_keys("/hook")) == 1
+
+
+def test_an_alert_keeps_the_last_measured_message(store: MonitoringStore) -> None:
+    """A decay finding on a day without labels yet carries the state, not a measurement."""
+    decay = "performance_decay"
+    for i, value in ((0, 0.71), (1, float("nan"))):
+        f = finding(i, decay, column="", asset="performance_report")
+        f = Finding(**{**f.__dict__, "value": value, "message": f"auc {value} on day {i}"})
+        store.replace_partition(T, M, d(i), "performance_report", metrics={}, findings=[f])
+    evaluate_and_store(store, alerting(), T, M, d(1))
+    (row,) = store.alerts(T, M).to_dict("records")
+    assert row["message"] == "auc 0.71 on day 0" and row["value"] == 0.71
+    assert row["last_seen"] == d(1)
