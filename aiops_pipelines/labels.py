@@ -41,8 +41,11 @@ def read_day_predictions(model: ModelConfig, partition: str) -> pd.DataFrame:
     src = Source(model.predictions)
     c = model.columns
     cols = prediction_columns(model)
-    read = [*cols, c.status] if c.status and c.status not in cols else cols
     try:
+        # performance needs no status column; when the log has one, failed requests without a
+        # prediction are left out (see sources.served)
+        has_status = bool(c.status) and c.status not in cols and c.status in src.columns()
+        read = [*cols, c.status] if has_status else cols
         chunks = [
             served(chunk, c.prediction, c.status)[cols]
             for chunk in src.iter_window(c.timestamp, start, end, read)
