@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from aiops_pipelines.lifecycle import PROMOTE_CANARY, ROLLBACK_CANARY
 from aiops_pipelines.resources import MonitoringConfig, StoreResource
 from assets.canary import canary_report
 from assets.lifecycle import CanaryActionConfig, promote_canary, rollback_canary
@@ -39,28 +40,31 @@ def canary_verdict_sensor(
     latest: dict[str, dg.EventLogRecord] = {}
     for record in records:  # the newest verdict per model decides
         latest[record.partition_key.split("|")[-1]] = record
+    known = {m.key: m for m in config.models}
     requests = []
     for key, record in sorted(latest.items()):
         meta = record.asset_materialization.metadata
         verdict = meta["verdict"].value
         if verdict not in JOBS:
             continue
-        model = config.model(key)
+        model = known.get(key)
+        if model is None:  # removed from the config: its partitions stay, it is not acted on
+            context.log.info(f"{key} is no longer configured: its canary verdict is ignored")
+            continue
         version = str(meta["canary_version"].value)
         job, op_name, action = JOBS[verdict]
-        done = db.actions(model.tenant, model.name)
-        done_versions = {
-            (a, str(d.get("version")))
-            for a, d in zip(done.get("action", []), done.get("details", []), strict=True)
-            if isinstance(d, dict)
-        }
-        if ("rollback_canary", version) in done_versions:
+
+        def done(act: str, version: str = version, model=model) -> bool:
+            rows = db.actions(model.tenant, model.name, action=act)
+            return any(str(d.get("version")) == version for d in rows.get("details", []))
+
+        if done(ROLLBACK_CANARY):
             context.log.info(
                 f"{key} v{version} was rolled back: nothing more to do, and it is "
                 "never promoted automatically"
             )
             continue
-        if ("promote_canary", version) in done_versions:
+        if done(PROMOTE_CANARY):
             continue  # already champion (a reset cursor re-reads old verdicts)
         day = record.partition_key.split("|")[0]
         requests.append(

@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -344,9 +345,10 @@ class FlakySMTP:
         return "250 OK"
 
 
-@pytest.fixture
-def smtp() -> Iterator[tuple[FlakySMTP, int]]:
-    handler = FlakySMTP(fail=1)
+@contextmanager
+def smtp_server(fail: int) -> Iterator[tuple[FlakySMTP, int]]:
+    """A real SMTP server on a free loopback port that refuses the first `fail` messages."""
+    handler = FlakySMTP(fail=fail)
     with socket.socket() as s:  # a free port (the controller's self-test needs a real one)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -356,6 +358,12 @@ def smtp() -> Iterator[tuple[FlakySMTP, int]]:
         yield handler, port
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[FlakySMTP, int]]:
+    with smtp_server(fail=1) as server:
+        yield server
 
 
 def routes_for(receiver: Receiver, smtp_port: int, tmp_path: Path) -> list[dict[str, Any]]:

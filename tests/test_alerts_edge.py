@@ -9,7 +9,6 @@ answers with a broken HTTP response, a route removed from the config.
 
 from __future__ import annotations
 
-import socket
 import socketserver
 import threading
 import time
@@ -20,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from aiops_pipelines.alerts import deliver, evaluate_and_store
 from aiops_pipelines.findings import Finding
 from aiops_pipelines.store import MonitoringStore
+from tests import test_alerts
 from tests.test_alerts import (
     FlakySMTP,
     M,
@@ -36,36 +35,20 @@ from tests.test_alerts import (
     finding,
     put,
     run_days,
+    smtp_server,
 )
 
 BIG = "critical"
 
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[MonitoringStore]:
-    with MonitoringStore(store_url) as s:
-        yield s
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.close()
+# the same fixtures as the main alert tests: a store on each backend, an HTTP receiver
+store = test_alerts.store
+receiver = test_alerts.receiver
 
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[FlakySMTP, int]]:
-    handler = FlakySMTP(fail=0)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with smtp_server(fail=0) as server:
+        yield server
 
 
 def routed(store: MonitoringStore, model: str = M) -> dict[str, list[tuple[str, str, str]]]:

@@ -212,3 +212,21 @@ def test_canary_command_shows_starts_and_refuses_clearly(world: DemoWorld, capsy
     assert "canary" in capsys.readouterr().out
     assert main(["canary", "restore", "--config", cfg, "--model", "acme.churn"]) == 2
     assert "previous_champion" in capsys.readouterr().err
+
+
+def test_a_verdict_for_a_model_removed_from_the_config_is_ignored(world: DemoWorld) -> None:
+    """Partitions of a removed model stay; its old verdicts must not break every tick."""
+    cfg = _copy(world, "removed")
+    day = END - timedelta(days=3)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(MODELS, ["acme.gone"])
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key=canary_report.key,
+                partition=partition_key(day.isoformat(), "acme.gone"),
+                metadata={"verdict": "fail", "canary_version": "2", "evidence": {}},
+            )
+        )
+        result = _tick(instance, cfg, day)
+    assert not result.run_requests
+    assert result.cursor  # moved past the verdict, so the next tick does not trip on it again
