@@ -636,7 +636,7 @@ class MonitoringStore:
         tenant: str | None = None,
         model: str | None = None,
         *,
-        metric: str | None = None,
+        metric: str | Sequence[str] | None = None,
         column: str | None = None,
         asset: str | None = None,
         start: str | dt.date | None = None,
@@ -645,19 +645,23 @@ class MonitoringStore:
         """Stored metrics as a DataFrame sorted by partition; NULL values come back as NaN.
 
         Columns: tenant, model, partition, asset, metric, column, value. `None` filters are
-        not applied; `start`/`end` are inclusive dates.
+        not applied; `metric` may name several metrics (one query); `start`/`end` are
+        inclusive dates.
         """
         t = metric_history_table
+        several = metric is not None and not isinstance(metric, str)
         clauses = _where(
             t,
             start=start,
             end=end,
             tenant=tenant,
             model=model,
-            metric=metric,
+            metric=None if several else metric,
             column=column,
             asset=asset,
         )
+        if several:
+            clauses.append(t.c.metric.in_(list(metric)))
         query = sa.select(*(t.c[name] for name in METRIC_COLUMNS)).where(*clauses)
         with self._read() as conn:
             rows = conn.execute(query).all()

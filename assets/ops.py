@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 
 from aiops_pipelines.anomaly import anomaly_findings, detect
-from aiops_pipelines.ops import HOURS, ops_for_day
+from aiops_pipelines.ops import ops_for_day
 from aiops_pipelines.partitions import date_x_model, split_key
 from aiops_pipelines.resources import MlflowResource, MonitoringConfig, StoreResource
 from assets.monitoring import GROUP, OWNERS
@@ -71,12 +71,12 @@ def ops_report(
     first = (date.fromisoformat(day) - timedelta(days=model.ops.history_days)).isoformat()
     last = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
     anomalies: dict[str, list[Any]] = {}
+    stored = db.metric_history(
+        model.tenant, model.name, metric=list(SERIES), asset="ops_report", start=first, end=last
+    )
+    warming: list[str] = []
     for metric, kind in SERIES.items():
-        history = _hourly(
-            db.metric_history(
-                model.tenant, model.name, metric=metric, asset="ops_report", start=first, end=last
-            )
-        )
+        history = _hourly(stored[stored["metric"] == metric])
         today = _hourly(
             pd.DataFrame(
                 {
@@ -88,6 +88,7 @@ def ops_report(
         history_days = history.index.normalize().nunique() if len(history) else 0
         if history_days < MIN_HISTORY_DAYS:  # a baseline of a few days alarms on noise
             anomalies[kind] = []
+            warming.append(kind)
             continue
         anomalies[kind] = detect(
             today.dropna(),
@@ -145,10 +146,10 @@ def ops_report(
         "latency_p50": float(total.latency(0.50)),
         "latency_p95": float(total.latency(0.95)),
         "latency_p99": float(total.latency(0.99)),
-        "peak_hour_requests": int(ops.hourly_requests.max()) if HOURS else 0,
+        "peak_hour_requests": int(ops.hourly_requests.max()),
         "versions": ", ".join(f"v{v}: {o.n}" for v, o in sorted(ops.versions.items())),
         "n_anomalies": len(findings),
-        "baseline_warming_up": bool(history_days < MIN_HISTORY_DAYS),
+        "baseline_warming_up": ", ".join(warming) or "no",
     }
     if ops.cost_per_1000 is not None:
         metadata["cost_per_1000"] = float(ops.cost_per_1000)

@@ -317,6 +317,10 @@ def test_metric_history_filters(store: MonitoringStore) -> None:
     assert share["partition"].tolist() == ["2024-03-01", "2024-03-02", "2024-03-03"]
     assert set(share["column"]) == {""}
 
+    both = store.metric_history(T, M, metric=["drift_share", "null_rate"])  # one query
+    assert sorted(set(both["metric"])) == ["drift_share", "null_rate"]
+    assert len(both) == 3 + 2  # three days of drift share, null rate on a day and the reference
+
     ranged = store.metric_history(
         T, M, metric="drift_share", start="2024-03-02", end=dt.date(2024, 3, 2)
     )
