@@ -419,9 +419,15 @@ def test_every_route_gets_one_grouped_message_per_model(
     assert slack["blocks"][0]["type"] == "header" and "feature_drift [a]" in json.dumps(slack)
     # email: refused once with 451, accepted on the retry; one mail per group
     assert handler.refused == 1 and len(handler.messages) == 2
-    rcpt, mail = handler.messages[0]
-    assert rcpt == ["oncall@example.com"] and mail["Subject"].startswith("[aiops] [")
-    assert "null_rate_drift" in mail.get_payload() or "feature_drift" in mail.get_payload()
+    mails = {m["Subject"]: (rcpt, m.get_payload()) for rcpt, m in handler.messages}
+    assert set(mails) == {
+        "[aiops] [CRITICAL] acme/churn: 2 firing",
+        "[aiops] [WARNING] acme/eta: 1 firing",
+    }
+    rcpt, churn_body = mails["[aiops] [CRITICAL] acme/churn: 2 firing"]
+    assert rcpt == ["oncall@example.com"]
+    assert "feature_drift [a]" in churn_body and "null_rate_drift [age]" in churn_body
+    assert "feature_drift [age]" in mails["[aiops] [WARNING] acme/eta: 1 firing"][1]
     lines = (tmp_path / "alerts.jsonl").read_text().splitlines()
     assert len(lines) == 2 and {json.loads(x)["group_key"] for x in lines} == hooks.keys()
     assert "acme/churn" in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 
 from aiops_pipelines.tracking import TAG_ASSET, TAG_PARTITION, Tracker, experiment_name
@@ -51,10 +52,10 @@ def test_rerun_updates_the_same_run_and_keeps_metric_history(tmp_path: Path) -> 
 
 def test_failed_block_marks_the_run_failed(tmp_path: Path) -> None:
     tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}", tmp_path / "a")
-    try:
-        with tracker.partition_run("acme.churn", "feature_profile", "2026-03-01") as run:
-            run_id = run.run_id
-            raise RuntimeError("boom")
-    except RuntimeError:
-        pass
+    with (
+        pytest.raises(RuntimeError, match="boom"),  # the error is not swallowed
+        tracker.partition_run("acme.churn", "feature_profile", "2026-03-01") as run,
+    ):
+        run_id = run.run_id
+        raise RuntimeError("boom")
     assert tracker.client.get_run(run_id).info.status == "FAILED"
