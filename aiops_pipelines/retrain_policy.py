@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import pandas as pd
+
 from aiops_pipelines.config import ModelConfig
+from aiops_pipelines.lifecycle import PROMOTE_CANARY, ROLLBACK_CANARY
 from aiops_pipelines.performance import decay_state
 from aiops_pipelines.store import MonitoringStore
 
@@ -54,8 +57,7 @@ def decay_levels(store: MonitoringStore, model: ModelConfig) -> list[tuple[str, 
     ]
 
 
-def _last_request(store: MonitoringStore, model: ModelConfig, before: date) -> date | None:
-    acts = store.actions(model.tenant, model.name)
+def _last_request(acts: pd.DataFrame, before: date) -> date | None:
     if acts.empty:
         return None
     acts = acts[acts["action"].isin([REQUESTED, DRY_RUN])]
@@ -68,19 +70,16 @@ def _last_request(store: MonitoringStore, model: ModelConfig, before: date) -> d
     return max(days) if days else None
 
 
-def _waiting_challenger(
-    store: MonitoringStore, model: ModelConfig, episode_start: date
-) -> dict[str, Any] | None:
+def _waiting_challenger(acts: pd.DataFrame, episode_start: date) -> dict[str, Any] | None:
     """A retrain that already produced a winning candidate from this episode's data.
 
     Retraining again while that challenger waits for promotion would only pile up versions
     trained on the same problem: one retrain per episode, not one per cooldown window.
     """
-    acts = store.actions(model.tenant, model.name)
     decided = {  # a challenger that was rolled back or promoted no longer waits
         str(d.get("version"))
         for a, d in zip(acts.get("action", []), acts.get("details", []), strict=True)
-        if a in ("rollback_canary", "promote_canary") and isinstance(d, dict)
+        if a in (ROLLBACK_CANARY, PROMOTE_CANARY) and isinstance(d, dict)
     }
     retrains = acts[acts["action"] == "retrain"] if not acts.empty else acts
     for details in reversed(list(retrains.get("details", []))):
@@ -155,7 +154,8 @@ def decide(store: MonitoringStore, model: ModelConfig) -> RetrainDecision:
         evidence.get("decay_since")
         or (trigger_day - timedelta(days=policy.window_days)).isoformat()
     )
-    waiting = _waiting_challenger(store, model, date.fromisoformat(str(episode)))
+    acts = store.actions(model.tenant, model.name)  # the audit trail, read once
+    waiting = _waiting_challenger(acts, date.fromisoformat(str(episode)))
     if waiting is not None:
         return RetrainDecision(
             model.key,
@@ -166,7 +166,7 @@ def decide(store: MonitoringStore, model: ModelConfig) -> RetrainDecision:
             window.isoformat(),
             evidence,
         )
-    last = _last_request(store, model, trigger_day)
+    last = _last_request(acts, trigger_day)
     if last is not None and (trigger_day - last).days < policy.cooldown_days:
         return RetrainDecision(
             model.key,
