@@ -31,8 +31,7 @@ from aiops_pipelines.profile import (
     build_reference_profile,
 )
 from aiops_pipelines.sources import Source, day_window, served
-
-REFERENCE_PARTITION = "reference"
+from aiops_pipelines.store import REFERENCE_PARTITION
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
 
 from aiops_pipelines.config import AppConfig, ModelConfig
 from aiops_pipelines.findings import Severity, Signal
@@ -38,7 +37,6 @@ from aiops_pipelines.store import (
     DELIVERY_COLUMNS,
     REFERENCE_PARTITION,
     MonitoringStore,
-    metric_history_table,
 )
 
 __all__ = [
@@ -207,18 +205,10 @@ def latest_partition(
     end: str | None = None,
     asset: str | None = None,
 ) -> str | None:
-    """The latest day (at most `end`) with any metric stored, or None when there is none."""
-    store.ensure_schema()
-    t = metric_history_table
-    clauses = [t.c.partition != REFERENCE_PARTITION]
-    for name, value in (("tenant", tenant), ("model", model), ("asset", asset)):
-        if value is not None:
-            clauses.append(t.c[name] == value)
-    if end is not None:
-        clauses.append(t.c.partition <= _check_day(end))
-    # dates as 'YYYY-MM-DD' sort the same under every collation
-    with store.engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.max(t.c.partition)).where(*clauses)).scalar()
+    """The latest day (at most `end`) with any metric stored (see the store's method)."""
+    return store.latest_partition(
+        tenant, model, end=None if end is None else _check_day(end), asset=asset
+    )
 
 
 def reference_performance_value(

@@ -669,6 +669,22 @@ class MonitoringStore:
         frame["value"] = frame["value"].astype("float64")
         return _sorted(frame, ["partition", "tenant", "model", "asset", "metric", "column"])
 
+    def latest_partition(
+        self,
+        tenant: str | None = None,
+        model: str | None = None,
+        *,
+        end: str | dt.date | None = None,
+        asset: str | None = None,
+    ) -> str | None:
+        """The latest day (at most `end`) with any metric stored, or None when there is none."""
+        t = metric_history_table
+        clauses = _where(t, end=end, tenant=tenant, model=model, asset=asset)
+        clauses.append(t.c.partition != REFERENCE_PARTITION)
+        # dates as 'YYYY-MM-DD' sort the same under every collation
+        with self._read() as conn:
+            return conn.execute(sa.select(sa.func.max(t.c.partition)).where(*clauses)).scalar()
+
     def findings(
         self,
         tenant: str | None = None,

@@ -14,7 +14,6 @@ from aiops_pipelines.anomaly import anomaly_findings, detect_last_day
 from aiops_pipelines.config import Metric, ModelConfig, TaskType
 from aiops_pipelines.findings import Finding
 from aiops_pipelines.labels import read_day_outcomes, read_day_predictions
-from aiops_pipelines.monitor import REFERENCE_PARTITION
 from aiops_pipelines.partitions import date_x_model, split_key
 from aiops_pipelines.performance import (
     DayJudgement,
@@ -36,7 +35,7 @@ from aiops_pipelines.resources import (
     parse_utc,
 )
 from aiops_pipelines.retrain_policy import LEVEL_CODES, decay_levels
-from aiops_pipelines.store import MonitoringStore
+from aiops_pipelines.store import REFERENCE_PARTITION, MonitoringStore
 from assets.monitoring import GROUP, OWNERS, reference_profile
 
 RESIDUAL_PERSISTENCE_DAYS = 2

@@ -320,6 +320,9 @@ def test_metric_history_filters(store: MonitoringStore) -> None:
     both = store.metric_history(T, M, metric=["drift_share", "null_rate"])  # one query
     assert sorted(set(both["metric"])) == ["drift_share", "null_rate"]
     assert len(both) == 3 + 2  # three days of drift share, null rate on a day and the reference
+    assert store.latest_partition(T, M) == "2024-03-03"  # never "reference"
+    assert store.latest_partition(T, M, end="2024-03-02", asset="feature_profile") == "2024-03-02"
+    assert store.latest_partition("nobody") is None
 
     ranged = store.metric_history(
         T, M, metric="drift_share", start="2024-03-02", end=dt.date(2024, 3, 2)
