@@ -1302,6 +1302,7 @@ def render_overview(
     deliveries: pd.DataFrame | None = None,
     window_days: int = 14,
     generated_at: dt.datetime | None = None,
+    events: pd.DataFrame | None = None,
 ) -> str:
     """The overview of `day` as one self-contained HTML page (inline CSS and SVG only).
 
@@ -1316,7 +1317,8 @@ def render_overview(
     now = (generated_at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     models = monitored_models(store, cfg)
     health = health_summary(store, cfg, day=day, alerts=alerts)
-    events = feed(store, day=day, days=window_days, alerts=alerts)
+    if events is None:  # the caller may pass the feed it already read
+        events = feed(store, day=day, days=window_days, alerts=alerts)
     stored = store.models()
     windows = [_load_window(store, m, days) for m in models if (m.tenant, m.name) in stored]
 

@@ -13,6 +13,8 @@ from assets.performance import performance_report
 
 #: The overview's MLflow experiment (it covers every tenant and model).
 OVERVIEW_KEY = "all.overview"
+#: Days of feed, drift heat map and trends on each page.
+OVERVIEW_DAYS = 14
 
 
 def _alerts_md(rows: list[dict[str, Any]]) -> str:
@@ -118,7 +120,16 @@ def ops_overview(
     cfg = monitoring_config.load()
     db = store.open(cfg)
     alerts, deliveries = db.alerts(), db.deliveries()
-    html = render_overview(db, cfg, day=day, alerts=alerts, deliveries=deliveries)
+    items = feed(db, day=day, days=OVERVIEW_DAYS, alerts=alerts)  # read once, for both
+    html = render_overview(
+        db,
+        cfg,
+        day=day,
+        alerts=alerts,
+        deliveries=deliveries,
+        window_days=OVERVIEW_DAYS,
+        events=items,
+    )
     out_dir = cfg.artifacts_path / "overview"
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"overview_{day}.html"
@@ -134,14 +145,13 @@ def ops_overview(
                     "deliveries_pending": float((deliveries["status"] == "pending").sum()),
                 }
             )
-    items = feed(db, day=day, days=1, alerts=alerts)
     firing = alerts[alerts["state"] == "firing"]
     return dg.MaterializeResult(
         metadata={
             "overview": dg.MetadataValue.url(path.resolve().as_uri()),
             "path": dg.MetadataValue.path(str(path)),
             "mlflow_artifact": uri,
-            "feed_items": len(items),
+            "feed_items_today": int((items["when"] == day).sum()),
             "alerts_firing": len(firing),
             "alerts_firing_critical": int((firing["severity"] == "critical").sum()),
             "size_kb": round(path.stat().st_size / 1024, 1),
