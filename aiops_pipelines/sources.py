@@ -229,9 +229,13 @@ class Source:
                 params["start"], params["end"] = self._bounds(eng, start, end)
             return sql, params
         query = (self.config.query or "").strip().rstrip(";")
-        if window and ":start" in query:
+        sql = f"SELECT {cols} FROM ({query}) AS q"
+        if window:
             params["start"], params["end"] = self._bounds(eng, window[1], window[2])
-        return f"SELECT {cols} FROM ({query}) AS q", params
+            if ":start" not in query:  # the query does not window itself: the database does
+                sql += f" WHERE {_quote(eng, window[0], 'column')} >= :start"
+                sql += f" AND {_quote(eng, window[0], 'column')} < :end"
+        return sql, params
 
     def _sql_chunks(
         self, columns: Sequence[str] | None, window: tuple[str, datetime, datetime] | None

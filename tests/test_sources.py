@@ -70,6 +70,23 @@ def test_query_source_binds_the_partition_window(tmp_path: Path) -> None:
     assert sorted(got.request_id) == sorted(want[want.plan == "a"].request_id)
 
 
+def test_query_source_without_window_parameters_is_windowed_by_the_database(
+    tmp_path: Path,
+) -> None:
+    """A query that does not use :start/:end still reads one day, and a request id repeated
+    on another day is not a duplicate of this one."""
+    df = _rows()
+    outside = df[df.timestamp >= END].iloc[0]
+    inside = _in_day(df).iloc[0]
+    df.loc[outside.name, "request_id"] = inside.request_id  # the same id, the next day
+    src = Source(SourceConfig(url=_sqlite(tmp_path, df), query="SELECT * FROM preds"))
+    sql, params = src._sql_select(sa.create_engine(src.config.url), None, ("timestamp", START, END))
+    assert "WHERE" in sql and set(params) == {"start", "end"}  # filtered in SQL, not pandas
+    got = pd.concat(src.iter_window("timestamp", START, END))
+    assert sorted(got.request_id) == sorted(_in_day(df).request_id)
+    assert src.duplicate_ids("request_id", "timestamp", START, END) == []
+
+
 def test_parquet_folder_with_tz_aware_timestamps(tmp_path: Path) -> None:
     df = _rows()
     folder = tmp_path / "pq"
