@@ -993,6 +993,7 @@ def _register(home: Path, data: dict[str, _ModelData]) -> dict[str, dict[str, in
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
+    from aiops_pipelines.lifecycle import TAG_CANARY_START
     from aiops_pipelines.tracking import (
         TAG_MODEL,
         TAG_TENANT,
@@ -1052,7 +1053,7 @@ def _register(home: Path, data: dict[str, _ModelData]) -> dict[str, dict[str, in
                 registered[key][alias] = int(version)
                 if alias == "canary" and d.canary_start:
                     # where the canary's traffic begins: the canary analysis starts there
-                    client.set_model_version_tag(key, version, "aiops.canary_start", d.canary_start)
+                    client.set_model_version_tag(key, version, TAG_CANARY_START, d.canary_start)
             client.update_registered_model(
                 key, description=f"demo {spec.task.value} model of tenant '{spec.tenant}'"
             )
@@ -1592,8 +1593,7 @@ def label_lags(home: Path, sample: int = 20_000) -> dict[str, tuple[float, float
 
 def actions_summary(home: Path, store: Any, tracking_uri: str) -> str:
     """What the sensors did: retrains requested and run, and the registry aliases now."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from aiops_pipelines.lifecycle import aliases
 
     lines = ["Label lag (days from prediction to outcome): "]
     lags = label_lags(home)
@@ -1629,15 +1629,12 @@ def actions_summary(home: Path, store: Any, tracking_uri: str) -> str:
             )
         else:
             lines.append(f"  {key:<13} {a.action}")
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     lines.append("Registry aliases:")
     for spec in SPECS:
-        try:
-            rm = client.get_registered_model(spec.key)
-        except MlflowException:
-            continue
-        aliases = ", ".join(f"{k}=v{v}" for k, v in sorted(rm.aliases.items()))
-        lines.append(f"  {spec.key:<13} {aliases}")
+        live = aliases(tracking_uri, spec.key)
+        if live:  # {} when the model is not registered
+            shown = ", ".join(f"{k}=v{v}" for k, v in sorted(live.items()))
+            lines.append(f"  {spec.key:<13} {shown}")
     return "\n".join(lines) + "\n"
 
 

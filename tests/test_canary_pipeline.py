@@ -12,7 +12,7 @@ import yaml
 
 from aiops_pipelines.config import load_config
 from aiops_pipelines.definitions import defs
-from aiops_pipelines.demo import DemoWorld, build_world
+from aiops_pipelines.demo import DemoWorld, actions_summary, build_world
 from aiops_pipelines.lifecycle import aliases
 from aiops_pipelines.partitions import MODELS, partition_key
 from aiops_pipelines.resources import Clock, MonitoringConfig, default_resources
@@ -230,3 +230,15 @@ def test_a_verdict_for_a_model_removed_from_the_config_is_ignored(world: DemoWor
         result = _tick(instance, cfg, day)
     assert not result.run_requests
     assert result.cursor  # moved past the verdict, so the next tick does not trip on it again
+
+
+def test_demo_actions_summary_lists_the_registry_aliases(world: DemoWorld) -> None:
+    cfg = load_config(world.config_path)
+    with MonitoringStore(cfg.storage.store_url) as store:
+        text = actions_summary(world.home, store, cfg.storage.mlflow_tracking_uri)
+    aliases = text.split("Registry aliases:\n")[1].splitlines()
+    assert aliases == [
+        "  acme.churn    canary=v2, champion=v1",
+        "  acme.intent   canary=v2, champion=v1",
+        "  globex.eta    champion=v1",
+    ]
