@@ -11,7 +11,6 @@ from aiops_pipelines.lifecycle import rollback_canary as rollback_canary_version
 from aiops_pipelines.partitions import model_partitions
 from aiops_pipelines.resources import (
     Clock,
-    MlflowResource,
     MonitoringConfig,
     StoreResource,
     parse_utc,
@@ -46,7 +45,6 @@ def retrained_model(
     config: RetrainConfig,
     monitoring_config: MonitoringConfig,
     store: StoreResource,
-    mlflow: MlflowResource,
     clock: Clock,
 ) -> dg.MaterializeResult:
     """A candidate trained with the model's trainer on recent labelled data, evaluated with

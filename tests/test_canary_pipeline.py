@@ -9,11 +9,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from mlflow import MlflowClient
 
 from aiops_pipelines.config import load_config
 from aiops_pipelines.definitions import defs
 from aiops_pipelines.demo import DemoWorld, actions_summary, build_world
-from aiops_pipelines.lifecycle import aliases
+from aiops_pipelines.lifecycle import TAG_CANARY_START, aliases
 from aiops_pipelines.partitions import MODELS, partition_key
 from aiops_pipelines.resources import Clock, MonitoringConfig, default_resources
 from aiops_pipelines.runner import ALL_ASSETS
@@ -206,10 +207,16 @@ def test_canary_command_shows_starts_and_refuses_clearly(world: DemoWorld, capsy
     assert main(["canary", "start", "--config", cfg, "--model", "globex.eta"]) == 2
     assert "challenger" in capsys.readouterr().err
     # starting the live canary again is a no-op that keeps its start day
+    uri = load_config(cfg).storage.mlflow_tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    start_before = client.get_model_version("acme.churn", "2").tags[TAG_CANARY_START]
+    aliases_before = aliases(uri, "acme.churn")
     assert (
         main(["canary", "start", "--config", cfg, "--model", "acme.churn", "--version", "2"]) == 0
     )
     assert "canary" in capsys.readouterr().out
+    assert client.get_model_version("acme.churn", "2").tags[TAG_CANARY_START] == start_before
+    assert aliases(uri, "acme.churn") == aliases_before
     assert main(["canary", "restore", "--config", cfg, "--model", "acme.churn"]) == 2
     assert "previous_champion" in capsys.readouterr().err
 
