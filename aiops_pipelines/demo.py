@@ -530,7 +530,7 @@ def _incident(iid: int, kind: str, model: str, start: int, end: int | None) -> _
             start,
             end,
             [],
-            ["performance_decay", Signal.RESIDUAL_ANOMALY.value],
+            [Signal.PERFORMANCE_DECAY.value, Signal.RESIDUAL_ANOMALY.value],
             [],
             f"Couriers start batching orders: delivery takes ~{CONCEPT_FACTOR - 1:.0%} longer plus "
             f"{CONCEPT_ADD_MIN:.0f} minutes for the "
@@ -574,7 +574,7 @@ def _incident(iid: int, kind: str, model: str, start: int, end: int | None) -> _
             start,
             end,
             [],
-            ["canary_fail"],
+            [Signal.CANARY_FAIL.value],
             # the worse version really lowers the blended performance of the model
             [pred, Signal.PERFORMANCE_DECAY.value, Signal.ESTIMATED_PERFORMANCE_DECAY.value],
             f"Version 2 (trained on a small, noisy sample) serves ~{CANARY_SHARE:.0%} of the "
@@ -603,7 +603,7 @@ def _incident(iid: int, kind: str, model: str, start: int, end: int | None) -> _
             start,
             end,
             [],
-            ["throughput_anomaly"],
+            [Signal.THROUGHPUT_ANOMALY.value],
             [],
             f"An upstream outage: only ~{THROUGHPUT_FACTOR:.0%} of the usual requests arrive.",
             {"factor": THROUGHPUT_FACTOR},
