@@ -272,7 +272,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_canary(args: argparse.Namespace) -> int:
-    from aiops_pipelines import lifecycle
+    from aiops_pipelines.lifecycle import aliases, restore_previous_champion, start_canary
     from aiops_pipelines.store import MonitoringStore
 
     config = load_config(args.config)
@@ -281,7 +281,7 @@ def cmd_canary(args: argparse.Namespace) -> int:
     with MonitoringStore(config.storage.store_url) as store:
         common = {"store": store, "tenant": model.tenant, "model": model.name}
         if args.action == "start":
-            change = lifecycle.start_canary(
+            change = start_canary(
                 uri,
                 model.registry_name,
                 args.version,
@@ -290,9 +290,9 @@ def cmd_canary(args: argparse.Namespace) -> int:
                 **common,
             )
         elif args.action == "restore":
-            change = lifecycle.restore_previous_champion(uri, model.registry_name, **common)
+            change = restore_previous_champion(uri, model.registry_name, **common)
         else:
-            print(json.dumps(lifecycle.aliases(uri, model.registry_name), indent=1))
+            print(json.dumps(aliases(uri, model.registry_name), indent=1))
             return 0
     print(change.message)
     print(f"aliases now: {change.aliases_after}")

@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aiops_pipelines import canary as cy
 from aiops_pipelines.canary import (
     LATENCY_EDGES_MS,
     ArmStats,
@@ -40,6 +39,7 @@ from aiops_pipelines.canary import (
     confidence_sequence,
     cs_halfwidth,
     error_rate_sequence,
+    latency_histogram,
 )
 from aiops_pipelines.config import CanaryPolicy, TaskType
 from aiops_pipelines.findings import Severity, Signal
@@ -487,7 +487,7 @@ def test_latency_p95_from_the_histogram_is_within_one_bin_of_numpy() -> None:
         assert abs(arm_stats(frame, **CLF).latency_p95 - exact) <= width
     assert math.isnan(ArmStats().latency_p95)
     # out-of-range latencies are clipped into the end bins, never dropped
-    assert cy.latency_histogram(np.array([0.0, 0.01, 1e7, np.nan])).sum() == 3
+    assert latency_histogram(np.array([0.0, 0.01, 1e7, np.nan])).sum() == 3
 
 
 def test_arm_stats_compare_classes_as_strings_and_skip_unlabelled_rows() -> None:

@@ -11,8 +11,22 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon as scipy_js
 
-from aiops_pipelines import drift
 from aiops_pipelines.config import DriftMethod, DriftThresholds
+from aiops_pipelines.drift import (
+    benjamini_hochberg,
+    categorical_bins,
+    chisquare,
+    compare_profiles,
+    jensenshannon,
+    ks_from_profiles,
+    ks_pvalue,
+    null_rate_drift,
+    numeric_bins,
+    psi,
+    report_findings,
+    wasserstein_distance,
+    wasserstein_normed,
+)
 from aiops_pipelines.errors import ConfigError
 from aiops_pipelines.findings import Finding, Severity, Signal
 from aiops_pipelines.profile import (
@@ -21,8 +35,8 @@ from aiops_pipelines.profile import (
     profile_frame,
 )
 
-# Stated tolerances (also in drift.py's docstring):
-# |normed W1 from a profile with 1000 quantile bins - exact normed W1| (drift.py docstring):
+# Stated tolerances (also in py's docstring):
+# |normed W1 from a profile with 1000 quantile bins - exact normed W1| (py docstring):
 W1_TOL = 0.002  # normal and exponential data
 W1_TOL_HEAVY = 0.006  # log-normal: wide extreme bins where the two CDFs can cross
 JS_TOL = 1e-6  # categorical Jensen-Shannon vs Evidently (the algebra is exact)
@@ -72,7 +86,7 @@ def numeric_pairs() -> list[tuple[pd.DataFrame, pd.DataFrame, DatasetProfile, Da
 def test_ks_brackets_scipy(numeric_pairs) -> None:
     for ref, cur, rp, cp in numeric_pairs:
         for col in ("normal", "expo", "lognormal"):
-            ks = drift.ks_from_profiles(rp.columns[col], cp.columns[col])
+            ks = ks_from_profiles(rp.columns[col], cp.columns[col])
             exact = stats.ks_2samp(ref[col], cur[col], method="asymp")
             # the edges give a lower bound, the stated bound an upper bound, of the exact D
             assert ks.statistic <= exact.statistic + 1e-12
@@ -93,13 +107,13 @@ def test_ks_brackets_scipy(numeric_pairs) -> None:
 
 def test_ks_and_w1_exact_on_discrete_columns(numeric_pairs) -> None:
     for ref, cur, rp, cp in numeric_pairs:
-        ks = drift.ks_from_profiles(rp.columns["ints"], cp.columns["ints"])
+        ks = ks_from_profiles(rp.columns["ints"], cp.columns["ints"])
         exact = stats.ks_2samp(ref["ints"], cur["ints"], method="asymp")
         assert ks.statistic == pytest.approx(exact.statistic, abs=1e-12)
         assert ks.statistic_upper_bound == pytest.approx(exact.statistic, abs=1e-12)
         assert ks.p_value == pytest.approx(exact.pvalue, rel=1e-9, abs=1e-300)
         w1 = stats.wasserstein_distance(ref["ints"], cur["ints"]) / np.std(ref["ints"])
-        assert drift.wasserstein_normed(rp.columns["ints"], cp.columns["ints"]) == (
+        assert wasserstein_normed(rp.columns["ints"], cp.columns["ints"]) == (
             pytest.approx(w1, rel=1e-9)
         )
 
@@ -108,7 +122,7 @@ def test_w1_close_to_scipy_on_continuous_columns(numeric_pairs) -> None:
     for ref, cur, rp, cp in numeric_pairs:
         for col, tol in (("normal", W1_TOL), ("expo", W1_TOL), ("lognormal", W1_TOL_HEAVY)):
             exact = stats.wasserstein_distance(ref[col], cur[col]) / np.std(ref[col])
-            ours = drift.wasserstein_normed(rp.columns[col], cp.columns[col])
+            ours = wasserstein_normed(rp.columns[col], cp.columns[col])
             assert abs(ours - exact) < tol, (col, ours, exact)
 
 
@@ -118,15 +132,13 @@ def test_w1_tails_are_exact() -> None:
     cur = pd.DataFrame({"v": np.linspace(5, 7, 300)})
     rp, cp = profiles(ref, cur, ["v"], [])
     exact = stats.wasserstein_distance(ref["v"], cur["v"])
-    assert drift.wasserstein_distance(rp.columns["v"], cp.columns["v"]) == pytest.approx(
-        exact, rel=1e-9
-    )
+    assert wasserstein_distance(rp.columns["v"], cp.columns["v"]) == pytest.approx(exact, rel=1e-9)
 
 
 def test_chisquare_is_scipy_homogeneity_test_without_yates() -> None:
     ref = np.array([120, 80, 0, 35, 5])
     cur = np.array([100, 90, 0, 20, 17])
-    ours = drift.chisquare(ref, cur)
+    ours = chisquare(ref, cur)
     table = np.vstack([ref, cur])[:, [0, 1, 3, 4]]  # empty categories dropped
     exp = stats.chi2_contingency(table, correction=False)
     assert ours.statistic == pytest.approx(exp.statistic, rel=1e-12)
@@ -134,7 +146,7 @@ def test_chisquare_is_scipy_homogeneity_test_without_yates() -> None:
     assert ours.dof == exp.dof == 3
     # 2 x 2: scipy applies Yates' correction by default, we do not; ours is the z-test squared
     ref2, cur2 = np.array([300, 700]), np.array([340, 660])
-    two = drift.chisquare(ref2, cur2)
+    two = chisquare(ref2, cur2)
     plain = stats.chi2_contingency(np.vstack([ref2, cur2]), correction=False)
     yates = stats.chi2_contingency(np.vstack([ref2, cur2]))
     assert two.p_value == pytest.approx(plain.pvalue, rel=1e-9)
@@ -143,32 +155,32 @@ def test_chisquare_is_scipy_homogeneity_test_without_yates() -> None:
     z = (0.34 - 0.30) / math.sqrt(pooled * (1 - pooled) * (2 / 1000))
     assert two.statistic == pytest.approx(z * z, rel=1e-12)
     # degenerate tables
-    assert drift.chisquare([5, 0], [7, 0]).p_value == 1.0
-    assert math.isnan(drift.chisquare([5, 3], [0, 0]).p_value)
+    assert chisquare([5, 0], [7, 0]).p_value == 1.0
+    assert math.isnan(chisquare([5, 3], [0, 0]).p_value)
 
 
 def test_jensenshannon_and_psi() -> None:
     ref = np.array([50, 30, 20, 0])
     cur = np.array([30, 30, 30, 10])
-    assert drift.jensenshannon(ref, cur) == pytest.approx(scipy_js(ref, cur), rel=1e-12)
-    assert drift.jensenshannon(ref, ref * 3) == 0.0
+    assert jensenshannon(ref, cur) == pytest.approx(scipy_js(ref, cur), rel=1e-12)
+    assert jensenshannon(ref, ref * 3) == 0.0
     # merging categories the reference never had leaves JS unchanged (the unseen bucket)
-    split = drift.jensenshannon([50, 30, 20, 0, 0], [30, 30, 30, 4, 6])
-    assert split == pytest.approx(drift.jensenshannon(ref, cur), rel=1e-12)
+    split = jensenshannon([50, 30, 20, 0, 0], [30, 30, 30, 4, 6])
+    assert split == pytest.approx(jensenshannon(ref, cur), rel=1e-12)
     # PSI by hand, with Evidently's zero fill (an empty share becomes 1e-4)
     p = np.array([0.5, 0.3, 0.2, 1e-4])
     q = np.array([0.3, 0.3, 0.3, 0.1])
-    assert drift.psi(ref, cur) == pytest.approx(float(np.sum((p - q) * np.log(p / q))))
-    assert drift.psi(ref, ref) == 0.0
+    assert psi(ref, cur) == pytest.approx(float(np.sum((p - q) * np.log(p / q))))
+    assert psi(ref, ref) == 0.0
     # bins empty on both sides carry no information and change nothing
-    assert drift.psi([*ref, 0, 0], [*cur, 0, 0]) == drift.psi(ref, cur)
+    assert psi([*ref, 0, 0], [*cur, 0, 0]) == psi(ref, cur)
 
 
 def test_ks_pvalue_large_samples_use_the_limiting_distribution() -> None:
     # exact finite-n formula (scipy's) up to n*m/(n+m) = 10,000, then the Kolmogorov limit
-    assert drift.ks_pvalue(0.02, 20_000, 20_000) == stats.kstwo.sf(0.02, 10_000)
+    assert ks_pvalue(0.02, 20_000, 20_000) == stats.kstwo.sf(0.02, 10_000)
     d = 0.003  # p ~ 2e-4 at 1M vs 1M; scipy's kstwo.sf takes ~0.5 s here
-    ours = drift.ks_pvalue(d, 1_000_000, 1_000_000)
+    ours = ks_pvalue(d, 1_000_000, 1_000_000)
     assert ours == pytest.approx(stats.kstwobign.sf(math.sqrt(500_000) * d), rel=1e-12)
     assert ours == pytest.approx(stats.kstwo.sf(d, 500_000), rel=0.01)
 
@@ -177,15 +189,15 @@ def test_benjamini_hochberg() -> None:
     p = [0.01, 0.04, 0.03, 0.20, 0.005]
     # by hand: sorted 0.005, 0.01, 0.03, 0.04, 0.20 times 5/rank = .025, .025, .05, .05, .20
     expected = [0.025, 0.05, 0.05, 0.20, 0.025]
-    np.testing.assert_allclose(drift.benjamini_hochberg(p), expected, rtol=1e-12)
+    np.testing.assert_allclose(benjamini_hochberg(p), expected, rtol=1e-12)
     rng = np.random.default_rng(3)
     many = rng.random(200) ** 3
     np.testing.assert_allclose(
-        drift.benjamini_hochberg(many), stats.false_discovery_control(many, method="bh"), rtol=1e-12
+        benjamini_hochberg(many), stats.false_discovery_control(many, method="bh"), rtol=1e-12
     )
-    assert drift.benjamini_hochberg([]).size == 0
+    assert benjamini_hochberg([]).size == 0
     with pytest.raises(ValueError):
-        drift.benjamini_hochberg([0.1, float("nan")])
+        benjamini_hochberg([0.1, float("nan")])
 
 
 def test_null_rate_drift_matches_two_proportion_z_test() -> None:
@@ -194,7 +206,7 @@ def test_null_rate_drift_matches_two_proportion_z_test() -> None:
     ref = pd.DataFrame({"v": np.where(np.arange(2_000) % 10 == 0, np.nan, 1.0)})  # 10% null
     cur = pd.DataFrame({"v": np.where(np.arange(1_000) % 4 == 0, np.nan, 1.0)})  # 25% null
     rp, cp = profiles(ref, cur, ["v"], [])
-    res = drift.null_rate_drift(rp.columns["v"], cp.columns["v"], DriftThresholds())
+    res = null_rate_drift(rp.columns["v"], cp.columns["v"], DriftThresholds())
     z, p = proportions_ztest([250, 200], [1_000, 2_000], alternative="larger")
     assert res.increase == pytest.approx(0.15)
     assert res.z == pytest.approx(z, rel=1e-12) and res.p_value == pytest.approx(p, rel=1e-9)
@@ -256,7 +268,7 @@ def test_normed_wasserstein_matches_evidently(evidently_run) -> None:
     for col in ("x", "x_shift", "y", "y_shift"):
         method, value = values[col]
         assert method == "Wasserstein distance (normed)"
-        ours = drift.wasserstein_normed(rp.columns[col], cp.columns[col])
+        ours = wasserstein_normed(rp.columns[col], cp.columns[col])
         assert abs(ours - value) < W1_TOL, (col, ours, value)
     assert values["x_shift"][1] > 0.1 > values["x"][1]  # the shift is visible to both
 
@@ -266,22 +278,22 @@ def test_jensenshannon_matches_evidently(evidently_run) -> None:
     for col in ("cat", "bin"):
         method, value = values[col]
         assert method == "Jensen-Shannon distance"
-        r, c = drift.categorical_bins(rp.columns[col], cp.columns[col])
-        assert abs(drift.jensenshannon(r, c) - value) < JS_TOL
+        r, c = categorical_bins(rp.columns[col], cp.columns[col])
+        assert abs(jensenshannon(r, c) - value) < JS_TOL
     # a numeric column with 4 values: Evidently also uses JS over the values
     method, value = values["few"]
     assert method == "Jensen-Shannon distance"
-    r, c, how = drift.numeric_bins(rp.columns["few"], cp.columns["few"])
-    assert how == "values" and abs(drift.jensenshannon(r, c) - value) < JS_TOL
+    r, c, how = numeric_bins(rp.columns["few"], cp.columns["few"])
+    assert how == "values" and abs(jensenshannon(r, c) - value) < JS_TOL
     # PSI with Evidently's zero fill, on the same category counts
-    assert abs(drift.psi(r, c) - values["few/psi"][1]) < JS_TOL
-    r, c = drift.categorical_bins(rp.columns["bin"], cp.columns["bin"])
-    assert abs(drift.psi(r, c) - values["bin/psi"][1]) < JS_TOL
+    assert abs(psi(r, c) - values["few/psi"][1]) < JS_TOL
+    r, c = categorical_bins(rp.columns["bin"], cp.columns["bin"])
+    assert abs(psi(r, c) - values["bin/psi"][1]) < JS_TOL
 
 
 def test_report_matches_evidently_verdicts(evidently_run) -> None:
     values, rp, cp = evidently_run
-    report = drift.compare_profiles(rp, cp, DriftThresholds(), features=list(rp.columns))
+    report = compare_profiles(rp, cp, DriftThresholds(), features=list(rp.columns))
     by_col = {c.column: c for c in report.features}
     for col, (_, value) in values.items():
         if col.endswith("/psi"):
@@ -315,18 +327,18 @@ CATS = [f"c{i}" for i in range(4)]
 @pytest.mark.parametrize("n", [300, 5_000])
 def test_no_false_drift_on_same_distribution(n: int) -> None:
     rp, cp = profiles(frame(n, seed=21), frame(n, seed=22), NUMS, CATS)
-    report = drift.compare_profiles(rp, cp, DriftThresholds(), features=NUMS + CATS)
+    report = compare_profiles(rp, cp, DriftThresholds(), features=NUMS + CATS)
     assert report.n_features == 20
     assert report.n_drifted == 0 and report.dataset_drift_severity == "none"
     expected = {"ks", "chisquare"} if n <= 1_000 else {"wasserstein", "jensenshannon"}
     assert {c.method for c in report.features} == expected
-    assert drift.report_findings(report, tenant="t", model="m", partition="2025-01-01") == []
+    assert report_findings(report, tenant="t", model="m", partition="2025-01-01") == []
 
 
 def test_injected_mean_shift_detected_on_shifted_columns_only() -> None:
     shifted = {"f1": 0.5, "f4": 0.15, "f9": -0.4}
     rp, cp = profiles(frame(5_000, seed=31), frame(4_000, seed=32, shifts=shifted), NUMS, CATS)
-    report = drift.compare_profiles(rp, cp, DriftThresholds(), features=NUMS + CATS)
+    report = compare_profiles(rp, cp, DriftThresholds(), features=NUMS + CATS)
     assert sorted(c.column for c in report.drifted_features) == sorted(shifted)
     sev = {c.column: c.severity for c in report.drifted_features}
     assert sev == {"f1": "critical", "f4": "warning", "f9": "critical"}  # W1/std ~ |shift|
@@ -337,7 +349,7 @@ def test_injected_mean_shift_detected_on_shifted_columns_only() -> None:
     )
     assert report.drift_share == pytest.approx(3 / 20)
     assert report.dataset_drift_severity == "none"  # 15% < 30%
-    findings = drift.report_findings(report, tenant="acme", model="churn", partition="2025-01-02")
+    findings = report_findings(report, tenant="acme", model="churn", partition="2025-01-02")
     assert [f.column for f in findings] == ["f1", "f4", "f9"]
     f = findings[0]
     assert isinstance(f, Finding) and f.signal == Signal.FEATURE_DRIFT.value
@@ -351,16 +363,16 @@ def test_injected_mean_shift_detected_on_shifted_columns_only() -> None:
 def test_dataset_drift_when_many_features_drift() -> None:
     shifted = {f"f{i}": 0.5 for i in range(8)}
     rp, cp = profiles(frame(3_000, seed=41), frame(3_000, seed=42, shifts=shifted), NUMS, CATS)
-    report = drift.compare_profiles(rp, cp, DriftThresholds(), features=NUMS + CATS)
+    report = compare_profiles(rp, cp, DriftThresholds(), features=NUMS + CATS)
     assert report.n_drifted == 8 and report.dataset_drift_severity == "warning"  # 40%
-    findings = drift.report_findings(report, tenant="t", model="m", partition="p")
+    findings = report_findings(report, tenant="t", model="m", partition="p")
     ds = [f for f in findings if f.signal == Signal.DATASET_DRIFT.value]
     assert len(ds) == 1 and ds[0].value == pytest.approx(0.4) and ds[0].threshold == 0.3
 
 
 def test_small_samples_use_ks_and_chisquare() -> None:
     rp, cp = profiles(frame(400, seed=51), frame(400, seed=52, shifts={"f0": 0.8}), NUMS, CATS)
-    report = drift.compare_profiles(rp, cp, DriftThresholds(), features=NUMS + CATS)
+    report = compare_profiles(rp, cp, DriftThresholds(), features=NUMS + CATS)
     methods = {c.column: c.method for c in report.features}
     assert {methods[c] for c in NUMS} == {"ks"} and {methods[c] for c in CATS} == {"chisquare"}
     f0 = next(c for c in report.features if c.column == "f0")
@@ -374,7 +386,7 @@ def test_few_distinct_numeric_values_tested_as_categories() -> None:
     ref = pd.DataFrame({"k": rng.integers(0, 3, 4_000)})
     cur = pd.DataFrame({"k": rng.choice([0, 1, 2], 4_000, p=[0.2, 0.3, 0.5])})
     rp, cp = profiles(ref, cur, ["k"], [])
-    col = drift.compare_profiles(rp, cp, DriftThresholds(), features=["k"]).features[0]
+    col = compare_profiles(rp, cp, DriftThresholds(), features=["k"]).features[0]
     assert col.method == "jensenshannon" and col.evidence["n_distinct_reference"] == 3
     assert col.evidence["significance_test"] == "chisquare" and col.drifted
 
@@ -384,12 +396,12 @@ def test_null_rate_jump_detected() -> None:
     cur.loc[cur.index[:600], "f3"] = np.nan  # 0% -> 20% missing
     cur.loc[cur.index[:90], "c1"] = None  # 0% -> 3%: below the 5-point threshold
     rp, cp = profiles(ref, cur, NUMS, CATS)
-    report = drift.compare_profiles(rp, cp, DriftThresholds(), features=NUMS + CATS)
+    report = compare_profiles(rp, cp, DriftThresholds(), features=NUMS + CATS)
     flagged = [r for r in report.null_rates if r.drifted]
     assert [(r.column, r.severity) for r in flagged] == [("f3", "critical")]
     assert flagged[0].increase == pytest.approx(0.2) and flagged[0].p_value < 1e-10
     assert report.n_drifted == 0  # the non-missing values did not change
-    findings = drift.report_findings(report, tenant="t", model="m", partition="p")
+    findings = report_findings(report, tenant="t", model="m", partition="p")
     assert [(f.signal, f.column) for f in findings] == [(Signal.NULL_RATE_DRIFT.value, "f3")]
 
 
@@ -397,12 +409,12 @@ def test_unseen_category_detected() -> None:
     ref, cur = frame(2_000, seed=81), frame(2_000, seed=82)
     cur.loc[cur.index[:60], "c2"] = "zebra"  # 3% unseen
     rp, cp = profiles(ref, cur, NUMS, CATS)
-    report = drift.compare_profiles(rp, cp, DriftThresholds(), features=NUMS + CATS)
+    report = compare_profiles(rp, cp, DriftThresholds(), features=NUMS + CATS)
     flagged = [u for u in report.unseen if u.drifted]
     assert len(flagged) == 1 and flagged[0].column == "c2"
     assert flagged[0].share == pytest.approx(0.03) and flagged[0].top == [("zebra", 60)]
     assert flagged[0].severity == "warning"
-    findings = drift.report_findings(report, tenant="t", model="m", partition="p")
+    findings = report_findings(report, tenant="t", model="m", partition="p")
     unseen = [f for f in findings if f.signal == Signal.UNSEEN_CATEGORY.value]
     assert len(unseen) == 1 and "zebra" in unseen[0].message
 
@@ -412,15 +424,13 @@ def test_prediction_columns_form_their_own_family() -> None:
     ref = frame(3_000, seed=91).assign(score=rng.beta(2, 5, 3_000))
     cur = frame(3_000, seed=92).assign(score=rng.beta(3, 4, 3_000))
     rp, cp = profiles(ref, cur, [*NUMS, "score"], CATS)
-    report = drift.compare_profiles(
+    report = compare_profiles(
         rp, cp, DriftThresholds(), features=NUMS + CATS, prediction_columns=["score"]
     )
     (pred,) = report.predictions
     assert pred.role == "prediction" and pred.drifted and pred.q_value == pred.p_value
     assert report.n_features == 20 and report.n_drifted == 0
-    signals = [
-        f.signal for f in drift.report_findings(report, tenant="t", model="m", partition="p")
-    ]
+    signals = [f.signal for f in report_findings(report, tenant="t", model="m", partition="p")]
     assert signals == [Signal.PREDICTION_DRIFT.value]
 
 
@@ -429,17 +439,17 @@ def test_method_overrides() -> None:
         frame(3_000, seed=101), frame(3_000, seed=102, shifts={"f2": 0.6}), NUMS, CATS
     )
     thresholds = DriftThresholds(method=DriftMethod.KS, per_column_method={"f2": "psi"})
-    report = drift.compare_profiles(rp, cp, thresholds, features=NUMS + CATS)
+    report = compare_profiles(rp, cp, thresholds, features=NUMS + CATS)
     methods = {c.column: c.method for c in report.features}
     assert methods["f2"] == "psi" and methods["f0"] == "ks" and methods["c0"] == "chisquare"
     assert "method_note" in next(c for c in report.features if c.column == "c0").evidence
     f2 = next(c for c in report.features if c.column == "f2")
     assert f2.drifted and f2.threshold == 0.1 and f2.statistic == f2.evidence["psi"]
     auto = DriftThresholds(method=DriftMethod.PSI, per_column_method={"f0": DriftMethod.AUTO})
-    report = drift.compare_profiles(rp, cp, auto, features=["f0", "f1"])
+    report = compare_profiles(rp, cp, auto, features=["f0", "f1"])
     assert [c.method for c in report.features] == ["wasserstein", "psi"]
     with pytest.raises(ConfigError, match="categorical"):
-        drift.compare_profiles(
+        compare_profiles(
             rp, cp, DriftThresholds(per_column_method={"c1": "wasserstein"}), features=NUMS + CATS
         )
 
@@ -449,10 +459,10 @@ def test_compare_checks_the_spec_of_compared_columns_only() -> None:
     rp = build_reference_profile(lambda: [ref], NUMS, CATS)
     other = build_reference_profile(lambda: [ref.iloc[:300]], NUMS, CATS)
     with pytest.raises(ValueError, match="spec"):
-        drift.compare_profiles(rp, other, DriftThresholds(), features=NUMS)
+        compare_profiles(rp, other, DriftThresholds(), features=NUMS)
     # a day profiled on some of the reference's columns compares on those
     day = profile_frame(frame(400, seed=112), rp.spec, ["f0", "f1"], ["c0"])
-    report = drift.compare_profiles(rp, day, DriftThresholds(), features=["f0", "f1", "c0"])
+    report = compare_profiles(rp, day, DriftThresholds(), features=["f0", "f1", "c0"])
     assert report.n_features == 3 and report.n_drifted == 0
     with pytest.raises(ValueError, match="not in both"):
-        drift.compare_profiles(rp, day, DriftThresholds(), features=["f0", "f2"])
+        compare_profiles(rp, day, DriftThresholds(), features=["f0", "f2"])

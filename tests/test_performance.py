@@ -11,10 +11,22 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from aiops_pipelines import performance as perf
-from aiops_pipelines.config import Metric, ModelConfig, PerformancePolicy, TaskType
+from aiops_pipelines.config import TASK_METRICS, Metric, ModelConfig, PerformancePolicy, TaskType
 from aiops_pipelines.errors import DataError
 from aiops_pipelines.findings import Severity, Signal
+from aiops_pipelines.performance import (
+    ReferencePerformance,
+    decay_state,
+    estimate_performance,
+    expected_roc_auc,
+    join_outcomes,
+    judge_day,
+    judge_estimate,
+    performance_findings,
+    realized_metrics,
+    reference_performance,
+    segment_metrics,
+)
 
 # Stated tolerances of the label-free estimate (CBPE) against the realized value on the same
 # day, with calibrated scores and no concept shift, at 5,000 rows a day. The realized values'
@@ -102,10 +114,10 @@ def regression_frame(seed: int, n: int, *, noise: float = 1.0) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def binary_ref() -> tuple[ModelConfig, pd.DataFrame, perf.ReferencePerformance]:
+def binary_ref() -> tuple[ModelConfig, pd.DataFrame, ReferencePerformance]:
     model = make_model(TaskType.BINARY, classes=["0", "1"])
     ref = binary_frame(1, 10_000)
-    return model, ref, perf.reference_performance(model, ref, n_boot=200, seed=0)
+    return model, ref, reference_performance(model, ref, n_boot=200, seed=0)
 
 
 # ---------------------------------------------------------------------- realized metrics
@@ -124,26 +136,26 @@ def _sk_binary(y, yhat, s, pos) -> dict[Metric, float]:
 
 def test_binary_metrics_equal_sklearn() -> None:
     df = binary_frame(3, 4_000)
-    got = perf.realized_metrics(TaskType.BINARY, df.label, df.prediction, df.score, ["0", "1"])
+    got = realized_metrics(TaskType.BINARY, df.label, df.prediction, df.score, ["0", "1"])
     want = _sk_binary(df.label, df.prediction, df.score, 1)
     for m, v in want.items():
         assert got[m] == pytest.approx(v, **EXACT), m
-    assert set(got) == set(perf.TASK_METRICS[TaskType.BINARY])
+    assert set(got) == set(TASK_METRICS[TaskType.BINARY])
 
 
 def test_binary_string_labels_and_mixed_types() -> None:
     df = binary_frame(4, 3_000)
     names = np.array(["no", "yes"])
     y, yhat = names[df.label], names[df.prediction]
-    got = perf.realized_metrics(TaskType.BINARY, y, yhat, df.score, ["no", "yes"])
+    got = realized_metrics(TaskType.BINARY, y, yhat, df.score, ["no", "yes"])
     want = _sk_binary(y, yhat, df.score, "yes")
     for m, v in want.items():
         assert got[m] == pytest.approx(v, **EXACT), m
     # labels stored as text, predictions as ints: 1 and "1" are one class
-    mixed = perf.realized_metrics(
+    mixed = realized_metrics(
         TaskType.BINARY, df.label.astype(str), df.prediction.astype(float), df.score
     )
-    ints = perf.realized_metrics(TaskType.BINARY, df.label, df.prediction, df.score)
+    ints = realized_metrics(TaskType.BINARY, df.label, df.prediction, df.score)
     assert mixed == pytest.approx(ints)
 
 
@@ -151,7 +163,7 @@ def test_multiclass_metrics_equal_sklearn() -> None:
     df = multiclass_frame(5, 3_000)
     pred = df.prediction.to_numpy().copy()
     pred[:40] = "other"  # a predicted class the labels never have
-    got = perf.realized_metrics(TaskType.MULTICLASS, df.label, pred, df.score, CLASSES3)
+    got = realized_metrics(TaskType.MULTICLASS, df.label, pred, df.score, CLASSES3)
     assert got[Metric.ACCURACY] == pytest.approx(skm.accuracy_score(df.label, pred), **EXACT)
     assert got[Metric.MACRO_F1] == pytest.approx(
         skm.f1_score(df.label, pred, average="macro"), **EXACT
@@ -161,7 +173,7 @@ def test_multiclass_metrics_equal_sklearn() -> None:
 def test_regression_metrics_equal_sklearn() -> None:
     df = regression_frame(6, 3_000)
     y, p = df.label.to_numpy(), df.prediction.to_numpy()
-    got = perf.realized_metrics(TaskType.REGRESSION, y, p)
+    got = realized_metrics(TaskType.REGRESSION, y, p)
     nz = y != 0
     assert (~nz).sum() > 50
     assert got[Metric.MAE] == pytest.approx(skm.mean_absolute_error(y, p), **EXACT)
@@ -174,23 +186,23 @@ def test_regression_metrics_equal_sklearn() -> None:
 
 
 def test_undefined_metrics_are_nan_not_errors() -> None:
-    one_class = perf.realized_metrics(TaskType.BINARY, [1, 1, 1], [1, 0, 1], [0.9, 0.4, 0.8])
+    one_class = realized_metrics(TaskType.BINARY, [1, 1, 1], [1, 0, 1], [0.9, 0.4, 0.8])
     assert math.isnan(one_class[Metric.ROC_AUC])
     assert one_class[Metric.LOG_LOSS] == pytest.approx(
         skm.log_loss([1, 1, 1], [0.9, 0.4, 0.8], labels=[0, 1])
     )
-    empty = perf.realized_metrics(TaskType.REGRESSION, [], [])
+    empty = realized_metrics(TaskType.REGRESSION, [], [])
     assert all(math.isnan(v) for v in empty.values())
-    assert perf.realized_metrics(TaskType.REGRESSION, [0.0, 0.0], [1.0, 2.0])[Metric.MAPE] != 0
+    assert realized_metrics(TaskType.REGRESSION, [0.0, 0.0], [1.0, 2.0])[Metric.MAPE] != 0
     with pytest.raises(ValueError, match="classes"):
-        perf.realized_metrics(TaskType.BINARY, ["no", "yes"], ["no", "no"])
+        realized_metrics(TaskType.BINARY, ["no", "yes"], ["no", "no"])
 
 
 def test_calibration_error_is_the_binned_ece() -> None:
     rng = np.random.default_rng(7)
     s = rng.random(2_000)
     y = rng.random(2_000) < s**1.5  # miscalibrated
-    got = perf.realized_metrics(TaskType.BINARY, y.astype(int), (s > 0.5).astype(int), s)
+    got = realized_metrics(TaskType.BINARY, y.astype(int), (s > 0.5).astype(int), s)
     ece = 0.0
     for b in range(10):
         inside = (s >= b / 10) & ((s < (b + 1) / 10) if b < 9 else (s <= 1))
@@ -230,7 +242,7 @@ def test_join_counts_coverage_duplicates_and_unmatched() -> None:
         }
     )
     outcomes = pd.concat([fixed, out, other_day], ignore_index=True)  # not in time order
-    res = perf.join_outcomes(preds, outcomes, model, "2025-03-01")
+    res = join_outcomes(preds, outcomes, model, "2025-03-01")
     assert res.n_predictions == 1_000
     assert res.n_labelled == 600
     assert res.coverage == pytest.approx(0.6)
@@ -242,7 +254,7 @@ def test_join_counts_coverage_duplicates_and_unmatched() -> None:
     assert (by_id[fixed.request_id].to_numpy() == fixed.label.astype(str).to_numpy()).all()
     # metrics on the joined rows equal scikit-learn's on the same rows
     lab = res.labelled
-    got = perf.realized_metrics(TaskType.BINARY, lab.label, lab.prediction, lab.score, ["0", "1"])
+    got = realized_metrics(TaskType.BINARY, lab.label, lab.prediction, lab.score, ["0", "1"])
     want = _sk_binary(lab.label.astype(int), lab.prediction, lab.score, 1)
     for m, v in want.items():
         assert got[m] == pytest.approx(v, **EXACT), m
@@ -259,7 +271,7 @@ def test_join_matches_int_ids_with_text_ids() -> None:
             "observed_at": "2025-03-02T10:00:00+00:00",
         }
     )
-    res = perf.join_outcomes(df.drop(columns="label"), out, model, "2025-03-01")
+    res = join_outcomes(df.drop(columns="label"), out, model, "2025-03-01")
     assert res.n_labelled == 120 and res.n_unmatched_outcomes == 0
     assert res.labelled["label"].to_numpy() == pytest.approx(df.label[:120].to_numpy())
 
@@ -271,7 +283,7 @@ def test_join_rejects_labels_outside_the_classes() -> None:
     out.loc[:9, "label"] = "refund"
     out.loc[10:12, "label"] = "Tech"
     with pytest.raises(DataError) as err:
-        perf.join_outcomes(df.drop(columns="label"), out, model, "2025-03-01")
+        join_outcomes(df.drop(columns="label"), out, model, "2025-03-01")
     e = err.value
     assert e.column == "label" and e.partition == "2025-03-01" and e.model == "acme.m"
     assert "refund" in str(e) and "Tech" in str(e) and "13 " in str(e)
@@ -284,7 +296,7 @@ def test_join_rejects_non_numeric_regression_labels() -> None:
     out.loc[3, "label"] = "late"
     out.loc[4, "label"] = float("inf")
     with pytest.raises(DataError, match="late") as err:
-        perf.join_outcomes(df.drop(columns="label"), out, model, "2025-03-01")
+        join_outcomes(df.drop(columns="label"), out, model, "2025-03-01")
     assert err.value.column == "label" and "2 outcomes" in str(err.value)
 
 
@@ -301,7 +313,7 @@ def test_reference_performance_is_json_and_its_se_is_binomial(binary_ref) -> Non
     # the bootstrap SE of a proportion is sqrt(p (1 - p) / n)
     assert ref.unit_se[Metric.ACCURACY] == pytest.approx(math.sqrt(acc * (1 - acc)), rel=0.15)
     assert ref.se(Metric.ACCURACY, 400) == pytest.approx(ref.unit_se[Metric.ACCURACY] / 20)
-    back = perf.ReferencePerformance.from_dict(json.loads(json.dumps(ref.to_dict())))
+    back = ReferencePerformance.from_dict(json.loads(json.dumps(ref.to_dict())))
     assert back.metrics == pytest.approx(ref.metrics)
     assert back.unit_se == pytest.approx(ref.unit_se)
     assert back.calibration == ref.calibration and back.positive == "1"
@@ -310,7 +322,7 @@ def test_reference_performance_is_json_and_its_se_is_binomial(binary_ref) -> Non
 def test_reference_needs_its_columns() -> None:
     model = make_model(TaskType.BINARY, classes=["0", "1"])
     with pytest.raises(DataError, match="score") as err:
-        perf.reference_performance(model, binary_frame(1, 100).drop(columns="score"))
+        reference_performance(model, binary_frame(1, 100).drop(columns="score"))
     assert err.value.column == "score"
 
 
@@ -322,8 +334,8 @@ def test_clear_decay_with_many_labels_is_critical(binary_ref) -> None:
     day = binary_frame(12, 5_000)
     flip = np.random.default_rng(0).random(len(day)) < 0.3  # concept shift: labels flipped
     day.loc[flip, "label"] = 1 - day.loc[flip, "label"]
-    m = perf.realized_metrics(TaskType.BINARY, day.label, day.prediction, day.score, ["0", "1"])
-    j = perf.judge_day(model, m, len(day), ref, coverage=0.7)
+    m = realized_metrics(TaskType.BINARY, day.label, day.prediction, day.score, ["0", "1"])
+    j = judge_day(model, m, len(day), ref, coverage=0.7)
     assert j.metric == "roc_auc" and j.level == "critical"
     assert j.relative_change < -0.15 and j.value < j.band_low
     assert j.value < j.critical_threshold
@@ -334,14 +346,14 @@ def test_same_drop_on_few_labels_inside_the_band_is_ok(binary_ref) -> None:
     model, _, ref = binary_ref
     small = make_model(TaskType.BINARY, classes=["0", "1"], min_labels=10)
     value = ref.metrics[Metric.ROC_AUC] * 0.8  # a 20% drop
-    j = perf.judge_day(small, {Metric.ROC_AUC: value}, 12, ref)
+    j = judge_day(small, {Metric.ROC_AUC: value}, 12, ref)
     assert j.level == "ok" and j.band_low < value
     assert any("within the sampling band" in r for r in j.reasons)
-    big = perf.judge_day(small, {Metric.ROC_AUC: value}, 5_000, ref)
+    big = judge_day(small, {Metric.ROC_AUC: value}, 5_000, ref)
     assert big.level == "critical"
-    few = perf.judge_day(model, {Metric.ROC_AUC: value}, 199, ref)
+    few = judge_day(model, {Metric.ROC_AUC: value}, 199, ref)
     assert few.level == "insufficient" and "min_labels" in few.reasons[0]
-    undefined = perf.judge_day(model, {Metric.ROC_AUC: math.nan}, 5_000, ref)
+    undefined = judge_day(model, {Metric.ROC_AUC: math.nan}, 5_000, ref)
     assert undefined.level == "insufficient"
 
 
@@ -352,26 +364,26 @@ def test_floor_and_relative_levels(binary_ref) -> None:
         TaskType.BINARY, classes=["0", "1"], floors={"roc_auc": (base - 0.01, base - 0.02)}
     )
     # 2.5% below the reference: under the critical floor though short of a 5% relative drop
-    j = perf.judge_day(model, {Metric.ROC_AUC: base - 0.025}, 50_000, ref)
+    j = judge_day(model, {Metric.ROC_AUC: base - 0.025}, 50_000, ref)
     assert j.level == "critical" and "floor" in j.reasons[0]
-    j = perf.judge_day(model, {Metric.ROC_AUC: base - 0.015}, 50_000, ref)
+    j = judge_day(model, {Metric.ROC_AUC: base - 0.015}, 50_000, ref)
     assert j.level == "warning"
-    j = perf.judge_day(model, {Metric.ROC_AUC: base + 0.02}, 50_000, ref)
+    j = judge_day(model, {Metric.ROC_AUC: base + 0.02}, 50_000, ref)
     assert j.level == "ok" and not j.reasons
 
 
 def test_lower_is_better_metric_direction() -> None:
     model = make_model(TaskType.REGRESSION)
-    ref = perf.reference_performance(model, regression_frame(13, 5_000), n_boot=100)
+    ref = reference_performance(model, regression_frame(13, 5_000), n_boot=100)
     mae = ref.metrics[Metric.MAE]
-    worse = perf.judge_day(model, {Metric.MAE: mae * 1.3}, 3_000, ref)
+    worse = judge_day(model, {Metric.MAE: mae * 1.3}, 3_000, ref)
     assert worse.level == "critical" and worse.relative_change == pytest.approx(0.3)
     assert worse.value > worse.band_high
-    mild = perf.judge_day(model, {Metric.MAE: mae * 1.08}, 3_000, ref)
+    mild = judge_day(model, {Metric.MAE: mae * 1.08}, 3_000, ref)
     assert mild.level == "warning"
-    better = perf.judge_day(model, {Metric.MAE: mae * 0.7}, 3_000, ref)
+    better = judge_day(model, {Metric.MAE: mae * 0.7}, 3_000, ref)
     assert better.level == "ok"
-    noisy = perf.judge_day(
+    noisy = judge_day(
         make_model(TaskType.REGRESSION, min_labels=5), {Metric.MAE: mae * 1.3}, 6, ref
     )
     assert noisy.level == "ok"
@@ -423,7 +435,7 @@ def _levels(s: str) -> list[tuple[str, str]]:
 )
 def test_decay_state_table(history, persistence, clear_after, status, severity, since) -> None:
     policy = PerformancePolicy(persistence=persistence, clear_after=clear_after)
-    st = perf.decay_state(_levels(history), policy)
+    st = decay_state(_levels(history), policy)
     assert (st.status, st.severity, st.since) == (status, severity, since)
     assert st.firing == (status == "firing")
     if status == "firing":
@@ -436,21 +448,21 @@ def test_decay_state_table(history, persistence, clear_after, status, severity, 
 def test_decay_state_never_flaps_on_flapping_days() -> None:
     policy = PerformancePolicy(persistence=2, clear_after=2)
     days = _levels("c c o c o w o c o c")
-    states = [perf.decay_state(days[: i + 1], policy).status for i in range(len(days))]
+    states = [decay_state(days[: i + 1], policy).status for i in range(len(days))]
     assert states == ["pending"] + ["firing"] * 9
 
 
 def test_decay_state_rejects_unknown_levels() -> None:
     with pytest.raises(ValueError, match="bad"):
-        perf.decay_state([("2025-03-01", "bad")], PerformancePolicy())
+        decay_state([("2025-03-01", "bad")], PerformancePolicy())
 
 
 # ------------------------------------------------------------------------------ estimate
 
 
 def _est_vs_real(model, ref, day) -> tuple[dict, dict]:
-    est = perf.estimate_performance(model, day, ref)
-    real = perf.realized_metrics(model.task, day.label, day.prediction, day.score, model.classes)
+    est = estimate_performance(model, day, ref)
+    real = realized_metrics(model.task, day.label, day.prediction, day.score, model.classes)
     return est, real
 
 
@@ -472,17 +484,17 @@ def test_estimate_recalibrates_a_miscalibrated_score() -> None:
     def warp(df: pd.DataFrame) -> pd.DataFrame:  # same ranking, overconfident score
         return df.assign(score=df.score**2.5)
 
-    ref = perf.reference_performance(model, warp(binary_frame(30, 10_000)), n_boot=20)
+    ref = reference_performance(model, warp(binary_frame(30, 10_000)), n_boot=20)
     assert ref.calibration["method"] == "isotonic"
     assert ref.calibration["cv_ece_isotonic"] < ref.calibration["cv_ece_raw"]
     est, real = _est_vs_real(model, ref, warp(binary_frame(31, 5_000)))
     for m in (Metric.ACCURACY, Metric.ROC_AUC):
         assert est[m] == pytest.approx(real[m], abs=EST_TOL), m
     # without recalibration the same scores would mislead the estimate
-    raw = perf.ReferencePerformance.from_dict(
+    raw = ReferencePerformance.from_dict(
         {**ref.to_dict(), "calibration": {"method": "identity", "x": [0, 1], "y": [0, 1]}}
     )
-    raw_est = perf.estimate_performance(model, warp(binary_frame(31, 5_000)), raw)
+    raw_est = estimate_performance(model, warp(binary_frame(31, 5_000)), raw)
     assert abs(raw_est[Metric.ACCURACY] - real[Metric.ACCURACY]) > EST_TOL
 
 
@@ -493,14 +505,14 @@ def test_estimate_drops_when_scores_move_towards_half(binary_ref) -> None:
     for m in (Metric.ACCURACY, Metric.ROC_AUC):
         assert est_unsure[m] < est_ok[m] - 0.1, m
         assert est_unsure[m] == pytest.approx(real_unsure[m], abs=EST_TOL_UNSURE), m
-    j = perf.judge_estimate(model, est_unsure, 5_000, ref)
+    j = judge_estimate(model, est_unsure, 5_000, ref)
     assert j is not None and j.source == "estimated" and j.level == "critical"
-    assert perf.judge_estimate(model, est_ok, 5_000, ref).level == "ok"
+    assert judge_estimate(model, est_ok, 5_000, ref).level == "ok"
 
 
 def test_multiclass_estimate_is_mean_calibrated_p_correct() -> None:
     model = make_model(TaskType.MULTICLASS, classes=CLASSES3)
-    ref = perf.reference_performance(model, multiclass_frame(50, 10_000), n_boot=50)
+    ref = reference_performance(model, multiclass_frame(50, 10_000), n_boot=50)
     for temp in (1.0, 2.5):  # flatter probabilities: the estimate must follow accuracy down
         day = multiclass_frame(51, 5_000, temperature=temp)
         est, real = _est_vs_real(model, ref, day)
@@ -511,13 +523,13 @@ def test_multiclass_estimate_is_mean_calibrated_p_correct() -> None:
 
 def test_no_estimate_for_regression_or_without_score() -> None:
     reg = make_model(TaskType.REGRESSION)
-    ref = perf.reference_performance(reg, regression_frame(60, 500), n_boot=10)
-    assert perf.estimate_performance(reg, regression_frame(61, 100), ref) == {}
-    assert perf.judge_estimate(reg, {}, 100, ref) is None
+    ref = reference_performance(reg, regression_frame(60, 500), n_boot=10)
+    assert estimate_performance(reg, regression_frame(61, 100), ref) == {}
+    assert judge_estimate(reg, {}, 100, ref) is None
     bare = make_model(TaskType.BINARY, score=False)
-    ref = perf.reference_performance(bare, binary_frame(62, 500).drop(columns="score"), n_boot=10)
+    ref = reference_performance(bare, binary_frame(62, 500).drop(columns="score"), n_boot=10)
     assert ref.calibration is None and math.isnan(ref.metrics[Metric.ROC_AUC])
-    assert perf.estimate_performance(bare, binary_frame(63, 100), ref) == {}
+    assert estimate_performance(bare, binary_frame(63, 100), ref) == {}
 
 
 def test_expected_auc_equals_realized_auc_on_known_labels() -> None:
@@ -525,7 +537,7 @@ def test_expected_auc_equals_realized_auc_on_known_labels() -> None:
     s = rng.random(500).round(2)  # ties
     y = rng.random(500) < s
     # with q in {0, 1} (labels known) the expected AUC is the realized AUC
-    assert perf.expected_roc_auc(s, y.astype(float)) == pytest.approx(skm.roc_auc_score(y, s))
+    assert expected_roc_auc(s, y.astype(float)) == pytest.approx(skm.roc_auc_score(y, s))
 
 
 # ------------------------------------------------------------------- segments, findings
@@ -534,12 +546,12 @@ def test_expected_auc_equals_realized_auc_on_known_labels() -> None:
 def test_segment_metrics(binary_ref) -> None:
     model, ref_df, _ = binary_ref
     day = ref_df.iloc[:3_000]
-    seg = perf.segment_metrics(model, day)
+    seg = segment_metrics(model, day)
     assert set(seg) == {"region"}
     assert seg["region"]["tiny"]["insufficient"] is True
     assert "roc_auc" not in seg["region"]["tiny"]
     north = day[day.region == "north"]
-    want = perf.realized_metrics(TaskType.BINARY, north.label, north.prediction, north.score)
+    want = realized_metrics(TaskType.BINARY, north.label, north.prediction, north.score)
     got = seg["region"]["north"]
     assert got["n_labelled"] == len(north) and got["insufficient"] is False
     assert {k: got[str(k)] for k in want} == pytest.approx(want)
@@ -549,13 +561,11 @@ def test_segment_metrics(binary_ref) -> None:
 def test_findings_follow_the_state_and_cap_the_estimate(binary_ref) -> None:
     model, _, ref = binary_ref
     value = ref.metrics[Metric.ROC_AUC] * 0.7
-    j = perf.judge_day(model, {Metric.ROC_AUC: value}, 2_000, ref, coverage=0.4)
-    est = perf.judge_day(
-        model, {Metric.ROC_AUC: value}, 9_000, ref, estimate={Metric.ROC_AUC: value}
-    )
+    j = judge_day(model, {Metric.ROC_AUC: value}, 2_000, ref, coverage=0.4)
+    est = judge_day(model, {Metric.ROC_AUC: value}, 9_000, ref, estimate={Metric.ROC_AUC: value})
     assert j.level == est.level == "critical"
-    firing = perf.decay_state(_levels("o c c"), model.performance)
-    found = perf.performance_findings(model, "2025-03-03", j, firing, est)
+    firing = decay_state(_levels("o c c"), model.performance)
+    found = performance_findings(model, "2025-03-03", j, firing, est)
     by_signal = {f.signal: f for f in found}
     decay = by_signal[Signal.PERFORMANCE_DECAY.value]
     assert decay.severity is Severity.CRITICAL and decay.asset == "performance_report"
@@ -566,7 +576,7 @@ def test_findings_follow_the_state_and_cap_the_estimate(binary_ref) -> None:
     estimated = by_signal[Signal.ESTIMATED_PERFORMANCE_DECAY.value]
     assert estimated.severity is Severity.WARNING  # an estimate can warn, not act
     json.dumps([f.to_dict() for f in found])
-    pending = perf.decay_state(_levels("o o c"), model.performance)
-    assert [f.signal for f in perf.performance_findings(model, "d", j, pending, None)] == []
+    pending = decay_state(_levels("o o c"), model.performance)
+    assert [f.signal for f in performance_findings(model, "d", j, pending, None)] == []
     quiet = make_model(TaskType.BINARY, classes=["0", "1"], estimate_warning=False)
-    assert perf.performance_findings(quiet, "d", j, pending, est) == []
+    assert performance_findings(quiet, "d", j, pending, est) == []
