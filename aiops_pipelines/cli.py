@@ -11,8 +11,8 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from aiops_pipelines.config import aiops_home, load_config
-from aiops_pipelines.errors import AiopsError
+from aiops_pipelines.core.config import aiops_home, load_config
+from aiops_pipelines.core.errors import AiopsError
 
 
 def _date(text: str) -> date:
@@ -57,7 +57,7 @@ def _run(
 ) -> int:
     from tqdm import tqdm
 
-    from aiops_pipelines.runner import days_between, run_range
+    from aiops_pipelines.orchestration.runner import days_between, run_range
 
     expected = expected_failures or set()
     config = load_config(config_path)
@@ -106,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from aiops_pipelines.store import MonitoringStore
+    from aiops_pipelines.io.store import MonitoringStore
 
     config = load_config(args.config)
     models = [config.model(args.model)] if args.model else config.models
@@ -180,7 +180,7 @@ def _day_range(first: str, last: str) -> list[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from aiops_pipelines.demo import (
+    from aiops_pipelines.demo.world import (
         DEMO_SLACK_ENV,
         DEMO_WEBHOOK_ENV,
         AlertReceiver,
@@ -189,8 +189,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         build_world,
         detection_summary,
     )
-    from aiops_pipelines.overview import status_text
-    from aiops_pipelines.store import MonitoringStore
+    from aiops_pipelines.io.store import MonitoringStore
+    from aiops_pipelines.views.overview import status_text
 
     home = Path(args.home).expanduser().resolve() if args.home else aiops_home()
     os.environ["AIOPS_HOME"] = str(home)
@@ -272,8 +272,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_canary(args: argparse.Namespace) -> int:
-    from aiops_pipelines.lifecycle import aliases, restore_previous_champion, start_canary
-    from aiops_pipelines.store import MonitoringStore
+    from aiops_pipelines.io.store import MonitoringStore
+    from aiops_pipelines.lifecycle.registry import aliases, restore_previous_champion, start_canary
 
     config = load_config(args.config)
     model = config.model(args.model)
@@ -316,7 +316,7 @@ def _alert_frames(store):
 
 def _day_or_latest(args: argparse.Namespace, store) -> str | None:
     """`--day`, else the latest partition stored (None, said, when nothing is stored)."""
-    from aiops_pipelines.overview import latest_partition
+    from aiops_pipelines.views.overview import latest_partition
 
     day = args.day.isoformat() if args.day else latest_partition(store)
     if day is None:
@@ -325,8 +325,8 @@ def _day_or_latest(args: argparse.Namespace, store) -> str | None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from aiops_pipelines.overview import status_text
-    from aiops_pipelines.store import MonitoringStore
+    from aiops_pipelines.io.store import MonitoringStore
+    from aiops_pipelines.views.overview import status_text
 
     config = load_config(args.config)
     with MonitoringStore(config.storage.store_url) as store:
@@ -344,8 +344,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from aiops_pipelines.prometheus import render_metrics, serve_metrics
-    from aiops_pipelines.store import MonitoringStore
+    from aiops_pipelines.io.store import MonitoringStore
+    from aiops_pipelines.views.prometheus import render_metrics, serve_metrics
 
     config = load_config(args.config)
     day = args.day.isoformat() if args.day else None
@@ -367,8 +367,8 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_overview(args: argparse.Namespace) -> int:
-    from aiops_pipelines.overview import render_overview
-    from aiops_pipelines.store import MonitoringStore
+    from aiops_pipelines.io.store import MonitoringStore
+    from aiops_pipelines.views.overview import render_overview
 
     config = load_config(args.config)
     with MonitoringStore(config.storage.store_url) as store:

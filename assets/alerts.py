@@ -4,9 +4,9 @@ from typing import Any
 
 import dagster as dg
 
-from aiops_pipelines.alerts import deliver, evaluate_and_store
-from aiops_pipelines.partitions import daily_partitions, date_x_model, split_key
-from aiops_pipelines.resources import MlflowResource, MonitoringConfig, StoreResource
+from aiops_pipelines.alerting.rules import deliver, evaluate_and_store
+from aiops_pipelines.orchestration.partitions import daily_partitions, date_x_model, split_key
+from aiops_pipelines.orchestration.resources import MlflowResource, MonitoringConfig, StoreResource
 from assets.monitoring import GROUP, OWNERS, drift_report
 from assets.ops import ops_report
 from assets.performance import performance_report
@@ -114,7 +114,7 @@ def ops_overview(
     """One self-contained HTML page for the day: health per tenant and model, drift heat map,
     performance trend with thresholds, canary status, the anomaly feed, alerts and deliveries,
     recent actions. Written under the artifacts folder and logged to MLflow."""
-    from aiops_pipelines.overview import feed, render_overview
+    from aiops_pipelines.views.overview import feed, render_overview
 
     day = context.partition_key
     cfg = monitoring_config.load()

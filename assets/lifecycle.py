@@ -6,16 +6,16 @@ from datetime import date
 import dagster as dg
 from pydantic import Field
 
-from aiops_pipelines.lifecycle import promote_canary as promote_canary_version
-from aiops_pipelines.lifecycle import rollback_canary as rollback_canary_version
-from aiops_pipelines.partitions import model_partitions
-from aiops_pipelines.resources import (
+from aiops_pipelines.lifecycle.registry import promote_canary as promote_canary_version
+from aiops_pipelines.lifecycle.registry import rollback_canary as rollback_canary_version
+from aiops_pipelines.lifecycle.training import retrain
+from aiops_pipelines.orchestration.partitions import model_partitions
+from aiops_pipelines.orchestration.resources import (
     Clock,
     MonitoringConfig,
     StoreResource,
     parse_utc,
 )
-from aiops_pipelines.training import retrain
 from assets.monitoring import OWNERS, drift_report
 from assets.performance import performance_report
 

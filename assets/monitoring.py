@@ -12,11 +12,19 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from aiops_pipelines.config import AppConfig, ModelConfig
-from aiops_pipelines.labels import read_reference_labelled
-from aiops_pipelines.monitor import (
-    REFERENCE_PARTITION,
-    drift_for_day,
+from aiops_pipelines.core.config import AppConfig, ModelConfig
+from aiops_pipelines.io.labels import read_reference_labelled
+from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
+from aiops_pipelines.orchestration.partitions import date_x_model, model_partitions, split_key
+from aiops_pipelines.orchestration.resources import (
+    MlflowResource,
+    MonitoringConfig,
+    SourceSettings,
+    StoreResource,
+)
+from aiops_pipelines.signals.drift.day import drift_for_day
+from aiops_pipelines.signals.performance.metrics import reference_performance
+from aiops_pipelines.signals.profile.day import (
     dtype_families,
     profile_day,
     profile_reference,
@@ -24,16 +32,7 @@ from aiops_pipelines.monitor import (
     save_sample,
     unseen_shares,
 )
-from aiops_pipelines.partitions import date_x_model, model_partitions, split_key
-from aiops_pipelines.performance import reference_performance
-from aiops_pipelines.profile import DatasetProfile
-from aiops_pipelines.resources import (
-    MlflowResource,
-    MonitoringConfig,
-    SourceSettings,
-    StoreResource,
-)
-from aiops_pipelines.store import MonitoringStore
+from aiops_pipelines.signals.profile.profiles import DatasetProfile
 
 GROUP = "monitoring"
 OWNERS = ["team:ml-platform"]
@@ -395,7 +394,7 @@ def drift_report(
         ref_sample = _read_sample(_sample_path(cfg, model, REFERENCE_PARTITION))
         cur_sample = _read_sample(_sample_path(cfg, model, day))
         if ref_sample is not None and cur_sample is not None:
-            from aiops_pipelines.reports import render_drift_html
+            from aiops_pipelines.views.drift_report import render_drift_html
 
             html_path = render_drift_html(
                 ref_sample,

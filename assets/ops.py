@@ -7,10 +7,10 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
-from aiops_pipelines.anomaly import anomaly_findings, detect
-from aiops_pipelines.ops import ops_for_day
-from aiops_pipelines.partitions import date_x_model, split_key
-from aiops_pipelines.resources import MlflowResource, MonitoringConfig, StoreResource
+from aiops_pipelines.orchestration.partitions import date_x_model, split_key
+from aiops_pipelines.orchestration.resources import MlflowResource, MonitoringConfig, StoreResource
+from aiops_pipelines.signals.anomaly import anomaly_findings, detect
+from aiops_pipelines.signals.operations.day import ops_for_day
 from assets.monitoring import GROUP, OWNERS
 
 MIN_HISTORY_DAYS = 7

@@ -10,12 +10,21 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from aiops_pipelines.anomaly import anomaly_findings, detect_last_day
-from aiops_pipelines.config import Metric, ModelConfig, TaskType
-from aiops_pipelines.findings import Finding
-from aiops_pipelines.labels import read_day_outcomes, read_day_predictions
-from aiops_pipelines.partitions import date_x_model, split_key
-from aiops_pipelines.performance import (
+from aiops_pipelines.core.config import Metric, ModelConfig, TaskType
+from aiops_pipelines.core.findings import Finding
+from aiops_pipelines.io.labels import read_day_outcomes, read_day_predictions
+from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
+from aiops_pipelines.lifecycle.retrain_policy import LEVEL_CODES, decay_levels
+from aiops_pipelines.orchestration.partitions import date_x_model, split_key
+from aiops_pipelines.orchestration.resources import (
+    Clock,
+    MlflowResource,
+    MonitoringConfig,
+    StoreResource,
+    parse_utc,
+)
+from aiops_pipelines.signals.anomaly import anomaly_findings, detect_last_day
+from aiops_pipelines.signals.performance.metrics import (
     DayJudgement,
     ReferencePerformance,
     decay_state,
@@ -27,15 +36,6 @@ from aiops_pipelines.performance import (
     realized_metrics,
     segment_metrics,
 )
-from aiops_pipelines.resources import (
-    Clock,
-    MlflowResource,
-    MonitoringConfig,
-    StoreResource,
-    parse_utc,
-)
-from aiops_pipelines.retrain_policy import LEVEL_CODES, decay_levels
-from aiops_pipelines.store import REFERENCE_PARTITION, MonitoringStore
 from assets.monitoring import GROUP, OWNERS, reference_profile
 
 RESIDUAL_PERSISTENCE_DAYS = 2

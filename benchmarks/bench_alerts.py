@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from aiops_pipelines.alerts import deliver, evaluate_and_store
-from aiops_pipelines.config import AlertingConfig
-from aiops_pipelines.findings import Finding, Severity
-from aiops_pipelines.store import MonitoringStore
+from aiops_pipelines.alerting.rules import deliver, evaluate_and_store
+from aiops_pipelines.core.config import AlertingConfig
+from aiops_pipelines.core.findings import Finding, Severity
+from aiops_pipelines.io.store import MonitoringStore
 
 MODELS = int(os.environ.get("BENCH_ALERT_MODELS", "50"))
 DAYS = int(os.environ.get("BENCH_ALERT_DAYS", "60"))

@@ -63,7 +63,7 @@ def peak_rss_mb() -> float:
 
 
 def _build_reference(ref_path: str, out_path: str, out: mp.Queue) -> None:
-    from aiops_pipelines.profile import build_reference_profile
+    from aiops_pipelines.signals.profile.profiles import build_reference_profile
 
     frames = [pd.read_parquet(ref_path)]
     t0 = time.perf_counter()
@@ -73,9 +73,9 @@ def _build_reference(ref_path: str, out_path: str, out: mp.Queue) -> None:
 
 
 def _ours(stored_path: str, cur_path: str, out: mp.Queue) -> None:
-    from aiops_pipelines.config import DriftThresholds
-    from aiops_pipelines.drift import compare_profiles
-    from aiops_pipelines.profile import DatasetProfile, ProfileBuilder
+    from aiops_pipelines.core.config import DriftThresholds
+    from aiops_pipelines.signals.drift.statistics import compare_profiles
+    from aiops_pipelines.signals.profile.profiles import DatasetProfile, ProfileBuilder
 
     cur = pd.read_parquet(cur_path)
     base = peak_rss_mb()
@@ -224,8 +224,8 @@ def part1(tmp: Path) -> bool:
 
 
 def _profile_day(url: str, rows: int, out: mp.Queue) -> None:
-    from aiops_pipelines.config import parse_config
-    from aiops_pipelines.monitor import profile_day, profile_reference
+    from aiops_pipelines.core.config import parse_config
+    from aiops_pipelines.signals.profile.day import profile_day, profile_reference
 
     raw = {
         "storage": {

@@ -4,8 +4,8 @@ import json
 
 import dagster as dg
 
-from aiops_pipelines.lifecycle import PROMOTE_CANARY, ROLLBACK_CANARY
-from aiops_pipelines.resources import MonitoringConfig, StoreResource
+from aiops_pipelines.lifecycle.registry import PROMOTE_CANARY, ROLLBACK_CANARY
+from aiops_pipelines.orchestration.resources import MonitoringConfig, StoreResource
 from assets.canary import canary_report
 from assets.lifecycle import CanaryActionConfig, promote_canary, rollback_canary
 

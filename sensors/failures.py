@@ -5,10 +5,10 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from aiops_pipelines.findings import Finding, Severity, Signal
-from aiops_pipelines.partitions import partition_key
-from aiops_pipelines.resources import MonitoringConfig, StoreResource
-from assets.jobs import alerts_job
+from aiops_pipelines.core.findings import Finding, Severity, Signal
+from aiops_pipelines.orchestration.jobs import alerts_job
+from aiops_pipelines.orchestration.partitions import partition_key
+from aiops_pipelines.orchestration.resources import MonitoringConfig, StoreResource
 
 
 def root_error(events: Iterable[dg.DagsterEvent]) -> str | None:

@@ -5,10 +5,15 @@ from datetime import timedelta
 
 import dagster as dg
 
-from aiops_pipelines.labels import label_arrivals
-from aiops_pipelines.partitions import MODELS, daily_partitions, partition_key
-from aiops_pipelines.resources import Clock, MonitoringConfig, StoreResource, parse_utc
-from assets.jobs import performance_job
+from aiops_pipelines.io.labels import label_arrivals
+from aiops_pipelines.orchestration.jobs import performance_job
+from aiops_pipelines.orchestration.partitions import MODELS, daily_partitions, partition_key
+from aiops_pipelines.orchestration.resources import (
+    Clock,
+    MonitoringConfig,
+    StoreResource,
+    parse_utc,
+)
 
 
 @dg.sensor(

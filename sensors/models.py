@@ -2,9 +2,9 @@
 
 import dagster as dg
 
-from aiops_pipelines.partitions import MODELS, model_partitions
-from aiops_pipelines.resources import MonitoringConfig
-from assets.jobs import reference_job
+from aiops_pipelines.orchestration.jobs import reference_job
+from aiops_pipelines.orchestration.partitions import MODELS, model_partitions
+from aiops_pipelines.orchestration.resources import MonitoringConfig
 
 
 @dg.sensor(

@@ -5,9 +5,9 @@ from datetime import timedelta
 
 import dagster as dg
 
-from aiops_pipelines.resources import Clock, MonitoringConfig, StoreResource
-from aiops_pipelines.retrain_policy import DRY_RUN, REQUESTED, decide
-from assets.jobs import retrain_job
+from aiops_pipelines.lifecycle.retrain_policy import DRY_RUN, REQUESTED, decide
+from aiops_pipelines.orchestration.jobs import retrain_job
+from aiops_pipelines.orchestration.resources import Clock, MonitoringConfig, StoreResource
 from assets.lifecycle import RetrainConfig
 from assets.monitoring import drift_report
 from assets.performance import performance_report

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from aiops_pipelines.alerts import deliver, evaluate_and_store, route_matches
-from aiops_pipelines.config import AlertingConfig
-from aiops_pipelines.findings import Finding, Severity
-from aiops_pipelines.store import MonitoringStore
+from aiops_pipelines.alerting.rules import deliver, evaluate_and_store, route_matches
+from aiops_pipelines.core.config import AlertingConfig
+from aiops_pipelines.core.findings import Finding, Severity
+from aiops_pipelines.io.store import MonitoringStore
 
 T, M = "acme", "churn"
 START = date(2025, 3, 1)

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from aiops_pipelines.alerts import deliver, evaluate_and_store
-from aiops_pipelines.findings import Finding
-from aiops_pipelines.store import MonitoringStore
+from aiops_pipelines.alerting.rules import deliver, evaluate_and_store
+from aiops_pipelines.core.findings import Finding
+from aiops_pipelines.io.store import MonitoringStore
 from tests import test_alerts
 from tests.test_alerts import (
     FlakySMTP,

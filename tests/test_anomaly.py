@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from aiops_pipelines.anomaly import (
+from aiops_pipelines.core.findings import Severity
+from aiops_pipelines.signals.anomaly import (
     Anomaly,
     anomaly_findings,
     detect,
     score,
     seasonal_baseline,
 )
-from aiops_pipelines.findings import Severity
 
 START = pd.Timestamp("2025-03-03 00:00", tz="UTC")  # a Monday
 HISTORY_WEEKS = 4

@@ -30,7 +30,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aiops_pipelines.canary import (
+from aiops_pipelines.core.config import CanaryPolicy, TaskType
+from aiops_pipelines.core.findings import Severity, Signal
+from aiops_pipelines.signals.canary.statistics import (
     LATENCY_EDGES_MS,
     ArmStats,
     arm_stats,
@@ -41,8 +43,6 @@ from aiops_pipelines.canary import (
     error_rate_sequence,
     latency_histogram,
 )
-from aiops_pipelines.config import CanaryPolicy, TaskType
-from aiops_pipelines.findings import Severity, Signal
 
 ALPHA = 0.05
 N_STAR = 5000

@@ -11,14 +11,14 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from aiops_pipelines.config import load_config
-from aiops_pipelines.definitions import defs
-from aiops_pipelines.demo import DemoWorld, actions_summary, build_world
-from aiops_pipelines.lifecycle import TAG_CANARY_START, aliases
-from aiops_pipelines.partitions import MODELS, partition_key
-from aiops_pipelines.resources import Clock, MonitoringConfig, default_resources
-from aiops_pipelines.runner import ALL_ASSETS
-from aiops_pipelines.store import MonitoringStore
+from aiops_pipelines.core.config import load_config
+from aiops_pipelines.demo.world import DemoWorld, actions_summary, build_world
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.lifecycle.registry import TAG_CANARY_START, aliases
+from aiops_pipelines.orchestration.definitions import defs
+from aiops_pipelines.orchestration.partitions import MODELS, partition_key
+from aiops_pipelines.orchestration.resources import Clock, MonitoringConfig, default_resources
+from aiops_pipelines.orchestration.runner import ALL_ASSETS
 from assets.canary import canary_report
 from assets.monitoring import reference_profile
 from sensors.canary import canary_verdict_sensor

@@ -10,7 +10,7 @@ import dagster as dg
 import pytest
 
 from aiops_pipelines.cli import main
-from aiops_pipelines.demo import build_world
+from aiops_pipelines.demo.world import build_world
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from aiops_pipelines.cli import main
-from aiops_pipelines.config import TaskType, load_config
-from aiops_pipelines.errors import ConfigError
+from aiops_pipelines.core.config import TaskType, load_config
+from aiops_pipelines.core.errors import ConfigError
 
 
 def _config(tmp_path: Path) -> dict:

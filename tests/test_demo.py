@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from aiops_pipelines.config import TaskType, load_config
-from aiops_pipelines.demo import DemoWorld, build_world, detection_summary
-from aiops_pipelines.findings import Signal
+from aiops_pipelines.core.config import TaskType, load_config
+from aiops_pipelines.core.findings import Signal
+from aiops_pipelines.demo.world import DemoWorld, build_world, detection_summary
 
 END = date(2026, 3, 1)
 DAYS = 14

@@ -11,8 +11,10 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon as scipy_js
 
-from aiops_pipelines.config import DriftMethod, DriftThresholds
-from aiops_pipelines.drift import (
+from aiops_pipelines.core.config import DriftMethod, DriftThresholds
+from aiops_pipelines.core.errors import ConfigError
+from aiops_pipelines.core.findings import Finding, Severity, Signal
+from aiops_pipelines.signals.drift.statistics import (
     benjamini_hochberg,
     categorical_bins,
     chisquare,
@@ -27,9 +29,7 @@ from aiops_pipelines.drift import (
     wasserstein_distance,
     wasserstein_normed,
 )
-from aiops_pipelines.errors import ConfigError
-from aiops_pipelines.findings import Finding, Severity, Signal
-from aiops_pipelines.profile import (
+from aiops_pipelines.signals.profile.profiles import (
     DatasetProfile,
     build_reference_profile,
     profile_frame,

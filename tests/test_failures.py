@@ -9,12 +9,12 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from aiops_pipelines.config import load_config
-from aiops_pipelines.demo import DEMO_WEBHOOK_ENV, AlertReceiver, build_world
-from aiops_pipelines.partitions import MODELS, partition_key
-from aiops_pipelines.resources import MonitoringConfig, default_resources
-from aiops_pipelines.runner import ALL_ASSETS
-from aiops_pipelines.store import MonitoringStore
+from aiops_pipelines.core.config import load_config
+from aiops_pipelines.demo.world import DEMO_WEBHOOK_ENV, AlertReceiver, build_world
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.orchestration.partitions import MODELS, partition_key
+from aiops_pipelines.orchestration.resources import MonitoringConfig, default_resources
+from aiops_pipelines.orchestration.runner import ALL_ASSETS
 from assets.alerts import model_alerts
 from assets.monitoring import feature_profile, reference_profile
 from sensors.failures import pipeline_failure_sensor

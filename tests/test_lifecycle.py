@@ -16,7 +16,8 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from aiops_pipelines.lifecycle import (
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.lifecycle.registry import (
     TAG_CANARY_START,
     TAG_PROMOTED_AT,
     TAG_PROMOTION_EVIDENCE,
@@ -34,7 +35,6 @@ from aiops_pipelines.lifecycle import (
     rollback_canary,
     start_canary,
 )
-from aiops_pipelines.store import MonitoringStore
 
 NAME = "acme.churn"
 AUDIT = {"tenant": "acme", "model": "churn"}

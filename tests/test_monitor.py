@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from aiops_pipelines.config import ModelConfig, parse_config
-from aiops_pipelines.errors import DataError
-from aiops_pipelines.labels import read_day_predictions
-from aiops_pipelines.monitor import drift_for_day, profile_day, profile_reference
+from aiops_pipelines.core.config import ModelConfig, parse_config
+from aiops_pipelines.core.errors import DataError
+from aiops_pipelines.io.labels import read_day_predictions
+from aiops_pipelines.signals.drift.day import drift_for_day
+from aiops_pipelines.signals.profile.day import profile_day, profile_reference
 
 DAY = "2026-03-02"
 

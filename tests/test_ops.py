@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from aiops_pipelines.config import load_config
-from aiops_pipelines.demo import DemoWorld, build_world
-from aiops_pipelines.ops import ops_for_day
-from aiops_pipelines.partitions import MODELS, partition_key
-from aiops_pipelines.resources import MonitoringConfig, default_resources
-from aiops_pipelines.runner import ALL_ASSETS
-from aiops_pipelines.store import MonitoringStore
+from aiops_pipelines.core.config import load_config
+from aiops_pipelines.demo.world import DemoWorld, build_world
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.orchestration.partitions import MODELS, partition_key
+from aiops_pipelines.orchestration.resources import MonitoringConfig, default_resources
+from aiops_pipelines.orchestration.runner import ALL_ASSETS
+from aiops_pipelines.signals.operations.day import ops_for_day
 from assets.ops import ops_report
 
 END = date(2026, 3, 14)

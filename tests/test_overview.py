@@ -15,16 +15,16 @@ import pytest
 import yaml
 
 from aiops_pipelines.cli import main
-from aiops_pipelines.config import AppConfig, load_config
-from aiops_pipelines.findings import Finding, Severity, Signal
-from aiops_pipelines.overview import (
+from aiops_pipelines.core.config import AppConfig, load_config
+from aiops_pipelines.core.findings import Finding, Severity, Signal
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.views.overview import (
     FEED_COLUMNS,
     feed,
     health_summary,
     render_overview,
     status_text,
 )
-from aiops_pipelines.store import MonitoringStore
 
 DAYS = [(dt.date(2026, 3, 5) + dt.timedelta(days=i)).isoformat() for i in range(10)]
 LAST = DAYS[-1]  # 2026-03-14

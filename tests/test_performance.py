@@ -11,10 +11,16 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from aiops_pipelines.config import TASK_METRICS, Metric, ModelConfig, PerformancePolicy, TaskType
-from aiops_pipelines.errors import DataError
-from aiops_pipelines.findings import Severity, Signal
-from aiops_pipelines.performance import (
+from aiops_pipelines.core.config import (
+    TASK_METRICS,
+    Metric,
+    ModelConfig,
+    PerformancePolicy,
+    TaskType,
+)
+from aiops_pipelines.core.errors import DataError
+from aiops_pipelines.core.findings import Severity, Signal
+from aiops_pipelines.signals.performance.metrics import (
     ReferencePerformance,
     decay_state,
     estimate_performance,

@@ -10,13 +10,13 @@ import dagster as dg
 import pytest
 from mlflow import MlflowClient
 
-from aiops_pipelines.config import load_config
-from aiops_pipelines.definitions import ASSETS, defs
-from aiops_pipelines.demo import DemoWorld, build_world
-from aiops_pipelines.partitions import MODELS, partition_key
-from aiops_pipelines.resources import MonitoringConfig, default_resources
-from aiops_pipelines.store import MonitoringStore
-from aiops_pipelines.tracking import experiment_name
+from aiops_pipelines.core.config import load_config
+from aiops_pipelines.demo.world import DemoWorld, build_world
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.io.tracking import experiment_name
+from aiops_pipelines.orchestration.definitions import ASSETS, defs
+from aiops_pipelines.orchestration.partitions import MODELS, partition_key
+from aiops_pipelines.orchestration.resources import MonitoringConfig, default_resources
 from assets.monitoring import drift_report, feature_profile, reference_profile
 from sensors.models import model_partitions_sensor
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aiops_pipelines.errors import DataError
-from aiops_pipelines.profile import (
+from aiops_pipelines.core.errors import DataError
+from aiops_pipelines.signals.profile.profiles import (
     OTHER,
     ColumnProfile,
     DatasetProfile,

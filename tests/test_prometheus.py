@@ -19,9 +19,9 @@ import pytest
 import yaml
 
 from aiops_pipelines.cli import main
-from aiops_pipelines.config import AppConfig, load_config
-from aiops_pipelines.prometheus import make_metrics_server, render_metrics
-from aiops_pipelines.store import MonitoringStore
+from aiops_pipelines.core.config import AppConfig, load_config
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.views.prometheus import make_metrics_server, render_metrics
 from tests.test_overview import LAST, _alerts, _config_dict, _deliveries, _fill
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")

@@ -14,12 +14,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from aiops_pipelines.anomaly import detect_last_day
-from aiops_pipelines.config import TaskType, load_config
-from aiops_pipelines.definitions import ASSETS
-from aiops_pipelines.partitions import MODELS, partition_key
-from aiops_pipelines.resources import Clock, MlflowResource, MonitoringConfig, default_resources
-from aiops_pipelines.store import MonitoringStore
+from aiops_pipelines.core.config import TaskType, load_config
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.orchestration.definitions import ASSETS
+from aiops_pipelines.orchestration.partitions import MODELS, partition_key
+from aiops_pipelines.orchestration.resources import (
+    Clock,
+    MlflowResource,
+    MonitoringConfig,
+    default_resources,
+)
+from aiops_pipelines.signals.anomaly import detect_last_day
 from assets.monitoring import reference_profile
 from assets.performance import (
     RESIDUAL_MIN_HISTORY_DAYS,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from aiops_pipelines.config import ModelConfig, parse_config
-from aiops_pipelines.retrain_policy import LEVEL_CODES, REQUESTED, cooldown_window, decide
-from aiops_pipelines.store import MonitoringStore
+from aiops_pipelines.core.config import ModelConfig, parse_config
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.lifecycle.retrain_policy import LEVEL_CODES, REQUESTED, cooldown_window, decide
 
 START = date(2026, 3, 1)
 

@@ -11,13 +11,13 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from aiops_pipelines.config import load_config
-from aiops_pipelines.definitions import ASSETS, defs
-from aiops_pipelines.demo import DemoWorld, build_world
-from aiops_pipelines.partitions import MODELS, partition_key
-from aiops_pipelines.resources import Clock, MonitoringConfig, default_resources
-from aiops_pipelines.store import MonitoringStore
-from aiops_pipelines.tracking import experiment_name
+from aiops_pipelines.core.config import load_config
+from aiops_pipelines.demo.world import DemoWorld, build_world
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.io.tracking import experiment_name
+from aiops_pipelines.orchestration.definitions import ASSETS, defs
+from aiops_pipelines.orchestration.partitions import MODELS, partition_key
+from aiops_pipelines.orchestration.resources import Clock, MonitoringConfig, default_resources
 from assets.lifecycle import retrained_model
 from assets.monitoring import reference_profile
 from assets.performance import performance_report

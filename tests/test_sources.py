@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from aiops_pipelines.config import SourceConfig
-from aiops_pipelines.errors import DataError
-from aiops_pipelines.sources import Source, day_window
+from aiops_pipelines.core.config import SourceConfig
+from aiops_pipelines.core.errors import DataError
+from aiops_pipelines.io.sources import Source, day_window
 
 START, END = day_window("2026-03-02")
 

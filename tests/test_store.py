@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from aiops_pipelines.findings import Finding, Severity, Signal, fingerprint
-from aiops_pipelines.store import MonitoringStore, findings_table, metric_history_table
+from aiops_pipelines.core.findings import Finding, Severity, Signal, fingerprint
+from aiops_pipelines.io.store import MonitoringStore, findings_table, metric_history_table
 
 T, M, ASSET = "acme", "churn", "drift_report"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from aiops_pipelines.tracking import TAG_ASSET, TAG_PARTITION, Tracker, experiment_name
+from aiops_pipelines.io.tracking import TAG_ASSET, TAG_PARTITION, Tracker, experiment_name
 
 
 def test_rerun_updates_the_same_run_and_keeps_metric_history(tmp_path: Path) -> None:

@@ -24,21 +24,21 @@ from mlflow import MlflowClient
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from threadpoolctl import threadpool_limits
 
-from aiops_pipelines.config import (
+from aiops_pipelines.core.config import (
     FeatureSpec,
     Metric,
     ModelConfig,
+    RetrainPolicy,
     SourceConfig,
     TaskType,
     load_config,
 )
-from aiops_pipelines.demo import DemoWorld, build_world
-from aiops_pipelines.errors import ConfigError, DataError
-from aiops_pipelines.performance import realized_metrics
-from aiops_pipelines.sources import Source
-from aiops_pipelines.store import MonitoringStore
-from aiops_pipelines.tracking import experiment_name
-from aiops_pipelines.training import (
+from aiops_pipelines.core.errors import ConfigError, DataError
+from aiops_pipelines.demo.world import DemoWorld, build_world
+from aiops_pipelines.io.sources import Source
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.io.tracking import experiment_name
+from aiops_pipelines.lifecycle.training import (
     TAG_BEATS,
     TAG_REASON,
     TAG_WINDOW_END,
@@ -53,6 +53,7 @@ from aiops_pipelines.training import (
     load_version,
     retrain,
 )
+from aiops_pipelines.signals.performance.metrics import realized_metrics
 
 END = date(2026, 3, 14)
 AS_OF = datetime(2026, 3, 15, tzinfo=UTC)  # the world's "now": midnight after its last day
@@ -260,12 +261,12 @@ def test_default_trainer_keeps_the_datas_labels_and_predicts_probabilities(
 
 
 def test_load_trainer_names_the_entry_it_cannot_load() -> None:
-    assert load_trainer("aiops_pipelines.training:default_trainer") is default_trainer
+    assert load_trainer("aiops_pipelines.lifecycle.training:default_trainer") is default_trainer
     assert load_trainer(POOR_TRAINER).__name__ == "poor_trainer"
     cases = {
         "aiops_pipelines.no_such_module:train": "cannot import module",
-        "aiops_pipelines.training:no_such_function": "has no callable 'no_such_function'",
-        "aiops_pipelines.training:MIN_TRAIN_ROWS": "has no callable",
+        "aiops_pipelines.lifecycle.training:no_such_function": "has no callable 'no_such_function'",
+        "aiops_pipelines.lifecycle.training:MIN_TRAIN_ROWS": "has no callable",
         "no_colon_here": "not of the form",
     }
     for entry, message in cases.items():
@@ -274,6 +275,12 @@ def test_load_trainer_names_the_entry_it_cannot_load() -> None:
         assert entry in str(info.value)
         assert info.value.field == "retrain.trainer"
         assert "acme.churn" in str(info.value)
+
+
+def test_a_config_naming_the_trainers_old_module_still_loads_it() -> None:
+    policy = RetrainPolicy(trainer="aiops_pipelines.training:default_trainer")
+    assert policy.trainer == "aiops_pipelines.lifecycle.training:default_trainer"
+    assert load_trainer(policy.trainer) is default_trainer
 
 
 def test_retrain_with_a_broken_trainer_fails_before_touching_the_registry(
@@ -371,7 +378,7 @@ def test_retrain_after_concept_shift_registers_a_better_challenger(
     assert run.data.tags["aiops.tenant"] == "globex" and run.data.tags["aiops.model"] == "eta"
     assert run.data.tags[TAG_REASON] == "performance_decay"
     assert run.data.tags[TAG_WINDOW_START] == shift.isoformat()
-    assert run.data.params["trainer"] == "aiops_pipelines.training:default_trainer"
+    assert run.data.params["trainer"] == "aiops_pipelines.lifecycle.training:default_trainer"
     assert run.data.params["n_holdout"] == str(result.n_holdout)
     for m in ("mae", "rmse", "mape", "r2"):
         assert f"candidate.{m}" in run.data.metrics and f"champion.{m}" in run.data.metrics

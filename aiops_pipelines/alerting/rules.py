@@ -1,0 +1,779 @@
+"""Alert rules over findings, and the outbox that delivers them.
+
+Findings are facts about one day; alerts are what a person is told. Every finding has a
+fingerprint (tenant, model, signal, column): "the same problem" across days. For each
+fingerprint, `evaluate` replays the days of the look-back horizon up to the evaluated day:
+
+- **pending → firing** after `persistence_days` consecutive days with a finding at or above the
+  rule's `min_severity` (Prometheus' ``for:``). A pending alert whose finding goes away is
+  dropped without a word.
+- **keep firing / hysteresis**: a firing alert stays firing through `keep_firing_days` days
+  without a finding, and resolves on the next one. Label-based signals (performance decay,
+  residual anomalies) keep firing for `LABEL_SIGNAL_KEEP_FIRING_DAYS` by default: a day without
+  a finding may just be a day whose labels are not in yet.
+- **repeat**: a firing alert is notified when it fires, again when its severity rises, and every
+  `repeat_interval_days` while it keeps firing; a resolved notification follows a notified one.
+- **inhibition**: a firing critical alert mutes warning alerts of the same tenant, model and
+  signal (another column); `inhibit` rules in the config add pairs of signals.
+- **silences** from the config mute matching alerts between two days; an alert that is still
+  firing when its silence ends is notified then.
+
+The replay is a pure function of the stored findings (and the events already notified), so
+evaluating a day twice gives the same state and no second notification: events are stored
+under a unique key, and each event gets one delivery row per matching route (the outbox).
+
+`deliver` claims the pending deliveries atomically, groups them per route, tenant and model
+into one message, and sends it with retries and exponential backoff. A route that still fails
+keeps its rows pending, with the error, for the next run: nothing is lost. A delivery is marked
+sent only after the receiver accepted it; a crash between the two re-sends it (at least once),
+so every message carries its event keys for receivers that de-duplicate.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import http.client
+import json
+import logging
+import os
+import smtplib
+import ssl
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from aiops_pipelines.core.config import (
+    LABEL_SIGNAL_KEEP_FIRING_DAYS,
+    AlertingConfig,
+    Route,
+    Silence,
+)
+from aiops_pipelines.core.findings import Severity, Signal, jsonable
+from aiops_pipelines.io.store import MonitoringStore
+
+__all__ = [
+    "AlertState",
+    "DeliveryReport",
+    "Evaluation",
+    "deliver",
+    "evaluate",
+    "evaluate_and_store",
+    "route_matches",
+]
+
+log = logging.getLogger("aiops.alerts")
+
+#: Signals whose findings arrive with the labels, days after the partition.
+LABEL_SIGNALS = frozenset({Signal.PERFORMANCE_DECAY.value, Signal.RESIDUAL_ANOMALY.value})
+
+
+@dataclass(frozen=True)
+class Rule:
+    persistence_days: int
+    keep_firing_days: int
+    repeat_interval_days: int
+    min_rank: int
+
+
+def rule_for(cfg: AlertingConfig, signal: str) -> Rule:
+    """The alert rule of a signal: the config's defaults with the signal's overrides."""
+    o = cfg.signals.get(signal)
+    keep = cfg.keep_firing_days
+    if signal in LABEL_SIGNALS:
+        keep = max(keep, LABEL_SIGNAL_KEEP_FIRING_DAYS)
+    return Rule(
+        persistence_days=(o and o.persistence_days) or cfg.persistence_days,
+        keep_firing_days=keep if o is None or o.keep_firing_days is None else o.keep_firing_days,
+        repeat_interval_days=(o and o.repeat_interval_days) or cfg.repeat_interval_days,
+        min_rank=Severity((o and o.min_severity) or cfg.min_severity).rank,
+    )
+
+
+def _day(s: str) -> date:
+    return date.fromisoformat(s)
+
+
+def _days(start: str, end: str) -> list[str]:
+    a, b = _day(start), _day(end)
+    return [(a + timedelta(days=i)).isoformat() for i in range((b - a).days + 1)]
+
+
+def silence_for(
+    silences: Sequence[Silence], tenant: str, model: str, signal: str, column: str, day: str
+) -> Silence | None:
+    """The first silence covering this alert on this day, if any."""
+    for s in silences:
+        if not (s.starts <= day <= s.ends):
+            continue
+        pairs = ((s.tenant, tenant), (s.model, model), (s.signal, signal), (s.column, column))
+        if all(fnmatch.fnmatchcase(v, pat) for pat, v in pairs):
+            return s
+    return None
+
+
+@dataclass
+class AlertState:
+    """One alert (fingerprint) as of the evaluated day."""
+
+    fingerprint: str
+    tenant: str
+    model: str
+    signal: str
+    column: str
+    rule: Rule
+    state: str = "inactive"  # inactive | pending | firing | resolved
+    severity: str = "warning"
+    first_seen: str = ""
+    last_seen: str = ""
+    fired_on: str | None = None
+    resolved_on: str | None = None
+    silenced: bool = False
+    inhibited: bool = False
+    streak: int = 0
+    quiet: int = 0
+    message: str = ""
+    value: float | None = None
+    threshold: float | None = None
+    notified: int = 0
+    last_notified_day: str | None = None
+    last_notified_rank: int = -1
+    emitted: bool = False  # a notification of this episode was stored or sent (not too old)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def rank(self) -> int:
+        return Severity(self.severity).rank
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "fingerprint": self.fingerprint,
+            "tenant": self.tenant,
+            "model": self.model,
+            "signal": self.signal,
+            "column": self.column,
+            "severity": self.severity,
+            "state": self.state,
+            "first_seen": self.first_seen,
+            "last_seen": self.last_seen,
+            "fired_on": self.fired_on,
+            "resolved_on": self.resolved_on,
+            "silenced": self.silenced,
+            "inhibited": self.inhibited,
+            "notified": self.notified,
+            "message": self.message,
+            "value": self.value,
+            "threshold": self.threshold,
+        }
+
+
+@dataclass
+class Evaluation:
+    day: str
+    alerts: list[AlertState]
+    events: list[dict[str, Any]]
+
+    @property
+    def firing(self) -> list[AlertState]:
+        return [a for a in self.alerts if a.state == "firing"]
+
+
+def _observations(findings: pd.DataFrame, cfg: AlertingConfig) -> dict[str, dict[str, dict]]:
+    """fingerprint -> day -> the most severe finding of that day at/above the rule's floor."""
+    out: dict[str, dict[str, dict]] = {}
+    if findings.empty:
+        return out
+    for rec in findings.to_dict("records"):
+        rule = rule_for(cfg, rec["signal"])
+        if Severity(rec["severity"]).rank < rule.min_rank:
+            continue
+        days = out.setdefault(rec["fingerprint"], {})
+        have = days.get(rec["partition"])
+        if have is None or Severity(rec["severity"]).rank > Severity(have["severity"]).rank:
+            days[rec["partition"]] = rec
+    return out
+
+
+def _event(a: AlertState, kind: str, day: str, episode_start: str) -> dict[str, Any]:
+    payload = {
+        "fingerprint": a.fingerprint,
+        "tenant": a.tenant,
+        "model": a.model,
+        "signal": a.signal,
+        "column": a.column,
+        "kind": kind,
+        "severity": a.severity,
+        "day": day,
+        "first_seen": a.first_seen,
+        "last_seen": a.last_seen,
+        "fired_on": a.fired_on,
+        "resolved_on": a.resolved_on if kind == "resolved" else None,
+        "message": a.message,
+        "value": a.value,
+        "threshold": a.threshold,
+    }
+    return {
+        "event_key": f"{a.fingerprint}:{episode_start}:{kind}:{day}",
+        "fingerprint": a.fingerprint,
+        "tenant": a.tenant,
+        "model": a.model,
+        "signal": a.signal,
+        "column": a.column,
+        "kind": kind,
+        "severity": a.severity,
+        "partition": day,
+        "episode_start": episode_start,
+        "payload": jsonable(payload),
+    }
+
+
+def evaluate(
+    findings: pd.DataFrame,
+    cfg: AlertingConfig,
+    *,
+    day: str,
+    notified: pd.DataFrame | None = None,
+) -> Evaluation:
+    """Replay the alert rules over one model's findings up to `day` (inclusive).
+
+    `findings` are the model's stored findings (any partitions; later ones are ignored);
+    `notified` the alert events already stored for the model: an episode that was notified is
+    not notified again when a re-run moves its first day (late labels) or the day is evaluated
+    twice. Returns every alert's state as of `day` and the events due up to `day`.
+    """
+    start = (_day(day) - timedelta(days=cfg.horizon_days - 1)).isoformat()
+    if not findings.empty:
+        findings = findings[(findings["partition"] >= start) & (findings["partition"] <= day)]
+    obs = _observations(findings, cfg)
+    # episodes notified before the horizon and not resolved go on from their stored state
+    alerts = _carried_over(notified, cfg, start=start, day=day)
+    for fp in alerts:
+        obs.setdefault(fp, {})
+    if not obs:
+        return Evaluation(day, [], [])
+    first = min([start] if alerts else [min(days) for days in obs.values()])
+    for fp, days in obs.items():
+        if fp in alerts:
+            continue
+        rec = next(iter(days.values()))
+        alerts[fp] = AlertState(
+            fingerprint=fp,
+            tenant=rec["tenant"],
+            model=rec["model"],
+            signal=rec["signal"],
+            column=rec["column"],
+            rule=rule_for(cfg, rec["signal"]),
+        )
+    sent = _sent_by_fingerprint(notified)
+    inhibit_pairs = {(r.source, r.target): Severity(r.source_severity).rank for r in cfg.inhibit}
+    min_event_day = (_day(day) - timedelta(days=cfg.max_event_age_days)).isoformat()
+    events: list[dict[str, Any]] = []
+
+    for d in _days(first, day):
+        for fp, a in alerts.items():
+            _step(a, obs[fp].get(d), d)
+        for a in alerts.values():
+            if a.state == "resolved" and a.resolved_on == d:
+                _notify_resolved(a, d, sent.get(a.fingerprint), events, min_event_day)
+        firing = [a for a in alerts.values() if a.state == "firing"]
+        for a in alerts.values():
+            if a.state != "firing":
+                continue
+            a.inhibited = any(
+                b is not a
+                and b.tenant == a.tenant
+                and b.model == a.model
+                and (
+                    (b.signal == a.signal and b.rank == 2 and a.rank < 2)
+                    or b.rank >= inhibit_pairs.get((b.signal, a.signal), 99)
+                )
+                for b in firing
+            )
+            a.silenced = (
+                silence_for(cfg.silences, a.tenant, a.model, a.signal, a.column, d) is not None
+            )
+            _notify(a, d, sent.get(a.fingerprint), events, min_event_day)
+
+    states = [a for a in alerts.values() if a.state in ("pending", "firing", "resolved")]
+    return Evaluation(day, states, events)
+
+
+def _carried_over(
+    notified: pd.DataFrame | None, cfg: AlertingConfig, *, start: str, day: str
+) -> dict[str, AlertState]:
+    """Alerts whose notified episode began before the horizon and was not resolved by then.
+
+    The replay only sees the horizon's findings; without this an episode longer than the
+    horizon would start afresh (and be notified again), and one whose last finding left the
+    horizon would vanish without its resolution.
+    """
+    out: dict[str, AlertState] = {}
+    if notified is None or notified.empty:
+        return out
+    past = notified[notified["partition"] <= day].sort_values(["partition", "id"])
+    for fp, group in past.groupby("fingerprint", sort=False):
+        last = group.iloc[-1]
+        if last["kind"] == "resolved" or last["episode_start"] >= start:
+            continue
+        episode = group[group["episode_start"] == last["episode_start"]]
+        payload = last["payload"] if isinstance(last["payload"], dict) else {}
+        last_seen = str(payload.get("last_seen") or last["partition"])
+        rule = rule_for(cfg, str(last["signal"]))
+        quiet = max(0, (_day(start) - _day(last_seen)).days - 1)
+        out[str(fp)] = AlertState(
+            fingerprint=str(fp),
+            tenant=str(last["tenant"]),
+            model=str(last["model"]),
+            signal=str(last["signal"]),
+            column=str(last["column"]),
+            rule=rule,
+            state="firing",
+            severity=str(last["severity"]),
+            first_seen=str(last["episode_start"]),
+            last_seen=last_seen,
+            fired_on=str(payload.get("fired_on") or episode["partition"].iloc[0]),
+            streak=0 if quiet else rule.persistence_days,
+            quiet=quiet,
+            message=str(payload.get("message") or ""),
+            value=_num(payload.get("value")),
+            threshold=_num(payload.get("threshold")),
+            notified=len(episode),
+            last_notified_day=str(last["partition"]),
+            last_notified_rank=max(Severity(x).rank for x in episode["severity"]),
+            emitted=True,
+        )
+    return out
+
+
+def _sent_by_fingerprint(notified: pd.DataFrame | None) -> dict[str, list[tuple[str, str, str]]]:
+    """fingerprint -> [(day, kind, severity)] of the events already stored, oldest first."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    if notified is None or notified.empty:
+        return out
+    for rec in notified.sort_values("partition").to_dict("records"):
+        out.setdefault(rec["fingerprint"], []).append(
+            (rec["partition"], rec["kind"], rec["severity"])
+        )
+    return out
+
+
+def _step(a: AlertState, finding: Mapping[str, Any] | None, d: str) -> None:
+    """Advance one alert by one day."""
+    rule = a.rule
+    if finding is not None:
+        a.streak += 1
+        a.quiet = 0
+        a.last_seen = d
+        a.severity = str(finding["severity"])
+        value = _num(finding.get("value"))
+        # a day that only carries the state forward (a decay on a day without labels yet has
+        # no value) keeps the last measured message
+        if value is not None or not a.message:
+            a.message = str(finding["message"])
+            a.value = value
+            a.threshold = _num(finding.get("threshold"))
+    else:
+        a.streak = 0
+        a.quiet += 1
+    if a.state in ("inactive", "resolved", "pending"):
+        if finding is None:
+            if a.state == "pending":
+                a.state = "inactive"
+            return
+        if a.state != "pending":
+            a.state = "pending"
+            a.first_seen = d
+            a.fired_on = a.resolved_on = None
+            a.notified, a.last_notified_day, a.last_notified_rank = 0, None, -1
+            a.emitted = False
+        if a.streak >= rule.persistence_days:
+            a.state = "firing"
+            a.fired_on = d
+        return
+    # firing
+    if finding is None and a.quiet > rule.keep_firing_days:
+        a.state = "resolved"
+        a.resolved_on = d
+        a.silenced = a.inhibited = False
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if v == v and abs(v) != float("inf") else None
+
+
+def _episode_history(a: AlertState, sent: list[tuple[str, str, str]] | None) -> list[tuple]:
+    if not sent:
+        return []
+    end = a.resolved_on or "9999-12-31"
+    return [s for s in sent if a.first_seen <= s[0] <= end]
+
+
+def _notify(
+    a: AlertState,
+    d: str,
+    sent: list[tuple[str, str, str]] | None,
+    events: list[dict[str, Any]],
+    min_event_day: str,
+) -> None:
+    """Emit a firing/repeat event for a firing alert on day `d` when one is due."""
+    history = [s for s in _episode_history(a, sent) if s[1] != "resolved"]
+    stored_upto = [s for s in history if s[0] <= d]
+    if stored_upto:  # what was already notified in this episode counts as notified
+        last = stored_upto[-1]
+        a.emitted = True
+        a.notified = max(a.notified, len(stored_upto))
+        if a.last_notified_day is None or last[0] >= a.last_notified_day:
+            a.last_notified_day = last[0]
+            a.last_notified_rank = max(a.last_notified_rank, Severity(last[2]).rank)
+    if any(s[0] > d for s in history):
+        return  # a later day of this episode was already notified: never re-notify the past
+    if a.silenced or a.inhibited:
+        return
+    if a.last_notified_day is None:
+        kind = "firing"
+    elif a.rank > a.last_notified_rank:
+        kind = "firing"  # escalated
+    elif (_day(d) - _day(a.last_notified_day)).days >= a.rule.repeat_interval_days:
+        kind = "repeat"
+    else:
+        return
+    if a.last_notified_day == d:
+        return
+    a.notified += 1
+    a.last_notified_day = d
+    a.last_notified_rank = max(a.last_notified_rank, a.rank) if kind == "repeat" else a.rank
+    if d >= min_event_day:
+        a.emitted = True
+        events.append(_event(a, kind, d, a.first_seen))
+
+
+def _notify_resolved(
+    a: AlertState,
+    d: str,
+    sent: list[tuple[str, str, str]] | None,
+    events: list[dict[str, Any]],
+    min_event_day: str,
+) -> None:
+    history = _episode_history(a, sent)
+    if not a.emitted and not history:
+        return  # nobody was told it fired (never notified, or only too long ago to be sent)
+    # the resolution goes wherever the worst notification of the episode went
+    rank = max([a.last_notified_rank, *(Severity(s[2]).rank for s in history)])
+    if d >= min_event_day:
+        ev = _event(a, "resolved", d, a.first_seen)
+        ev["severity"] = ev["payload"]["severity"] = [s.value for s in Severity][max(rank, 0)]
+        events.append(ev)
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+
+def route_matches(route: Route, event: Mapping[str, Any]) -> bool:
+    """Does `route` take this event (tenant, model, signal globs and minimum severity)?"""
+
+    def any_glob(patterns: Iterable[str], value: str) -> bool:
+        return any(fnmatch.fnmatchcase(value, p) for p in patterns)
+
+    return (
+        any_glob(route.tenants, event["tenant"])
+        and any_glob(route.models, event["model"])
+        and any_glob(route.signals, event["signal"])
+        and Severity(event["severity"]).rank >= Severity(route.min_severity).rank
+        and (route.send_resolved or event["kind"] != "resolved")
+    )
+
+
+def evaluate_and_store(
+    store: MonitoringStore, cfg: AlertingConfig, tenant: str, model: str, day: str
+) -> Evaluation:
+    """Evaluate one model's alerts as of `day`, store their states and the new events with
+    one pending delivery per matching route. Idempotent: a second call stores nothing new."""
+    start = (_day(day) - timedelta(days=cfg.horizon_days - 1)).isoformat()
+    findings = store.findings(tenant, model, start=start, end=day)
+    notified = store.alert_events(tenant, model)
+    result = evaluate(findings, cfg, day=day, notified=notified)
+    store.save_alert_states(tenant, model, day, [a.row() for a in result.alerts])
+
+    def routes_for(ev: Mapping[str, Any]) -> list[str]:
+        return [r.name for r in cfg.routes if route_matches(r, ev)]
+
+    store.add_alert_events(result.events, routes_for)
+    return result
+
+
+class DeliveryError(Exception):
+    """A route did not accept a message (the delivery stays pending). `retryable=False` for a
+    configuration problem that another attempt in the same run cannot fix."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+def _url(route: Route) -> str:
+    url = route.url or os.environ.get(route.url_env or "", "")
+    if not url:
+        raise DeliveryError(
+            f"route '{route.name}': environment variable {route.url_env} unset", retryable=False
+        )
+    return url
+
+
+def _summary(route: Route, tenant: str, model: str, events: list[dict[str, Any]]) -> str:
+    firing = [e for e in events if e["kind"] != "resolved"]
+    resolved = [e for e in events if e["kind"] == "resolved"]
+    worst = max((Severity(e["severity"]) for e in firing), key=lambda s: s.rank, default=None)
+    head = f"[{str(worst).upper()}] " if worst else "[RESOLVED] "
+    parts = [f"{len(firing)} firing"] if firing else []
+    if resolved:
+        parts.append(f"{len(resolved)} resolved")
+    return f"{head}{tenant}/{model}: " + ", ".join(parts)
+
+
+def _lines(events: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for e in events:
+        p = e["payload"]
+        col = f" [{p['column']}]" if p.get("column") else ""
+        out.append(
+            f"- {e['kind'].upper()} {e['severity']} {p['signal']}{col} on {e['partition']} "
+            f"(since {p.get('first_seen')}): {p.get('message', '')}"
+        )
+    return out
+
+
+def build_message(
+    route: Route, tenant: str, model: str, events: list[dict[str, Any]], message_id: str
+) -> dict[str, Any]:
+    """The JSON document a webhook route posts (Alertmanager-like: one group, its alerts)."""
+    status = "firing" if any(e["kind"] != "resolved" for e in events) else "resolved"
+    return {
+        "version": "1",
+        "message_id": message_id,
+        "route": route.name,
+        "group_key": f"{tenant}/{model}",
+        "status": status,
+        "tenant": tenant,
+        "model": model,
+        "summary": _summary(route, tenant, model, events),
+        "alerts": [
+            {"event_key": e["event_key"], "kind": e["kind"], **e["payload"]} for e in events
+        ],
+        "sent_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _post_json(route: Route, body: dict[str, Any], message_id: str) -> None:
+    data = json.dumps(body).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "aiops-pipelines",
+        "Idempotency-Key": message_id,
+        **route.headers,
+    }
+    req = urllib.request.Request(_url(route), data=data, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=route.timeout_seconds) as resp:
+            resp.read()
+    except urllib.error.HTTPError as exc:
+        raise DeliveryError(f"HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
+    except (http.client.HTTPException, ValueError) as exc:  # a broken answer, a bad URL/header
+        raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _slack_escape(text: str) -> str:
+    """Slack's control characters: a message must not become a link or an @channel."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _slack_body(route: Route, message: dict[str, Any]) -> dict[str, Any]:
+    """Slack incoming-webhook format: `text` (fallback) plus mrkdwn blocks."""
+    lines = _lines(
+        [
+            {"kind": a["kind"], "severity": a["severity"], "partition": a["day"], "payload": a}
+            for a in message["alerts"]
+        ]
+    )
+    return {
+        "text": _slack_escape(message["summary"]),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": message["summary"][:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": _fit(lines, 2900)}},
+            {
+                "type": "context",
+                "elements": [
+                    {"type": "mrkdwn", "text": f"aiops-pipelines · {message['message_id']}"}
+                ],
+            },
+        ],
+    }
+
+
+def _fit(lines: list[str], limit: int) -> str:
+    """Escaped lines within `limit` characters, with how many were left out."""
+    out: list[str] = []
+    used = 0
+    for i, line in enumerate(lines):
+        line = _slack_escape(line)[:500]
+        more = f"\n… and {len(lines) - i} more"
+        if used + len(line) + 1 + len(more) > limit:
+            out.append(more.strip())
+            break
+        out.append(line)
+        used += len(line) + 1
+    return "\n".join(out)
+
+
+def _send_email(route: Route, message: dict[str, Any]) -> None:
+    msg = EmailMessage()
+    msg["Subject"] = f"[aiops] {message['summary']}"
+    msg["From"] = route.sender or ""
+    msg["To"] = ", ".join(route.to)
+    msg["Message-ID"] = f"<{message['message_id']}@aiops-pipelines>"
+    lines = _lines(
+        [
+            {"kind": a["kind"], "severity": a["severity"], "partition": a["day"], "payload": a}
+            for a in message["alerts"]
+        ]
+    )
+    msg.set_content(message["summary"] + "\n\n" + "\n".join(lines) + "\n")
+    password = os.environ.get(route.password_env or "") if route.password_env else None
+    smtp_cls = smtplib.SMTP_SSL if route.ssl else smtplib.SMTP
+    try:
+        with smtp_cls(route.smtp_host or "", route.smtp_port, timeout=route.timeout_seconds) as s:
+            if route.starttls:
+                s.starttls(context=ssl.create_default_context())
+            if route.username:
+                s.login(route.username, password or "")
+            s.send_message(msg)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise DeliveryError(f"SMTP {type(exc).__name__}: {exc}") from None
+
+
+def send(route: Route, message: dict[str, Any]) -> None:
+    """Deliver one grouped message over the route; raises DeliveryError when refused."""
+    if route.type == "log":
+        level = logging.INFO if message["status"] == "resolved" else logging.WARNING
+        log.log(
+            level,
+            "%s\n%s",
+            message["summary"],
+            "\n".join(
+                f"  {a['kind']} {a['severity']} {a['signal']} {a['column']}: {a['message']}"
+                for a in message["alerts"]
+            ),
+        )
+    elif route.type == "file":
+        path = Path(route.path or "")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(message, sort_keys=True) + "\n")
+        except OSError as exc:
+            raise DeliveryError(f"file {path}: {exc}") from None
+    elif route.type == "webhook":
+        _post_json(route, message, message["message_id"])
+    elif route.type == "slack":
+        _post_json(route, _slack_body(route, message), message["message_id"])
+    elif route.type == "email":
+        _send_email(route, message)
+    else:  # pragma: no cover - the config validates the type
+        raise DeliveryError(f"unknown route type {route.type}")
+
+
+@dataclass
+class DeliveryReport:
+    """What one `deliver` call did, per route."""
+
+    sent: dict[str, int] = field(default_factory=dict)  # route -> alert events delivered
+    messages: dict[str, int] = field(default_factory=dict)  # route -> messages accepted
+    failed: dict[str, int] = field(default_factory=dict)  # route -> events left pending
+    errors: dict[str, str] = field(default_factory=dict)  # route -> last error
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def deliver(
+    store: MonitoringStore,
+    cfg: AlertingConfig,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryReport:
+    """Send every pending delivery, grouped per (route, tenant, model), with retries.
+
+    Deliveries for a route no longer in the config stay pending (and visible) until it is
+    configured again or they are removed by hand.
+    """
+    routes = {r.name: r for r in cfg.routes}
+    claim = uuid.uuid4().hex
+    claimed = store.claim_deliveries(claim)
+    report = DeliveryReport()
+    if claimed.empty:
+        return report
+    for (route_name, tenant, model), group in claimed.groupby(
+        ["route", "tenant", "model"], sort=True
+    ):
+        ids = [int(i) for i in group["id"]]
+        route = routes.get(str(route_name))
+        if route is None:
+            store.finish_deliveries(
+                ids, claim, attempts=0, sent=False, error=f"route '{route_name}' not configured"
+            )
+            report.failed[str(route_name)] = report.failed.get(str(route_name), 0) + len(ids)
+            report.errors[str(route_name)] = "not configured"
+            continue
+        events = group.to_dict("records")
+        # the same deliveries give the same id, also when a later run retries them
+        message_id = hashlib.sha1(",".join(map(str, sorted(ids))).encode()).hexdigest()[:20]
+        message = build_message(route, str(tenant), str(model), events, message_id)
+        attempts, error = 0, None
+        for attempt in range(cfg.max_attempts):
+            attempts += 1
+            try:
+                send(route, message)
+                error = None
+                break
+            except Exception as exc:  # noqa: BLE001 - one route must never abort the others
+                error = (
+                    str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+                )
+                log.warning(
+                    "route %s: attempt %d/%d for %s/%s failed: %s",
+                    route.name,
+                    attempt + 1,
+                    cfg.max_attempts,
+                    tenant,
+                    model,
+                    error,
+                )
+                if isinstance(exc, DeliveryError) and not exc.retryable:
+                    break
+                if attempt + 1 < cfg.max_attempts:
+                    sleep(cfg.backoff_seconds * 2**attempt)
+        name = route.name
+        if error is None:
+            store.finish_deliveries(ids, claim, attempts=attempts, sent=True, message_id=message_id)
+            report.sent[name] = report.sent.get(name, 0) + len(ids)
+            report.messages[name] = report.messages.get(name, 0) + 1
+        else:
+            store.finish_deliveries(ids, claim, attempts=attempts, sent=False, error=error)
+            report.failed[name] = report.failed.get(name, 0) + len(ids)
+            report.errors[name] = error
+    return report

@@ -1,0 +1,656 @@
+"""The YAML config: tenants, their models, data sources, thresholds, and the storage URLs.
+
+`load_config(path)` validates everything up front. A wrong field raises `ConfigError` naming the
+file, the tenant/model and the field, so a typo never surfaces as a failed run days later.
+
+Strings may use `${AIOPS_HOME}` (the home folder, see `aiops_home()`) and `${CONFIG_DIR}` (the
+folder holding the config file); relative file paths are resolved against the config's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aiops_pipelines.core.errors import ConfigError
+
+HOME_ENV = "AIOPS_HOME"
+CONFIG_ENV = "AIOPS_CONFIG"
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+def aiops_home() -> Path:
+    """The one folder every local artefact lives under (`$AIOPS_HOME`, default `~/.aiops`)."""
+    return Path(os.environ.get(HOME_ENV) or Path.home() / ".aiops").expanduser().resolve()
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Named(_Strict):
+    """Tenant and model names become partition keys, table prefixes and MLflow names."""
+
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("lower-case letters, digits, '_' and '-', starting with a letter")
+        return v
+
+
+class TaskType(StrEnum):
+    BINARY = "binary_classification"
+    MULTICLASS = "multiclass_classification"
+    REGRESSION = "regression"
+
+    @property
+    def is_classification(self) -> bool:
+        return self is not TaskType.REGRESSION
+
+
+class SourceConfig(_Strict):
+    """Where rows come from: a SQLAlchemy URL with a table or a query, or Parquet files.
+
+    A query may use the bind parameters `:start` and `:end` (the partition's UTC window); without
+    them the rows are filtered on the timestamp column after reading.
+    """
+
+    url: str | None = Field(None, description="SQLAlchemy URL, e.g. sqlite:////path/world.db")
+    table: str | None = Field(None, description="table name (with url)")
+    query: str | None = Field(None, description="SQL query (with url); may use :start and :end")
+    parquet: str | None = Field(None, description="a Parquet file, a folder of them, or a glob")
+    chunk_rows: int = Field(50_000, ge=1_000, description="rows per streamed chunk")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceConfig:
+        if self.parquet and (self.url or self.table or self.query):
+            raise ValueError("give either 'parquet' or 'url' with 'table'/'query', not both")
+        if not self.parquet:
+            if not self.url:
+                raise ValueError("needs 'url' with 'table' or 'query', or 'parquet'")
+            if bool(self.table) == bool(self.query):
+                raise ValueError("with 'url', give exactly one of 'table' or 'query'")
+        return self
+
+    @property
+    def kind(self) -> Literal["sql", "parquet"]:
+        return "parquet" if self.parquet else "sql"
+
+
+class ColumnMap(_Strict):
+    """Names of the contract's columns in the model's own tables."""
+
+    request_id: str = "request_id"
+    timestamp: str = "timestamp"
+    version: str = "model_version"
+    prediction: str = "prediction"
+    score: str | None = Field(None, description="probability of the positive class (binary)")
+    latency_ms: str | None = "latency_ms"
+    status: str | None = "status"
+    label: str = "label"
+    label_timestamp: str = "observed_at"
+
+
+class FeatureSpec(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> FeatureSpec:
+        both = set(self.numeric) & set(self.categorical)
+        if both:
+            raise ValueError(f"columns listed as both numeric and categorical: {sorted(both)}")
+        if not self.numeric and not self.categorical:
+            raise ValueError("declare at least one numeric or categorical feature")
+        for cols in (self.numeric, self.categorical):
+            dup = {c for c in cols if cols.count(c) > 1}
+            if dup:
+                raise ValueError(f"columns listed twice: {sorted(dup)}")
+        return self
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class DriftMethod(StrEnum):
+    AUTO = "auto"
+    KS = "ks"
+    WASSERSTEIN = "wasserstein"
+    PSI = "psi"
+    JENSENSHANNON = "jensenshannon"
+    CHISQUARE = "chisquare"
+
+
+class DriftThresholds(_Strict):
+    """Drift thresholds. `warning` levels raise a finding; `critical` levels escalate it."""
+
+    method: DriftMethod = Field(DriftMethod.AUTO, description="test for every column; auto picks")
+    per_column_method: dict[str, DriftMethod] = Field(default_factory=dict)
+    small_sample: int = Field(1000, ge=10, description="below this many rows: p-value tests")
+    fdr_alpha: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg level per model")
+    wasserstein: tuple[float, float] = (0.1, 0.2)
+    jensenshannon: tuple[float, float] = (0.1, 0.2)
+    psi: tuple[float, float] = (0.1, 0.25)
+    null_rate_increase: tuple[float, float] = Field(
+        (0.05, 0.15), description="absolute increase of a column's missing share"
+    )
+    unseen_share: tuple[float, float] = Field(
+        (0.01, 0.05), description="share of rows in categories the reference never had"
+    )
+    drift_share: tuple[float, float] = Field(
+        (0.3, 0.5), description="share of drifted features for dataset drift"
+    )
+    min_rows: int = Field(100, ge=1, description="fewer rows in a day fails the row_count check")
+
+    @field_validator(
+        "wasserstein", "jensenshannon", "psi", "null_rate_increase", "unseen_share", "drift_share"
+    )
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError(f"expected [warning, critical] with 0 < warning <= critical, got {v}")
+        return v
+
+
+class Metric(StrEnum):
+    """Realized performance metrics, by task. The same names are used everywhere."""
+
+    ACCURACY = "accuracy"
+    PRECISION = "precision"
+    RECALL = "recall"
+    F1 = "f1"
+    ROC_AUC = "roc_auc"
+    LOG_LOSS = "log_loss"
+    CALIBRATION_ERROR = "calibration_error"
+    MACRO_F1 = "macro_f1"
+    MAE = "mae"
+    RMSE = "rmse"
+    MAPE = "mape"
+    R2 = "r2"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self not in (
+            Metric.LOG_LOSS,
+            Metric.CALIBRATION_ERROR,
+            Metric.MAE,
+            Metric.RMSE,
+            Metric.MAPE,
+        )
+
+
+TASK_METRICS: dict[TaskType, tuple[Metric, ...]] = {
+    TaskType.BINARY: (
+        Metric.ACCURACY,
+        Metric.PRECISION,
+        Metric.RECALL,
+        Metric.F1,
+        Metric.ROC_AUC,
+        Metric.LOG_LOSS,
+        Metric.CALIBRATION_ERROR,
+    ),
+    TaskType.MULTICLASS: (Metric.ACCURACY, Metric.MACRO_F1),
+    TaskType.REGRESSION: (Metric.MAE, Metric.RMSE, Metric.MAPE, Metric.R2),
+}
+DEFAULT_PRIMARY: dict[TaskType, Metric] = {
+    TaskType.BINARY: Metric.ROC_AUC,
+    TaskType.MULTICLASS: Metric.MACRO_F1,
+    TaskType.REGRESSION: Metric.MAE,
+}
+
+
+class PerformancePolicy(_Strict):
+    """When realized performance on late labels counts as decay.
+
+    A day is judged on its primary metric against the reference: an absolute `floors` level
+    (a ceiling for lower-is-better metrics such as MAE), a `relative_drop` from the reference
+    value, both [warning, critical], and only when the change is also outside the sampling band
+    of the reference at the day's number of labels (`band_sigma` standard errors). A finding
+    fires after `persistence` consecutive labelled days at that level and clears after
+    `clear_after` consecutive days below it (hysteresis).
+    """
+
+    primary_metric: Metric | None = Field(None, description="default: roc_auc / macro_f1 / mae")
+    floors: dict[Metric, tuple[float, float]] = Field(
+        default_factory=dict, description="absolute [warning, critical] per metric"
+    )
+    relative_drop: tuple[float, float] = Field(
+        (0.05, 0.15), description="relative degradation of the primary metric vs reference"
+    )
+    band_sigma: float = Field(3.0, gt=0, description="sampling band width in standard errors")
+    min_labels: int = Field(200, ge=1, description="fewer labels: the day is 'insufficient'")
+    persistence: int = Field(2, ge=1, description="consecutive labelled days before firing")
+    clear_after: int = Field(2, ge=1, description="consecutive good days before clearing")
+    label_window_days: int = Field(30, ge=1, description="labels later than this are ignored")
+    estimate_warning: bool = Field(True, description="label-free estimate may raise a warning")
+
+
+DEFAULT_TRAINER = "aiops_pipelines.lifecycle.training:default_trainer"
+MOVED_TRAINERS = {"aiops_pipelines.training:default_trainer": DEFAULT_TRAINER}
+"""Where the default trainer lived before the engine was grouped into packages: configs that
+name it explicitly keep working."""
+
+
+class RetrainPolicy(_Strict):
+    """When the retrain sensor launches the retrain job, and how the job trains."""
+
+    enabled: bool = True
+    dry_run: bool = Field(False, description="record what would be launched, launch nothing")
+    cooldown_days: int = Field(7, ge=1, description="at most one retrain per model per window")
+    on_decay: Literal["critical", "warning", "never"] = "critical"
+    on_drift_share: float | None = Field(
+        0.5, description="dataset drift share that triggers (with enough new labels); null: never"
+    )
+    min_new_labels: int = Field(1000, ge=0, description="labels needed for a drift-triggered run")
+    window_days: int = Field(21, ge=1, description="recent labelled days to train on")
+    holdout_fraction: float = Field(0.25, gt=0, lt=1, description="most recent share held out")
+    trainer: str = Field(DEFAULT_TRAINER, description="module:function that trains")
+    min_improvement: float = Field(
+        0.0, ge=0, description="candidate must beat the champion by this much (primary metric)"
+    )
+
+    @field_validator("trainer")
+    @classmethod
+    def _entry_point(cls, v: str) -> str:
+        if not re.match(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", v):
+            raise ValueError("expected 'package.module:function'")
+        return MOVED_TRAINERS.get(v, v)
+
+
+class CanaryPolicy(_Strict):
+    """How a canary version is judged against the champion, every day, on per-prediction data.
+
+    The primary comparison is the per-prediction difference canary - champion of correctness
+    (classification) or of negated absolute error (regression), with an anytime-valid
+    confidence sequence, so looking every day does not inflate false rollbacks. `fail`: the
+    canary is credibly worse than `margin`, or a guardrail is breached; `pass`: after
+    `min_days` with label coverage above `min_coverage`, credibly not worse than `margin`.
+    """
+
+    enabled: bool = True
+    dry_run: bool = Field(False, description="record what would be done, change nothing")
+    margin: float = Field(
+        0.02, ge=0, description="allowed degradation (accuracy points; MAE units for regression)"
+    )
+    alpha: float = Field(0.05, gt=0, lt=1, description="error rate of the sequential test")
+    n_star: int = Field(
+        5000, ge=10, description="labelled predictions where the sequence is tightest"
+    )
+    min_days: int = Field(7, ge=1, description="days of canary traffic before a pass")
+    min_coverage: float = Field(0.3, ge=0, le=1, description="label coverage needed to pass")
+    min_labels: int = Field(100, ge=1, description="fewer canary labels: inconclusive")
+    max_error_rate_increase: float = Field(
+        0.02, ge=0, description="guardrail: error (status != ok) rate increase, absolute"
+    )
+    max_latency_p95_ratio: float = Field(
+        1.5, ge=1, description="guardrail: canary p95 latency / champion p95 latency"
+    )
+
+
+class OpsPolicy(_Strict):
+    """Operational signals: anomaly detection on hourly series, and the serving cost."""
+
+    unit_cost_per_hour: float | None = Field(
+        None, ge=0, description="serving cost per hour; gives cost per 1,000 predictions"
+    )
+    z: float = Field(4.0, gt=0, description="robust z-score beyond which an hour is anomalous")
+    persistence: int = Field(2, ge=1, description="consecutive anomalous hours before a finding")
+    history_days: int = Field(28, ge=1, description="days of history for the seasonal baseline")
+
+
+SEVERITY_NAMES = ("info", "warning", "critical")
+SeverityName = Literal["info", "warning", "critical"]
+
+
+class SignalRule(_Strict):
+    """Per-signal overrides of the alert rule (unset fields keep the rule's defaults)."""
+
+    persistence_days: int | None = Field(None, ge=1)
+    keep_firing_days: int | None = Field(None, ge=0)
+    repeat_interval_days: int | None = Field(None, ge=1)
+    min_severity: SeverityName | None = None
+
+
+#: Signals whose findings come from labels that arrive days late: a day without a finding may
+#: just be a day whose labels are not in yet, so they keep firing longer by default.
+LABEL_SIGNAL_KEEP_FIRING_DAYS = 7
+
+
+class InhibitRule(_Strict):
+    """A firing alert of `source` (at `source_severity` or above) mutes `target` alerts of the
+    same tenant and model. Built in: a critical alert mutes the warnings of the same signal."""
+
+    source: str
+    target: str
+    source_severity: SeverityName = "critical"
+
+
+class Silence(_Strict):
+    """Mute matching alerts between two dates (inclusive). Patterns are shell globs."""
+
+    tenant: str = "*"
+    model: str = "*"
+    signal: str = "*"
+    column: str = "*"
+    starts: str = Field(description="first silenced day, YYYY-MM-DD")
+    ends: str = Field(description="last silenced day, YYYY-MM-DD")
+    comment: str = ""
+    created_by: str = ""
+
+    @field_validator("starts", "ends")
+    @classmethod
+    def _date(cls, v: str) -> str:
+        if not re.match(r"^\d{4}-\d{2}-\d{2}$", str(v)):
+            raise ValueError("a date YYYY-MM-DD")
+        return str(v)
+
+
+class Route(_Strict):
+    """Where alerts go. Each route picks alerts by tenant/model/signal glob and severity;
+    pending alerts of one tenant and model are grouped into one message per route."""
+
+    name: str
+    type: Literal["log", "file", "webhook", "slack", "email"]
+    tenants: list[str] = Field(default_factory=lambda: ["*"])
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    signals: list[str] = Field(default_factory=lambda: ["*"])
+    min_severity: SeverityName = "warning"
+    send_resolved: bool = True
+    # webhook / slack
+    url: str | None = None
+    url_env: str | None = Field(None, description="environment variable holding the URL")
+    headers: dict[str, str] = Field(default_factory=dict)
+    # file
+    path: str | None = Field(None, description="JSON-lines file (type: file)")
+    # email
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    sender: str | None = None
+    to: list[str] = Field(default_factory=list)
+    starttls: bool = False
+    ssl: bool = False
+    username: str | None = None
+    password_env: str | None = Field(None, description="environment variable holding it")
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Route:
+        need: dict[str, tuple[bool, str]] = {
+            "webhook": (bool(self.url or self.url_env), "url or url_env"),
+            "slack": (bool(self.url or self.url_env), "url or url_env"),
+            "file": (bool(self.path), "path"),
+            "email": (bool(self.smtp_host and self.sender and self.to), "smtp_host, sender, to"),
+        }
+        ok, what = need.get(self.type, (True, ""))
+        if not ok:
+            raise ValueError(f"route '{self.name}' of type {self.type} needs {what}")
+        return self
+
+
+class AlertingConfig(_Strict):
+    """Alert rules over findings (one alert per fingerprint: tenant, model, signal, column).
+
+    An alert is pending from its first day with a finding and fires after `persistence_days`
+    consecutive days; it keeps firing through `keep_firing_days` days without a finding, then
+    resolves. While firing it is re-sent every `repeat_interval_days` (and at once when its
+    severity rises), unless silenced or inhibited.
+    """
+
+    persistence_days: int = Field(1, ge=1)
+    keep_firing_days: int = Field(1, ge=0)
+    repeat_interval_days: int = Field(7, ge=1)
+    min_severity: SeverityName = "warning"
+    horizon_days: int = Field(60, ge=1, description="days of findings the rules look back over")
+    max_event_age_days: int = Field(
+        14, ge=0, description="older alert events (e.g. a first backfill) are not sent"
+    )
+    signals: dict[str, SignalRule] = Field(default_factory=dict)
+    inhibit: list[InhibitRule] = Field(default_factory=list)
+    silences: list[Silence] = Field(default_factory=list)
+    routes: list[Route] = Field(default_factory=list)
+    max_attempts: int = Field(3, ge=1, description="delivery attempts per message and run")
+    backoff_seconds: float = Field(0.5, ge=0, description="first retry delay, doubling")
+
+    @model_validator(mode="after")
+    def _unique_routes(self) -> AlertingConfig:
+        names = [r.name for r in self.routes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"route names must be unique: {names}")
+        return self
+
+
+class ModelConfig(_Named):
+    task: TaskType
+    features: FeatureSpec
+    columns: ColumnMap = Field(default_factory=ColumnMap)
+    predictions: SourceConfig
+    outcomes: SourceConfig | None = None
+    reference: SourceConfig
+    validation: SourceConfig | None = Field(
+        None,
+        description="held-out labelled rows with the champion's predictions: the reference "
+        "performance (default: the reference, optimistic when it is the training set)",
+    )
+    classes: list[str] | None = Field(None, description="class labels, in score order")
+    segments: list[str] = Field(default_factory=list)
+    thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
+    performance: PerformancePolicy = Field(default_factory=PerformancePolicy)
+    retrain: RetrainPolicy = Field(default_factory=RetrainPolicy)
+    canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
+    ops: OpsPolicy = Field(default_factory=OpsPolicy)
+    registered_model: str | None = Field(None, description="MLflow registry name")
+    tenant: str = Field("", description="filled in from the enclosing tenant")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelConfig:
+        reserved = {v for k, v in self.columns.model_dump().items() if v and k not in ("label",)}
+        clash = reserved & set(self.features.all)
+        if clash:
+            raise ValueError(f"features reuse contract columns: {sorted(clash)}")
+        unknown = set(self.segments) - set(self.features.categorical)
+        if unknown:
+            raise ValueError(f"segments must be categorical features, unknown: {sorted(unknown)}")
+        allowed = set(TASK_METRICS[self.task])
+        used = {self.primary_metric, *self.performance.floors}
+        wrong = sorted(str(m) for m in used - allowed)
+        if wrong:
+            raise ValueError(
+                f"performance metrics {wrong} do not apply to {self.task.value} "
+                f"(use {sorted(str(m) for m in allowed)})"
+            )
+        for c, m in self.thresholds.per_column_method.items():
+            if c in self.features.categorical and m in (DriftMethod.KS, DriftMethod.WASSERSTEIN):
+                raise ValueError(
+                    f"thresholds.per_column_method: '{m.value}' needs an ordered numeric column, "
+                    f"'{c}' is categorical"
+                )
+        return self
+
+    @property
+    def key(self) -> str:
+        """`tenant.model`: the model's partition key and its name in the store and MLflow."""
+        return f"{self.tenant}.{self.name}"
+
+    @property
+    def primary_metric(self) -> Metric:
+        return self.performance.primary_metric or DEFAULT_PRIMARY[self.task]
+
+    @property
+    def registry_name(self) -> str:
+        """The MLflow registered model name (default: the model key)."""
+        return self.registered_model or self.key
+
+
+class TenantConfig(_Named):
+    models: list[ModelConfig]
+
+
+class StorageConfig(_Strict):
+    store_url: str = Field(description="SQLAlchemy URL of the monitoring store")
+    mlflow_tracking_uri: str = Field(description="MLflow tracking URI (sqlite:///... locally)")
+    artifacts_dir: str = Field(description="folder for HTML reports and samples")
+
+
+class AppConfig(_Strict):
+    storage: StorageConfig
+    tenants: list[TenantConfig]
+    start_date: str = Field("2025-01-01", description="first day that may be monitored")
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    path: str = Field("", description="the file this config was loaded from")
+
+    @model_validator(mode="after")
+    def _unique(self) -> AppConfig:
+        names = [t.name for t in self.tenants]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tenant names must be unique: {names}")
+        for t in self.tenants:
+            mnames = [m.name for m in t.models]
+            if len(set(mnames)) != len(mnames):
+                raise ValueError(f"model names must be unique within tenant '{t.name}': {mnames}")
+        return self
+
+    @property
+    def models(self) -> list[ModelConfig]:
+        return [m for t in self.tenants for m in t.models]
+
+    def model(self, key: str) -> ModelConfig:
+        for m in self.models:
+            if m.key == key:
+                return m
+        known = ", ".join(m.key for m in self.models)
+        raise ConfigError(f"no model '{key}' (known: {known})", path=self.path or None)
+
+    @property
+    def artifacts_path(self) -> Path:
+        return Path(self.storage.artifacts_dir)
+
+
+def _substitute(obj: Any, mapping: dict[str, str]) -> Any:
+    if isinstance(obj, str):
+        for k, v in mapping.items():
+            obj = obj.replace("${" + k + "}", v)
+        return obj
+    if isinstance(obj, list):
+        return [_substitute(x, mapping) for x in obj]
+    if isinstance(obj, dict):
+        return {k: _substitute(v, mapping) for k, v in obj.items()}
+    return obj
+
+
+def _locate(raw: dict[str, Any], loc: tuple[Any, ...]) -> tuple[str | None, str]:
+    """Turn a pydantic error location into ('tenant acme / model churn', 'field.path')."""
+    where: list[str] = []
+    field: list[str] = []
+    node: Any = raw
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        if part in ("tenants", "models") and i + 1 < len(loc) and isinstance(loc[i + 1], int):
+            idx = loc[i + 1]
+            try:
+                node = node[part][idx]
+                label = node.get("name", f"#{idx}") if isinstance(node, dict) else f"#{idx}"
+            except (KeyError, IndexError, TypeError):
+                label = f"#{idx}"
+            where.append(f"{'tenant' if part == 'tenants' else 'model'} '{label}'")
+            i += 2
+            continue
+        field.append(str(part))
+        if isinstance(node, dict):
+            node = node.get(part)
+        i += 1
+    return (" / ".join(where) or None), ".".join(field)
+
+
+def _resolve_paths(raw: dict[str, Any], config_dir: Path) -> None:
+    """Make relative file paths absolute against the config's folder, so cwd never matters."""
+
+    def fix_url(url: str) -> str:
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith("sqlite:////"):
+            rest = url[len(prefix) :]
+            if rest and rest != ":memory:" and not rest.startswith("/"):
+                return prefix + str((config_dir / rest).resolve())
+        return url
+
+    storage = raw.get("storage")
+    if isinstance(storage, dict):
+        for key in ("store_url", "mlflow_tracking_uri"):
+            if isinstance(storage.get(key), str):
+                storage[key] = fix_url(storage[key])
+        if isinstance(storage.get("artifacts_dir"), str):
+            storage["artifacts_dir"] = str((config_dir / storage["artifacts_dir"]).resolve())
+    for tenant in raw.get("tenants") or []:
+        if not isinstance(tenant, dict):
+            continue
+        for model in tenant.get("models") or []:
+            if not isinstance(model, dict):
+                continue
+            for src in ("predictions", "outcomes", "reference", "validation"):
+                s = model.get(src)
+                if isinstance(s, dict):
+                    if isinstance(s.get("url"), str):
+                        s["url"] = fix_url(s["url"])
+                    if isinstance(s.get("parquet"), str):
+                        s["parquet"] = str((config_dir / s["parquet"]).resolve())
+
+
+def parse_config(raw: Any, *, path: str = "<memory>", config_dir: Path | None = None) -> AppConfig:
+    """Validate an already-parsed YAML document (a dict)."""
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping", path=path)
+    config_dir = config_dir or Path.cwd()
+    raw = _substitute(raw, {HOME_ENV: str(aiops_home()), "CONFIG_DIR": str(config_dir)})
+    _resolve_paths(raw, config_dir)
+    for tenant in raw.get("tenants") or []:
+        if isinstance(tenant, dict):
+            for model in tenant.get("models") or []:
+                if isinstance(model, dict):
+                    if "tenant" in model:
+                        raise ConfigError(
+                            "is set by the enclosing tenant; remove it",
+                            path=path,
+                            where=f"model '{model.get('name')}'",
+                            field="tenant",
+                        )
+                    model["tenant"] = tenant.get("name", "")
+    try:
+        return AppConfig.model_validate({**raw, "path": path})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where, field = _locate(raw, tuple(err["loc"]))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (typo?)"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(msg + more, path=path, where=where, field=field or None) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> AppConfig:
+    """Read and validate a config file; raises `ConfigError` naming file, model and field."""
+    p = Path(path).expanduser().resolve()
+    if not p.is_file():
+        raise ConfigError("file not found", path=str(p))
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", path=str(p)) from None
+    return parse_config(raw, path=str(p), config_dir=p.parent)
+
+
+def default_config_path() -> Path:
+    """`$AIOPS_CONFIG`, else the demo's config under the home folder."""
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env).expanduser() if env else aiops_home() / "demo" / "config.yaml"

@@ -1,0 +1,1002 @@
+"""The monitoring store: profiles, metric history, findings and the audit trail, in one database.
+
+Every asset writes its results for one (tenant, model, partition) through `replace_partition`,
+which deletes what that asset stored for the partition and inserts the new rows in a single
+transaction. So re-running a partition (a backfill, a fixed bug) replaces it and never duplicates
+it, and a run that fails half-way leaves the previous results exactly as they were.
+
+SQLAlchemy Core keeps one code path for SQLite (the local default, a single file) and PostgreSQL
+(shared deployments). JSON payloads are stored as Text so both backends, and any tool reading the
+tables directly, see the same thing. Timestamps are UTC. Non-finite numbers are stored as NULL
+(SQL has no portable NaN) and come back as NaN in the DataFrames.
+
+SQLite runs in WAL mode with a busy timeout, and write transactions take the write lock up front
+(`BEGIN IMMEDIATE`): a Dagster run writing and a CLI reading at the same moment then neither fail
+with "database is locked" nor see a half-written partition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from aiops_pipelines.core.findings import Finding, Severity, jsonable
+
+__all__ = [
+    "PROFILE_KINDS",
+    "REFERENCE_PARTITION",
+    "MonitoringStore",
+    "audit_log_table",
+    "findings_table",
+    "metadata",
+    "metric_history_table",
+    "profiles_table",
+]
+
+ProfileKind = Literal["reference", "daily"]
+PROFILE_KINDS: tuple[str, ...] = ("reference", "daily")
+REFERENCE_PARTITION = "reference"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_SEVERITIES = tuple(s.value for s in Severity)
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """A timestamp that is always timezone-aware UTC when read back.
+
+    SQLite keeps no zone and PostgreSQL returns the session's zone; normalising here means
+    callers compare and display the same instant on both backends.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: store timestamps in UTC")
+        value = value.astimezone(dt.UTC)
+        # SQLite stores the text as given; drop the zone so the text sorts chronologically.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _id_type() -> sa.types.TypeEngine[int]:
+    """BIGINT ids on PostgreSQL; INTEGER on SQLite, where only that type aliases the rowid."""
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def _key(name: str) -> sa.Column[str]:
+    # "partition" and "column" are SQL keywords on some backends: always quote them.
+    return sa.Column(name, sa.String(), nullable=False, quote=name in ("partition", "column"))
+
+
+metadata = sa.MetaData()
+
+profiles_table = sa.Table(
+    "profiles",
+    metadata,
+    _key("tenant"),
+    _key("model"),
+    _key("kind"),
+    _key("partition"),
+    sa.Column("n_rows", sa.BigInteger(), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("tenant", "model", "kind", "partition", name="uq_profiles_key"),
+    sa.CheckConstraint("kind IN ('reference', 'daily')", name="ck_profiles_kind"),
+)
+
+metric_history_table = sa.Table(
+    "metric_history",
+    metadata,
+    _key("tenant"),
+    _key("model"),
+    _key("partition"),
+    _key("asset"),
+    _key("metric"),
+    _key("column"),
+    sa.Column("value", sa.Float(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint(
+        "tenant", "model", "partition", "asset", "metric", "column", name="uq_metric_history_key"
+    ),
+    # The dashboard/trend read: one model's metric over a partition range.
+    sa.Index("ix_metric_history_model_metric_partition", "tenant", "model", "metric", "partition"),
+)
+
+findings_table = sa.Table(
+    "findings",
+    metadata,
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    _key("tenant"),
+    _key("model"),
+    _key("partition"),
+    _key("asset"),
+    _key("signal"),
+    _key("column"),
+    sa.Column("severity", sa.String(), nullable=False),
+    sa.Column("value", sa.Float(), nullable=True),
+    sa.Column("threshold", sa.Float(), nullable=True),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("evidence", sa.Text(), nullable=False),
+    sa.Column("fingerprint", sa.String(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint(
+        "tenant", "model", "partition", "asset", "signal", "column", name="uq_findings_key"
+    ),
+    sa.CheckConstraint(
+        "severity IN (" + ", ".join(f"'{s}'" for s in _SEVERITIES) + ")",
+        name="ck_findings_severity",
+    ),
+    # Alerting looks up "the same problem" across days by fingerprint.
+    sa.Index("ix_findings_fingerprint", "fingerprint"),
+)
+
+audit_log_table = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("ts", UTCDateTime(), nullable=False),
+    sa.Column("actor", sa.String(), nullable=False),
+    sa.Column("action", sa.String(), nullable=False),
+    _key("tenant"),
+    _key("model"),
+    sa.Column("partition", sa.String(), nullable=True, quote=True),
+    sa.Column("details", sa.Text(), nullable=False),
+    sa.Index("ix_audit_log_model_ts", "tenant", "model", "ts"),
+)
+
+alerts_table = sa.Table(
+    "alerts",
+    metadata,
+    # The current state of each alert (one per fingerprint), as of the latest evaluated day.
+    sa.Column("fingerprint", sa.String(), primary_key=True),
+    _key("tenant"),
+    _key("model"),
+    _key("signal"),
+    _key("column"),
+    sa.Column("severity", sa.String(), nullable=False),
+    sa.Column("state", sa.String(), nullable=False),
+    sa.Column("first_seen", sa.String(), nullable=False),
+    sa.Column("last_seen", sa.String(), nullable=False),
+    sa.Column("fired_on", sa.String(), nullable=True),
+    sa.Column("resolved_on", sa.String(), nullable=True),
+    sa.Column("silenced", sa.Boolean(), nullable=False),
+    sa.Column("inhibited", sa.Boolean(), nullable=False),
+    sa.Column("notified", sa.Integer(), nullable=False),
+    sa.Column("message", sa.Text(), nullable=False),
+    sa.Column("value", sa.Float(), nullable=True),
+    sa.Column("threshold", sa.Float(), nullable=True),
+    sa.Column("as_of", sa.String(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.CheckConstraint("state IN ('pending', 'firing', 'resolved')", name="ck_alerts_state"),
+    sa.Index("ix_alerts_model", "tenant", "model"),
+)
+
+alert_events_table = sa.Table(
+    "alert_events",
+    metadata,
+    # What was (to be) notified: an alert firing, repeating or resolving on a day. Unique, so
+    # evaluating a day twice never notifies twice.
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("event_key", sa.String(), nullable=False, unique=True),
+    sa.Column("fingerprint", sa.String(), nullable=False),
+    _key("tenant"),
+    _key("model"),
+    _key("signal"),
+    _key("column"),
+    sa.Column("kind", sa.String(), nullable=False),
+    sa.Column("severity", sa.String(), nullable=False),
+    sa.Column("partition", sa.String(), nullable=False, quote=True),
+    sa.Column("episode_start", sa.String(), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_alert_events_fingerprint", "fingerprint", "partition"),
+)
+
+alert_deliveries_table = sa.Table(
+    "alert_deliveries",
+    metadata,
+    # The outbox: one row per (event, route), pending until the route accepted it.
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.BigInteger(), nullable=False),
+    sa.Column("route", sa.String(), nullable=False),
+    _key("tenant"),
+    _key("model"),
+    sa.Column("status", sa.String(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("claim", sa.String(), nullable=True),
+    sa.Column("claimed_at", UTCDateTime(), nullable=True),
+    sa.Column("message_id", sa.String(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.UniqueConstraint("event_id", "route", name="uq_alert_deliveries_event_route"),
+    sa.CheckConstraint(
+        "status IN ('pending', 'sending', 'sent')", name="ck_alert_deliveries_status"
+    ),
+    sa.Index("ix_alert_deliveries_status", "status", "route"),
+)
+
+_TABLES = (
+    profiles_table,
+    metric_history_table,
+    findings_table,
+    audit_log_table,
+    alerts_table,
+    alert_events_table,
+    alert_deliveries_table,
+)
+METRIC_COLUMNS = ["tenant", "model", "partition", "asset", "metric", "column", "value"]
+FINDING_COLUMNS = [c.name for c in findings_table.columns]
+ACTION_COLUMNS = [c.name for c in audit_log_table.columns]
+ALERT_COLUMNS = [c.name for c in alerts_table.columns]
+EVENT_COLUMNS = [c.name for c in alert_events_table.columns]
+DELIVERY_COLUMNS = [
+    "id",
+    "route",
+    "tenant",
+    "model",
+    "fingerprint",
+    "event",
+    "severity",
+    "partition",
+    "status",
+    "attempts",
+    "last_error",
+    "created_at",
+    "sent_at",
+    "message_id",
+    "event_key",
+]
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _finite(value: Any) -> float | None:
+    """NaN/inf to None: SQL has no portable NaN, and NULL reads back as NaN in pandas."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _to_json(payload: Any) -> str:
+    """Strict JSON text (no NaN tokens) so any client can parse what the store wrote."""
+    return json.dumps(jsonable(payload), allow_nan=False)
+
+
+def _check_partition(partition: str) -> str:
+    """A partition is an ISO date or "reference"; anything else would break the range filters."""
+    if partition == REFERENCE_PARTITION:
+        return partition
+    if isinstance(partition, str) and _DATE.match(partition):
+        try:
+            dt.date.fromisoformat(partition)
+        except ValueError:
+            pass
+        else:
+            return partition
+    raise ValueError(f"partition {partition!r} is neither 'YYYY-MM-DD' nor {REFERENCE_PARTITION!r}")
+
+
+def _bound(value: str | dt.date | None) -> str | None:
+    """A range bound as the 'YYYY-MM-DD' text the partitions are stored as."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if value == REFERENCE_PARTITION:
+        raise ValueError("range bounds are dates; select the reference partition by kind")
+    return _check_partition(value)
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in PROFILE_KINDS:
+        raise ValueError(f"profile kind {kind!r} is not one of {PROFILE_KINDS}")
+    return kind
+
+
+def _where(
+    table: sa.Table,
+    *,
+    start: str | dt.date | None = None,
+    end: str | dt.date | None = None,
+    **equals: Any,
+) -> list[sa.ColumnElement[bool]]:
+    """Equality filters for the given non-None values, plus an inclusive date range.
+
+    A date range never matches the "reference" partition: it is not a day, and as text it
+    would sort after every date.
+    """
+    clauses: list[sa.ColumnElement[bool]] = [
+        table.c[name] == value for name, value in equals.items() if value is not None
+    ]
+    lo, hi = _bound(start), _bound(end)
+    if lo is not None or hi is not None:
+        clauses.append(table.c.partition != REFERENCE_PARTITION)
+    if lo is not None:
+        clauses.append(table.c.partition >= lo)
+    if hi is not None:
+        clauses.append(table.c.partition <= hi)
+    return clauses
+
+
+def _prepare_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL, a busy timeout and explicit transaction control."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+
+    database = parsed.database or ""
+    in_memory = database in ("", ":memory:") or "mode=memory" in database
+    if in_memory:
+        # Every connection to ":memory:" is a new, empty database: share one connection.
+        engine = sa.create_engine(
+            parsed, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        if not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide when transactions start (see _on_begin).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            # WAL is crash-safe with NORMAL; FULL would fsync on every commit for no gain here.
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Writers take the lock at BEGIN, where the busy timeout applies; a deferred
+        # transaction upgrading from read to write can fail at once with SQLITE_BUSY.
+        write = conn.get_execution_options().get("aiops_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+class MonitoringStore:
+    """Read and write the monitoring tables for every tenant and model in one database.
+
+    `url` is a SQLAlchemy URL: `sqlite:////abs/path/store.db` (the default deployment, folders
+    are created) or `postgresql+psycopg://user@host/db`. Tables are created on first use.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = _prepare_engine(url)
+        self._schema_ready = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release pooled connections (SQLite file handles, PostgreSQL sessions)."""
+        self.engine.dispose()
+
+    def __enter__(self) -> MonitoringStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MonitoringStore({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    def ensure_schema(self) -> None:
+        """Create the tables if missing (idempotent; called by every method on first use)."""
+        if self._schema_ready:
+            return
+        # Look before taking the write lock: a reader must not queue behind a running writer
+        # (SQLite) just to find out that the tables already exist.
+        with self.engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            missing = [t.name for t in _TABLES if not inspector.has_table(t.name)]
+        if not missing:
+            self._schema_ready = True
+            return
+        try:
+            self._create_all()
+        except (sa.exc.IntegrityError, sa.exc.ProgrammingError, sa.exc.OperationalError):
+            # Another process created the tables between our check and our CREATE
+            # (PostgreSQL reports that as a duplicate); the second look finds them.
+            self._create_all()
+        self._schema_ready = True
+
+    def _create_all(self) -> None:
+        with self._begin_write(ensure=False) as conn:
+            metadata.create_all(conn, checkfirst=True)
+
+    @contextmanager
+    def _begin_write(self, *, ensure: bool = True) -> Iterator[Connection]:
+        """One write transaction: committed on success, rolled back on any exception."""
+        if ensure:
+            self.ensure_schema()
+        with self.engine.connect() as conn:
+            conn.execution_options(aiops_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read-only connection; one snapshot for the whole read."""
+        self.ensure_schema()
+        with self.engine.connect() as conn:
+            yield conn
+
+    # -- profiles ------------------------------------------------------------------------------
+
+    def save_profile(
+        self,
+        tenant: str,
+        model: str,
+        kind: ProfileKind,
+        partition: str,
+        profile_dict: Mapping[str, Any],
+        n_rows: int,
+    ) -> None:
+        """Store a profile, replacing any stored for the same (tenant, model, kind, partition)."""
+        row = self._profile_row(tenant, model, kind, partition, profile_dict, n_rows, _now())
+        with self._begin_write() as conn:
+            self._delete_profile(conn, tenant, model, kind, partition)
+            conn.execute(profiles_table.insert(), row)
+
+    def load_profile(
+        self, tenant: str, model: str, kind: ProfileKind, partition: str
+    ) -> dict[str, Any] | None:
+        """The stored profile dict, or None when that partition was never profiled."""
+        t = profiles_table
+        query = sa.select(t.c.payload).where(
+            *_where(t, tenant=tenant, model=model, kind=_check_kind(kind), partition=partition)
+        )
+        with self._read() as conn:
+            payload = conn.execute(query).scalar_one_or_none()
+        return None if payload is None else json.loads(payload)
+
+    def load_profiles(
+        self,
+        tenant: str,
+        model: str,
+        kind: ProfileKind,
+        start: str | dt.date | None = None,
+        end: str | dt.date | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Profiles of one model by partition, in partition order; `start`/`end` inclusive."""
+        t = profiles_table
+        query = sa.select(t.c.partition, t.c.payload).where(
+            *_where(t, start=start, end=end, tenant=tenant, model=model, kind=_check_kind(kind))
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return {p: json.loads(payload) for p, payload in sorted(rows)}
+
+    @staticmethod
+    def _profile_row(
+        tenant: str,
+        model: str,
+        kind: str,
+        partition: str,
+        profile_dict: Mapping[str, Any],
+        n_rows: int,
+        now: dt.datetime,
+    ) -> dict[str, Any]:
+        return {
+            "tenant": tenant,
+            "model": model,
+            "kind": _check_kind(kind),
+            "partition": _check_partition(partition),
+            "n_rows": int(n_rows),
+            "payload": _to_json(dict(profile_dict)),
+            "created_at": now,
+        }
+
+    @staticmethod
+    def _delete_profile(
+        conn: Connection, tenant: str, model: str, kind: str, partition: str
+    ) -> None:
+        t = profiles_table
+        conn.execute(
+            t.delete().where(*_where(t, tenant=tenant, model=model, kind=kind, partition=partition))
+        )
+
+    # -- one asset's results for one partition ---------------------------------------------------
+
+    def replace_partition(
+        self,
+        tenant: str,
+        model: str,
+        partition: str,
+        asset: str,
+        *,
+        metrics: Mapping[tuple[str, str], float],
+        findings: Sequence[Finding],
+        profile: tuple[ProfileKind, Mapping[str, Any], int] | None = None,
+    ) -> None:
+        """Replace everything `asset` stored for (tenant, model, partition), atomically.
+
+        `metrics` maps (metric, column) to a value ("" column for model-level metrics).
+        `profile` is (kind, profile_dict, n_rows) when this asset also owns a profile.
+        All rows are built and checked before the transaction opens; inside it the old
+        metrics, findings (and the profile) are deleted and the new ones inserted, so a
+        failure at any point leaves the previously stored results untouched.
+        """
+        now = _now()
+        _check_partition(partition)
+        metric_rows = [
+            {
+                "tenant": tenant,
+                "model": model,
+                "partition": partition,
+                "asset": asset,
+                "metric": metric,
+                "column": column,
+                "value": _finite(value),
+                "created_at": now,
+            }
+            for (metric, column), value in metrics.items()
+        ]
+        finding_rows = [
+            self._finding_row(f, tenant, model, partition, asset, now) for f in findings
+        ]
+        profile_row = None
+        if profile is not None:
+            kind, profile_dict, n_rows = profile
+            profile_row = self._profile_row(
+                tenant, model, kind, partition, profile_dict, n_rows, now
+            )
+
+        scope = {"tenant": tenant, "model": model, "partition": partition, "asset": asset}
+        with self._begin_write() as conn:
+            for table in (metric_history_table, findings_table):
+                conn.execute(table.delete().where(*_where(table, **scope)))
+            if profile_row is not None:
+                self._delete_profile(conn, tenant, model, profile_row["kind"], partition)
+            if metric_rows:
+                conn.execute(metric_history_table.insert(), metric_rows)
+            if finding_rows:
+                conn.execute(findings_table.insert(), finding_rows)
+            if profile_row is not None:
+                conn.execute(profiles_table.insert(), profile_row)
+
+    def record_finding(self, finding: Finding) -> None:
+        """Store one finding outside a partition's replace (events such as a failed run):
+        the same (tenant, model, partition, asset, signal, column) replaces, never duplicates."""
+        now = _now()
+        row = self._finding_row(
+            finding, finding.tenant, finding.model, finding.partition, finding.asset, now
+        )
+        key = {k: row[k] for k in ("tenant", "model", "partition", "asset", "signal", "column")}
+        with self._begin_write() as conn:
+            conn.execute(findings_table.delete().where(*_where(findings_table, **key)))
+            conn.execute(findings_table.insert(), [row])
+
+    @staticmethod
+    def _finding_row(
+        f: Finding, tenant: str, model: str, partition: str, asset: str, now: dt.datetime
+    ) -> dict[str, Any]:
+        # A finding stored under another key than its own would escape the next re-run's delete.
+        expected = (tenant, model, partition, asset)
+        if (f.tenant, f.model, f.partition, f.asset) != expected:
+            raise ValueError(
+                f"finding {f.signal!r} on column {f.column!r} belongs to "
+                f"{(f.tenant, f.model, f.partition, f.asset)}, not {expected}"
+            )
+        return {
+            "tenant": f.tenant,
+            "model": f.model,
+            "partition": f.partition,
+            "asset": f.asset,
+            "signal": None if f.signal is None else str(f.signal),
+            "column": f.column,
+            "severity": Severity(f.severity).value,
+            "value": _finite(f.value),
+            "threshold": _finite(f.threshold),
+            "message": f.message,
+            "evidence": f.evidence_json(),
+            "fingerprint": f.fingerprint,
+            "created_at": now,
+        }
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def metric_history(
+        self,
+        tenant: str | None = None,
+        model: str | None = None,
+        *,
+        metric: str | Sequence[str] | None = None,
+        column: str | None = None,
+        asset: str | None = None,
+        start: str | dt.date | None = None,
+        end: str | dt.date | None = None,
+    ) -> pd.DataFrame:
+        """Stored metrics as a DataFrame sorted by partition; NULL values come back as NaN.
+
+        Columns: tenant, model, partition, asset, metric, column, value. `None` filters are
+        not applied; `metric` may name several metrics (one query); `start`/`end` are
+        inclusive dates.
+        """
+        t = metric_history_table
+        several = metric is not None and not isinstance(metric, str)
+        clauses = _where(
+            t,
+            start=start,
+            end=end,
+            tenant=tenant,
+            model=model,
+            metric=None if several else metric,
+            column=column,
+            asset=asset,
+        )
+        if several:
+            clauses.append(t.c.metric.in_(list(metric)))
+        query = sa.select(*(t.c[name] for name in METRIC_COLUMNS)).where(*clauses)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=METRIC_COLUMNS)
+        frame["value"] = frame["value"].astype("float64")
+        return _sorted(frame, ["partition", "tenant", "model", "asset", "metric", "column"])
+
+    def latest_partition(
+        self,
+        tenant: str | None = None,
+        model: str | None = None,
+        *,
+        end: str | dt.date | None = None,
+        asset: str | None = None,
+    ) -> str | None:
+        """The latest day (at most `end`) with any metric stored, or None when there is none."""
+        t = metric_history_table
+        clauses = _where(t, end=end, tenant=tenant, model=model, asset=asset)
+        clauses.append(t.c.partition != REFERENCE_PARTITION)
+        # dates as 'YYYY-MM-DD' sort the same under every collation
+        with self._read() as conn:
+            return conn.execute(sa.select(sa.func.max(t.c.partition)).where(*clauses)).scalar()
+
+    def findings(
+        self,
+        tenant: str | None = None,
+        model: str | None = None,
+        *,
+        signal: str | None = None,
+        min_severity: Severity | str | None = None,
+        start: str | dt.date | None = None,
+        end: str | dt.date | None = None,
+    ) -> pd.DataFrame:
+        """Stored findings, sorted by partition, with `evidence` decoded to a dict.
+
+        `min_severity="warning"` returns warnings and criticals.
+        """
+        t = findings_table
+        clauses = _where(t, start=start, end=end, tenant=tenant, model=model, signal=signal)
+        if min_severity is not None:
+            floor = Severity(min_severity).rank
+            clauses.append(t.c.severity.in_([s.value for s in Severity if s.rank >= floor]))
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t).where(*clauses)).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=FINDING_COLUMNS)
+        for name in ("value", "threshold"):
+            frame[name] = frame[name].astype("float64")
+        frame["evidence"] = [json.loads(e) for e in frame["evidence"]]
+        frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+        return _sorted(frame, ["partition", "id"])
+
+    # -- audit trail -----------------------------------------------------------------------------
+
+    def record_action(
+        self,
+        actor: str,
+        action: str,
+        tenant: str,
+        model: str,
+        partition: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append one action (who did what to which model) and return its id.
+
+        The trail is append-only: there is deliberately no update or delete.
+        """
+        row = {
+            "ts": _now(),
+            "actor": actor,
+            "action": action,
+            "tenant": tenant,
+            "model": model,
+            "partition": partition,
+            "details": _to_json(dict(details or {})),
+        }
+        with self._begin_write() as conn:
+            result = conn.execute(audit_log_table.insert(), row)
+            return int(result.inserted_primary_key[0])
+
+    def actions(
+        self, tenant: str | None = None, model: str | None = None, *, action: str | None = None
+    ) -> pd.DataFrame:
+        """The audit trail, oldest first, with `details` decoded to a dict."""
+        t = audit_log_table
+        query = sa.select(t).where(*_where(t, tenant=tenant, model=model, action=action))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=ACTION_COLUMNS)
+        frame["details"] = [json.loads(d) for d in frame["details"]]
+        frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+        return _sorted(frame, ["id"])
+
+    # -- alerts ----------------------------------------------------------------------------------
+
+    def save_alert_states(
+        self, tenant: str, model: str, as_of: str, states: Sequence[Mapping[str, Any]]
+    ) -> int:
+        """Replace one model's alert states with those evaluated as of `as_of`.
+
+        When the model was already evaluated as of a later day nothing is written (evaluating
+        an old day, a backfill, never rolls the state back). Otherwise active alerts no longer
+        in `states` (a pending alert that did not persist) are dropped, resolved ones are kept
+        as history, and every row of the model is marked as of `as_of`. Returns rows written.
+        """
+        _check_partition(as_of)
+        now = _now()
+        rows = []
+        for st in states:
+            row = {c.name: st.get(c.name) for c in alerts_table.columns}
+            row.update(tenant=tenant, model=model, as_of=as_of, updated_at=now)
+            row["value"], row["threshold"] = _finite(row["value"]), _finite(row["threshold"])
+            row["severity"] = Severity(row["severity"]).value
+            rows.append(row)
+        t = alerts_table
+        with self._begin_write() as conn:
+            newer = conn.execute(
+                sa.select(sa.func.count()).where(
+                    *_where(t, tenant=tenant, model=model), t.c.as_of > as_of
+                )
+            ).scalar_one()
+            if newer:  # the model was evaluated as of a later day: that state stands
+                return 0
+            mine = _where(t, tenant=tenant, model=model)
+            # replace what was evaluated now and drop active alerts the rules no longer see (a
+            # pending one that did not persist); resolved alerts stay as history
+            fps = [r["fingerprint"] for r in rows]
+            conn.execute(
+                t.delete().where(
+                    *mine, sa.or_(t.c.fingerprint.in_(fps), t.c.state.in_(["pending", "firing"]))
+                )
+            )
+            if rows:
+                conn.execute(t.insert(), rows)
+            conn.execute(t.update().where(*mine).values(as_of=as_of))
+        return len(rows)
+
+    def alerts(
+        self, tenant: str | None = None, model: str | None = None, *, state: str | None = None
+    ) -> pd.DataFrame:
+        """Alert states (one row per fingerprint), most severe and most recent first."""
+        t = alerts_table
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(t).where(*_where(t, tenant=tenant, model=model, state=state))
+            ).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=ALERT_COLUMNS)
+        for name in ("value", "threshold"):
+            frame[name] = frame[name].astype("float64")
+        for name in ("silenced", "inhibited"):
+            frame[name] = frame[name].astype(bool)
+        frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)
+        frame["_rank"] = [-Severity(s).rank for s in frame["severity"]]
+        frame = _sorted(frame, ["_rank", "tenant", "model", "signal", "column"])
+        return frame.drop(columns="_rank")
+
+    def alert_events(
+        self, tenant: str | None = None, model: str | None = None, *, fingerprint: str | None = None
+    ) -> pd.DataFrame:
+        """Alert events (firing, repeat, resolved), oldest first, `payload` decoded."""
+        t = alert_events_table
+        clauses = _where(t, tenant=tenant, model=model, fingerprint=fingerprint)
+        with self._read() as conn:
+            rows = conn.execute(sa.select(t).where(*clauses)).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=EVENT_COLUMNS)
+        frame["payload"] = [json.loads(p) for p in frame["payload"]]
+        return _sorted(frame, ["id"])
+
+    def add_alert_events(self, events: Sequence[Mapping[str, Any]], routes_for: Any) -> list[int]:
+        """Store new events (an `event_key` already stored is skipped) and one pending
+        delivery per route that `routes_for(event)` names, in one transaction.
+        Returns the ids of the events inserted now."""
+        if not events:
+            return []
+        now = _now()
+        e, d = alert_events_table, alert_deliveries_table
+        keys = [ev["event_key"] for ev in events]
+        for attempt in (1, 2):
+            try:
+                with self._begin_write() as conn:
+                    have = {
+                        k
+                        for (k,) in conn.execute(
+                            sa.select(e.c.event_key).where(e.c.event_key.in_(keys))
+                        )
+                    }
+                    inserted: list[int] = []
+                    for ev in events:
+                        if ev["event_key"] in have:
+                            continue
+                        row = {c.name: ev.get(c.name) for c in e.columns if c.name != "id"}
+                        row["payload"] = _to_json(dict(ev.get("payload") or {}))
+                        row["created_at"] = now
+                        event_id = int(conn.execute(e.insert(), row).inserted_primary_key[0])
+                        inserted.append(event_id)
+                        have.add(ev["event_key"])
+                        deliveries = [
+                            {
+                                "event_id": event_id,
+                                "route": route,
+                                "tenant": ev["tenant"],
+                                "model": ev["model"],
+                                "status": "pending",
+                                "attempts": 0,
+                                "created_at": now,
+                            }
+                            for route in routes_for(ev)
+                        ]
+                        if deliveries:
+                            conn.execute(d.insert(), deliveries)
+                    return inserted
+            except sa.exc.IntegrityError:
+                # a concurrent evaluation stored the same event first: look again
+                if attempt == 2:
+                    raise
+        return []
+
+    def claim_deliveries(
+        self, claim: str, *, stale_after: dt.timedelta = dt.timedelta(minutes=10)
+    ) -> pd.DataFrame:
+        """Atomically take every pending delivery (and any left 'sending' by a run that died
+        more than `stale_after` ago) for sending under `claim`; returns them with their event.
+
+        Two runs delivering at once therefore never send the same row twice."""
+        now = _now()
+        d, e = alert_deliveries_table, alert_events_table
+        with self._begin_write() as conn:
+            conn.execute(
+                d.update()
+                .where(
+                    sa.or_(
+                        d.c.status == "pending",
+                        sa.and_(d.c.status == "sending", d.c.claimed_at < now - stale_after),
+                    )
+                )
+                .values(status="sending", claim=claim, claimed_at=now)
+            )
+        query = (
+            sa.select(
+                d.c.id,
+                d.c.route,
+                d.c.attempts,
+                e.c.id.label("event_id"),
+                e.c.event_key,
+                e.c.tenant,
+                e.c.model,
+                e.c.kind,
+                e.c.severity,
+                e.c.partition,
+                e.c.payload,
+            )
+            .select_from(d.join(e, d.c.event_id == e.c.id))
+            .where(d.c.claim == claim, d.c.status == "sending")
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        cols = ["id", "route", "attempts", "event_id", "event_key", "tenant", "model", "kind"]
+        cols += ["severity", "partition", "payload"]
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=cols)
+        frame["payload"] = [json.loads(p) for p in frame["payload"]]
+        return _sorted(frame, ["route", "tenant", "model", "event_id"])
+
+    def finish_deliveries(
+        self,
+        ids: Sequence[int],
+        claim: str,
+        *,
+        attempts: int,
+        sent: bool,
+        error: str | None = None,
+        message_id: str | None = None,
+    ) -> None:
+        """Mark claimed deliveries sent, or give them back as pending with the error."""
+        if not ids:
+            return
+        d = alert_deliveries_table
+        values: dict[str, Any] = {
+            "status": "sent" if sent else "pending",
+            "attempts": d.c.attempts + attempts,
+            "claim": None,
+            "last_error": None if sent else (error or "failed")[:4000],
+        }
+        if sent:
+            values.update(sent_at=_now(), message_id=message_id)
+        with self._begin_write() as conn:
+            conn.execute(
+                d.update().where(d.c.id.in_(list(ids)), d.c.claim == claim).values(**values)
+            )
+
+    def deliveries(
+        self,
+        tenant: str | None = None,
+        model: str | None = None,
+        *,
+        route: str | None = None,
+        status: str | None = None,
+    ) -> pd.DataFrame:
+        """The outbox with each delivery's event: id, route, tenant, model, fingerprint, event
+        (kind), severity, partition, status, attempts, last_error, created_at, sent_at."""
+        d, e = alert_deliveries_table, alert_events_table
+        clauses = _where(d, tenant=tenant, model=model, route=route, status=status)
+        query = (
+            sa.select(
+                d.c.id,
+                d.c.route,
+                d.c.tenant,
+                d.c.model,
+                e.c.fingerprint,
+                e.c.kind.label("event"),
+                e.c.severity,
+                e.c.partition,
+                d.c.status,
+                d.c.attempts,
+                d.c.last_error,
+                d.c.created_at,
+                d.c.sent_at,
+                d.c.message_id,
+                e.c.event_key,
+            )
+            .select_from(d.join(e, d.c.event_id == e.c.id))
+            .where(*clauses)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=DELIVERY_COLUMNS)
+        for name in ("created_at", "sent_at"):
+            frame[name] = pd.to_datetime(frame[name], utc=True)
+        return _sorted(frame, ["id"])
+
+    def models(self) -> list[tuple[str, str]]:
+        """Every (tenant, model) with anything stored, sorted."""
+        query = sa.union(*(sa.select(t.c.tenant, t.c.model) for t in _TABLES))
+        with self._read() as conn:
+            return sorted((tenant, model) for tenant, model in conn.execute(query))
+
+
+def _sorted(frame: pd.DataFrame, by: Iterable[str]) -> pd.DataFrame:
+    """Sort in pandas, not SQL: the database collation may order text differently per backend."""
+    return frame.sort_values(list(by), kind="stable").reset_index(drop=True)

@@ -1,0 +1,112 @@
+"""Dagster resources (wiring): config, sources, the monitoring store and MLflow.
+
+Each resource is a thin, frozen handle; the engine objects it builds are cached per process so
+a backfill does not re-open connections for every partition. Nothing is read from the
+environment at import time: an empty field means "take it from the config file", and the config
+file itself defaults to `$AIOPS_CONFIG` or the demo's config under `$AIOPS_HOME`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from aiops_pipelines.core.config import AppConfig, default_config_path, load_config
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.io.tracking import Tracker
+
+
+@lru_cache(maxsize=8)
+def _load(path: str, mtime: float) -> AppConfig:
+    return load_config(path)
+
+
+@lru_cache(maxsize=8)
+def _store(url: str) -> MonitoringStore:
+    return MonitoringStore(url)
+
+
+@lru_cache(maxsize=8)
+def _tracker(uri: str, artifacts_dir: str) -> Tracker:
+    return Tracker(uri, artifacts_dir)
+
+
+class MonitoringConfig(dg.ConfigurableResource):
+    """The YAML file declaring tenants, models, sources, thresholds and storage."""
+
+    config_path: str = Field(
+        default="", description="YAML config; empty: $AIOPS_CONFIG, else the demo's config"
+    )
+
+    def path(self) -> Path:
+        return Path(self.config_path).expanduser() if self.config_path else default_config_path()
+
+    def load(self) -> AppConfig:
+        p = self.path().resolve()
+        return _load(str(p), p.stat().st_mtime if p.exists() else 0.0)
+
+
+class SourceSettings(dg.ConfigurableResource):
+    """How sources are read: chunk size and the bounded sample kept for HTML reports."""
+
+    chunk_rows: int = Field(default=0, description="rows per chunk; 0 uses each source's own")
+    sample_rows: int = Field(default=2000, description="rows sampled for Evidently's HTML")
+    render_html: bool = Field(default=True, description="render Evidently's HTML report")
+
+
+class StoreResource(dg.ConfigurableResource):
+    """The SQL monitoring store (profiles, metric history, findings, audit trail)."""
+
+    url: str = Field(default="", description="SQLAlchemy URL; empty: storage.store_url")
+
+    def open(self, config: AppConfig) -> MonitoringStore:
+        return _store(self.url or config.storage.store_url)
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking: an experiment per model, a run per (asset, partition)."""
+
+    tracking_uri: str = Field(default="", description="empty: storage.mlflow_tracking_uri")
+    enabled: bool = Field(default=True, description="log runs to MLflow")
+
+    def tracker(self, config: AppConfig) -> Tracker | None:
+        if not self.enabled:
+            return None
+        return _tracker(
+            self.tracking_uri or config.storage.mlflow_tracking_uri, config.storage.artifacts_dir
+        )
+
+
+class Clock(dg.ConfigurableResource):
+    """What time it is for label arrival: the real clock, or a fixed time for replays/tests.
+
+    Late labels make "now" part of a result (a day's coverage depends on when you look), so
+    the demo replays its 64 days by setting this, and tests pin it.
+    """
+
+    now_iso: str = Field(default="", description="pretend it is this UTC time; empty: now")
+
+    def now(self) -> datetime:
+        if not self.now_iso:
+            return datetime.now(UTC)
+        return parse_utc(self.now_iso)
+
+
+def parse_utc(text: str) -> datetime:
+    """An ISO time; a date or a naive time is taken as UTC."""
+    value = datetime.fromisoformat(text)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def default_resources() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "monitoring_config": MonitoringConfig(),
+        "sources": SourceSettings(),
+        "store": StoreResource(),
+        "mlflow": MlflowResource(),
+        "clock": Clock(),
+    }

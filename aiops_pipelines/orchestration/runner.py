@@ -1,0 +1,297 @@
+"""Run the daily assets over a date range, in-process, on a persistent Dagster instance (wiring).
+
+This is what `aiops run` and `aiops demo` use: every (day, model) partition is a real Dagster
+run recorded in the instance under the home folder, so `make ui` shows the same runs,
+materializations, metadata plots and check results afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+
+from aiops_pipelines.core.config import AppConfig, aiops_home, load_config
+from aiops_pipelines.core.errors import AiopsError, ConfigError
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.orchestration.definitions import ASSETS, defs
+from aiops_pipelines.orchestration.partitions import MODELS, daily_partitions, partition_key
+from aiops_pipelines.orchestration.resources import (
+    Clock,
+    MonitoringConfig,
+    SourceSettings,
+    default_resources,
+)
+from assets.alerts import model_alerts, ops_overview
+from assets.canary import canary_report
+from assets.lifecycle import retrained_model
+from assets.monitoring import drift_report, feature_profile, reference_profile
+from assets.ops import ops_report
+from assets.performance import performance_report
+from sensors.canary import canary_verdict_sensor
+from sensors.failures import pipeline_failure_sensor, root_error
+from sensors.labels import late_labels_sensor
+from sensors.retrain import retrain_sensor
+
+ALL_ASSETS = ASSETS  # every asset, so any selection resolves its upstream keys
+
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+"""
+
+
+def dagster_home() -> Path:
+    """`$DAGSTER_HOME`, else `<aiops home>/dagster` (created with telemetry off)."""
+    env = os.environ.get("DAGSTER_HOME")
+    home = Path(env) if env else aiops_home() / "dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    cfg = home / "dagster.yaml"
+    if not cfg.exists():
+        cfg.write_text(DAGSTER_YAML)
+    return home
+
+
+def persistent_instance() -> dg.DagsterInstance:
+    """The local Dagster instance the UI reads (SQLite under the home folder)."""
+    os.environ["DAGSTER_HOME"] = str(dagster_home())
+    return dg.DagsterInstance.get()
+
+
+@dataclass
+class PartitionOutcome:
+    model: str
+    partition: str
+    success: bool
+    error: str = ""
+    kind: str = "daily"  # "reference", "daily", or the name of the sensor that asked for it
+
+
+@dataclass
+class RangeOutcome:
+    outcomes: list[PartitionOutcome] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[PartitionOutcome]:
+        return [o for o in self.outcomes if not o.success]
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    return root_error(result.all_events) or "run failed (see the Dagster UI for the run's logs)"
+
+
+def days_between(start: date, end: date) -> list[str]:
+    if end < start:
+        raise AiopsError(f"--end {end} is before --start {start}")
+    return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+
+
+class _Launcher:
+    """Runs what a sensor requested, in-process, honouring run keys like the daemon does."""
+
+    def __init__(self, instance: dg.DagsterInstance, resources: dict, quiet: dict) -> None:
+        self.instance = instance
+        self.resources = resources
+        self.quiet = quiet
+        self.cursors: dict[str, str | None] = {}
+
+    def tick(self, sensor: dg.SensorDefinition, selection: list | None, record) -> int:
+        ctx = dg.build_sensor_context(
+            definitions=defs,
+            instance=self.instance,
+            cursor=self.cursors.get(sensor.name),
+            resources=self.resources,
+            sensor_name=sensor.name,
+        )
+        with dg.partition_loading_context(dynamic_partitions_store=self.instance):
+            result = sensor.evaluate_tick(ctx)
+        self.cursors[sensor.name] = result.cursor
+        launched = 0
+        for req in result.run_requests or []:
+            launched += self._launch(req, selection, sensor.name, record)
+        return launched
+
+    def _launch(self, req: dg.RunRequest, selection: list | None, sensor_name: str, record) -> int:
+        tags = {"dagster/run_key": req.run_key, "dagster/sensor_name": sensor_name}
+        if req.run_key and self.instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1):
+            return 0  # the daemon never launches the same run key twice
+        run_config = {**(req.run_config or {}), **self.quiet}
+        if req.job_name and selection is None:  # an op job (rollback, promotion)
+            res = defs.resolve_job_def(req.job_name).execute_in_process(
+                run_config=run_config,
+                instance=self.instance,
+                resources=self.resources,
+                raise_on_error=False,
+                tags={**req.tags, **tags},
+            )
+        else:
+            res = dg.materialize(
+                ALL_ASSETS,
+                selection=selection,
+                partition_key=req.partition_key,
+                instance=self.instance,
+                resources=self.resources,
+                raise_on_error=False,
+                run_config=run_config,
+                tags={**req.tags, **tags},
+            )
+        record(
+            PartitionOutcome(
+                str(req.partition_key),
+                req.run_key or "",
+                res.success,
+                "" if res.success else _failure_message(res),
+                kind=sensor_name,
+            )
+        )
+        return 1
+
+    def materialize(self, selection: list, key: str | dg.MultiPartitionKey):
+        """One run of `selection` for a partition, as `aiops run` launches it."""
+        return dg.materialize(
+            ALL_ASSETS,
+            selection=selection,
+            partition_key=key,
+            instance=self.instance,
+            resources=self.resources,
+            raise_on_error=False,
+            run_config=self.quiet,
+            tags={"aiops/launched_by": "aiops-run"},
+        )
+
+    def failed_run(self, res: dg.ExecuteInProcessResult, record) -> int:
+        """What the daemon's pipeline_failure_sensor does with a failed run: a finding, then
+        the model's alert run (so the failure reaches the alert routes)."""
+        ctx = dg.build_run_status_sensor_context(
+            sensor_name=pipeline_failure_sensor.name,
+            dagster_instance=self.instance,
+            dagster_run=res.dagster_run,
+            dagster_event=res.get_run_failure_event(),
+            resources={k: self.resources[k] for k in ("monitoring_config", "store")},
+        ).for_run_failure()
+        req = pipeline_failure_sensor(ctx)
+        if isinstance(req, dg.RunRequest):
+            return self._launch(req, [model_alerts], pipeline_failure_sensor.name, record)
+        return 0
+
+
+def run_range(
+    config_path: str | os.PathLike[str],
+    start: date,
+    end: date,
+    *,
+    models: Sequence[str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    render_html: bool = True,
+    refresh_reference: bool = False,
+    replay: bool = False,
+    label_tick_days: int = 7,
+    overview: bool = True,
+    on_progress: Callable[[PartitionOutcome], None] | None = None,
+) -> RangeOutcome:
+    """Materialize reference_profile (once per model), then feature_profile, drift_report and
+    performance_report for every (day, model) in the range. A failed partition is recorded and
+    the rest go on.
+
+    With `replay`, time is simulated: each day is judged at the end of that day (only the
+    outcomes observed by then exist), and every `label_tick_days` the late-labels and retrain
+    sensors tick as the daemon would, their requested runs executed in-process.
+    """
+    config: AppConfig = load_config(config_path)
+    keys = [m.key for m in config.models]
+    if models:
+        unknown = [m for m in models if m not in keys]
+        if unknown:
+            raise ConfigError(f"unknown model(s) {unknown}; configured: {keys}", path=config.path)
+        keys = [k for k in keys if k in models]
+    instance = instance or persistent_instance()
+    existing = set(instance.get_dynamic_partitions(MODELS))
+    new = [k for k in keys if k not in existing]
+    if new:
+        instance.add_dynamic_partitions(MODELS, new)
+    resources = {
+        **default_resources(),
+        "monitoring_config": MonitoringConfig(config_path=str(Path(config_path).resolve())),
+        "sources": SourceSettings(render_html=render_html),
+    }
+    # the progress bar is the console output; Dagster's event log stays in the instance
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    outcome = RangeOutcome()
+
+    def record(o: PartitionOutcome) -> None:
+        outcome.outcomes.append(o)
+        if on_progress:
+            on_progress(o)
+
+    store = MonitoringStore(config.storage.store_url)
+    for key in keys:
+        model = config.model(key)
+        have = store.load_profile(model.tenant, model.name, "reference", "reference")
+        if have is None or refresh_reference:
+            res = dg.materialize(
+                ALL_ASSETS,
+                selection=[reference_profile],
+                partition_key=key,
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+                run_config=quiet,
+            )
+            if not res.success:
+                record(
+                    PartitionOutcome(
+                        key, "reference", False, _failure_message(res), kind="reference"
+                    )
+                )
+    failed_refs = {o.model for o in outcome.failed}
+    last = daily_partitions.get_last_partition_key()
+    days = days_between(start, end)
+    launcher = _Launcher(instance, resources, quiet)
+    for i, day in enumerate(days):
+        day_end = (date.fromisoformat(day) + timedelta(days=1)).isoformat() + "T00:00:00+00:00"
+        if replay:
+            launcher.resources = {**resources, "clock": Clock(now_iso=day_end)}
+        for key in keys:
+            if last is None or day > last:
+                record(
+                    PartitionOutcome(
+                        key, day, False, f"partition {day} is not closed yet (last: {last})"
+                    )
+                )
+                continue
+            if key in failed_refs:
+                record(PartitionOutcome(key, day, False, "reference profile failed"))
+                continue
+            selection = [feature_profile, drift_report, canary_report, ops_report]
+            if config.model(key).outcomes is not None:
+                selection.append(performance_report)
+            selection.append(model_alerts)
+            res = launcher.materialize(selection, partition_key(day, key))
+            record(
+                PartitionOutcome(
+                    key, day, res.success, "" if res.success else _failure_message(res)
+                )
+            )
+            if not res.success:
+                launcher.failed_run(res, record)
+        if overview and (last is None or day <= last):
+            res = launcher.materialize([ops_overview], day)
+            record(
+                PartitionOutcome(
+                    "overview",
+                    day,
+                    res.success,
+                    "" if res.success else _failure_message(res),
+                    kind="overview",
+                )
+            )
+        if replay:
+            launcher.tick(canary_verdict_sensor, None, record)  # cheap: it reads verdicts
+        if replay and (i % label_tick_days == label_tick_days - 1 or i == len(days) - 1):
+            launcher.tick(late_labels_sensor, [performance_report], record)
+            launcher.tick(retrain_sensor, [retrained_model], record)
+    return outcome

@@ -1,0 +1,271 @@
+"""One model, one partition: the reference profile and a day's feature profile.
+
+`profile_reference` and `profile_day` stream a source once (bounded memory) into a mergeable
+profile plus a small uniform sample for the human-facing Evidently report.
+
+Contract checks happen here, on every chunk, before anything is stored: a missing column, a
+wrong dtype, NaN/inf where a value is required, tz-naive timestamps, duplicate request ids or an
+empty day raise `DataError` naming the model, the partition and the column.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aiops_pipelines.core.config import ModelConfig, TaskType
+from aiops_pipelines.core.errors import DataError
+from aiops_pipelines.io.sources import Source, day_window, served
+from aiops_pipelines.io.store import REFERENCE_PARTITION
+from aiops_pipelines.signals.profile.profiles import (
+    DatasetProfile,
+    ProfileBuilder,
+    SampleKeeper,
+    build_reference_profile,
+)
+
+
+@dataclass(frozen=True)
+class ProfiledColumns:
+    """Which columns a model's profiles hold, and in which role."""
+
+    numeric: list[str]
+    categorical: list[str]
+    features: list[str]
+    predictions: list[str]
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+def profiled_columns(model: ModelConfig, *, with_predictions: bool = True) -> ProfiledColumns:
+    """Features, plus the model's outputs (prediction, score) for prediction drift."""
+    numeric = list(model.features.numeric)
+    categorical = list(model.features.categorical)
+    preds: list[str] = []
+    if with_predictions:
+        pred = model.columns.prediction
+        (categorical if model.task.is_classification else numeric).append(pred)
+        preds.append(pred)
+        if model.columns.score:
+            numeric.append(model.columns.score)
+            preds.append(model.columns.score)
+    return ProfiledColumns(numeric, categorical, list(model.features.all), preds)
+
+
+@dataclass
+class ReferenceResult:
+    profile: DatasetProfile
+    sample: pd.DataFrame
+    columns: ProfiledColumns
+    seconds: float
+
+
+@dataclass
+class DayResult:
+    partition: str
+    profile: DatasetProfile
+    sample: pd.DataFrame
+    n_rows: int
+    n_chunks: int
+    seconds: float
+    versions: dict[str, int] = field(default_factory=dict)
+    n_errors: int = 0
+    dtypes: dict[str, str] = field(default_factory=dict)
+
+    def null_rates(self) -> dict[str, float]:
+        return {name: c.null_rate for name, c in self.profile.columns.items()}
+
+    def unseen_share(self) -> dict[str, float]:
+        return unseen_shares(self.profile)
+
+
+def unseen_shares(profile: DatasetProfile) -> dict[str, float]:
+    """Share of each categorical column's non-missing values the reference never had."""
+    out = {}
+    for name, c in profile.columns.items():
+        if c.kind == "categorical":
+            valid = c.n_rows - c.n_missing
+            out[name] = c.unseen_total / valid if valid else 0.0
+    return out
+
+
+def _located(exc: DataError, model: ModelConfig, partition: str) -> DataError:
+    return exc.located(model=model.key, partition=partition)
+
+
+def reference_has_predictions(model: ModelConfig) -> bool:
+    """Prediction drift needs the champion's outputs on the reference set."""
+    wanted = [model.columns.prediction] + ([model.columns.score] if model.columns.score else [])
+    present = set(Source(model.reference).columns())
+    return all(c in present for c in wanted)
+
+
+def profile_reference(
+    model: ModelConfig, *, n_bins: int = 1000, sample_rows: int = 5000, seed: int = 0
+) -> ReferenceResult:
+    """Profile the model's reference data: the fixed bins every day is compared against."""
+    t0 = time.perf_counter()
+    cols = profiled_columns(model, with_predictions=reference_has_predictions(model))
+    src = Source(model.reference)
+    keeper = SampleKeeper(sample_rows, seed=seed)
+    calls = {"n": 0}
+
+    def chunks():
+        calls["n"] += 1
+        first_pass = calls["n"] == 1
+        any_rows = False
+        for chunk in src.iter_all(cols.all):
+            any_rows = any_rows or len(chunk) > 0
+            if first_pass:
+                keeper.update(chunk)
+            yield chunk
+        if not any_rows:
+            raise DataError(f"reference {src.describe()} has no rows")
+
+    try:
+        profile = build_reference_profile(
+            chunks, cols.numeric, cols.categorical, n_bins=n_bins, seed=seed
+        )
+    except DataError as exc:
+        raise _located(exc, model, REFERENCE_PARTITION) from None
+    return ReferenceResult(profile, keeper.sample(), cols, time.perf_counter() - t0)
+
+
+def _check_chunk(model: ModelConfig, chunk: pd.DataFrame, cols: ProfiledColumns) -> None:
+    c = model.columns
+    required = [c.request_id, c.timestamp, c.version, *cols.all]
+    for name in required:
+        if name not in chunk.columns:
+            raise DataError("column is missing", column=name)
+    if chunk[c.request_id].isna().any():
+        raise DataError(
+            f"{int(chunk[c.request_id].isna().sum())} rows have no request id", column=c.request_id
+        )
+    pred = chunk[c.prediction]
+    if pred.isna().any():
+        raise DataError(
+            f"{int(pred.isna().sum())} predictions are missing (NaN/None)", column=c.prediction
+        )
+    if model.task is TaskType.REGRESSION:
+        if not pd.api.types.is_numeric_dtype(pred.dtype):
+            raise DataError(
+                f"regression predictions must be numeric, got {pred.dtype}", column=c.prediction
+            )
+        if not np.isfinite(pred.to_numpy(dtype=float)).all():
+            raise DataError("predictions contain inf", column=c.prediction)
+    if c.score:
+        score = chunk[c.score]
+        if not pd.api.types.is_numeric_dtype(score.dtype):
+            raise DataError(f"scores must be numeric, got {score.dtype}", column=c.score)
+        values = score.to_numpy(dtype=float)
+        bad = ~np.isfinite(values) | (values < 0) | (values > 1)
+        if bad.any():
+            raise DataError(
+                f"{int(bad.sum())} scores are NaN/inf or outside [0, 1]", column=c.score
+            )
+    if c.latency_ms and c.latency_ms in chunk.columns:
+        lat = chunk[c.latency_ms]
+        if not pd.api.types.is_numeric_dtype(lat.dtype):
+            raise DataError(f"latency must be numeric, got {lat.dtype}", column=c.latency_ms)
+
+
+def _family(dtype: Any) -> str:
+    if pd.api.types.is_bool_dtype(dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(dtype):
+        return "integer"
+    if pd.api.types.is_float_dtype(dtype):
+        return "float"
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        return "datetime"
+    return "string"
+
+
+def dtype_families(frame: pd.DataFrame) -> dict[str, str]:
+    """Coarse dtype per column (integer, float, string, ...) for the schema check."""
+    return {str(name): _family(frame[name].dtype) for name in frame.columns}
+
+
+def profile_day(
+    model: ModelConfig,
+    day: date | str,
+    reference: DatasetProfile,
+    *,
+    sample_rows: int = 5000,
+    chunk_rows: int | None = None,
+    seed: int = 0,
+) -> DayResult:
+    """Profile one day of predictions in one streamed pass, on the reference's fixed bins."""
+    partition = day if isinstance(day, str) else day.isoformat()
+    t0 = time.perf_counter()
+    full = profiled_columns(model)
+    in_ref = set(reference.columns)  # prediction columns only when the reference has them
+    cols = ProfiledColumns(
+        [x for x in full.numeric if x in in_ref],
+        [x for x in full.categorical if x in in_ref],
+        full.features,
+        [x for x in full.predictions if x in in_ref],
+    )
+    c = model.columns
+    read_cols = list(
+        dict.fromkeys(
+            [c.request_id, c.timestamp, c.version, c.prediction, *cols.all]
+            + ([c.score] if c.score else [])
+            + [x for x in (c.latency_ms, c.status) if x]
+        )
+    )
+    src = Source(model.predictions, chunk_rows=chunk_rows)
+    start, end = day_window(partition)
+    builder = ProfileBuilder(reference.spec, cols.numeric, cols.categorical)
+    keeper = SampleKeeper(sample_rows, seed=seed + int(partition.replace("-", "")))
+    n_rows = n_chunks = n_errors = 0
+    versions: dict[str, int] = {}
+    dtypes: dict[str, str] = {}
+    try:
+        for chunk in src.iter_window(c.timestamp, start, end, read_cols):
+            if c.status and c.status in chunk.columns:
+                n_errors += int((chunk[c.status].astype(str) != "ok").sum())
+            chunk = served(chunk, c.prediction, c.status)
+            if chunk.empty:
+                continue
+            _check_chunk(model, chunk, cols)
+            builder.update(chunk)
+            keeper.update(chunk[[*cols.all]])
+            for k, v in chunk[c.version].astype(str).value_counts().items():
+                versions[str(k)] = versions.get(str(k), 0) + int(v)
+            if not dtypes:
+                dtypes = dtype_families(chunk[cols.all])
+            n_rows += len(chunk)
+            n_chunks += 1
+        if n_rows == 0:
+            raise DataError(f"no predictions in {src.describe()} for this day (empty partition)")
+        dups = src.duplicate_ids(c.request_id, c.timestamp, start, end)
+        if dups:
+            raise DataError(f"duplicate request ids, e.g. {dups}", column=c.request_id)
+    except DataError as exc:
+        raise _located(exc, model, partition) from None
+    return DayResult(
+        partition=partition,
+        profile=builder.result(),
+        sample=keeper.sample(),
+        n_rows=n_rows,
+        n_chunks=n_chunks,
+        seconds=time.perf_counter() - t0,
+        versions=versions,
+        n_errors=n_errors,
+        dtypes=dtypes,
+    )
+
+
+def save_sample(sample: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sample.to_parquet(path, index=False)
+    return path
