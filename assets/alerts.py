@@ -4,7 +4,8 @@ from typing import Any
 
 import dagster as dg
 
-from aiops_pipelines.alerting.rules import deliver, evaluate_and_store
+from aiops_pipelines.alerting.outbox import deliver
+from aiops_pipelines.alerting.rules import evaluate_and_store
 from aiops_pipelines.orchestration.partitions import daily_partitions, date_x_model, split_key
 from aiops_pipelines.orchestration.resources import MlflowResource, MonitoringConfig, StoreResource
 from assets.monitoring import GROUP, OWNERS, drift_report

@@ -5,7 +5,6 @@ import json
 import dagster as dg
 from mlflow import MlflowClient
 
-from aiops_pipelines.io.labels import canary_window
 from aiops_pipelines.lifecycle.registry import TAG_CANARY_START, aliases
 from aiops_pipelines.orchestration.partitions import date_x_model, split_key
 from aiops_pipelines.orchestration.resources import (
@@ -15,7 +14,9 @@ from aiops_pipelines.orchestration.resources import (
     StoreResource,
     parse_utc,
 )
-from aiops_pipelines.signals.canary.statistics import ArmStats, canary_findings, canary_verdict
+from aiops_pipelines.signals.canary.day import canary_window
+from aiops_pipelines.signals.canary.statistics import ArmStats
+from aiops_pipelines.signals.canary.verdict import canary_findings, canary_verdict
 from assets.monitoring import OWNERS, reference_profile
 from assets.performance import PerformanceConfig
 

@@ -23,7 +23,7 @@ from aiops_pipelines.orchestration.resources import (
     StoreResource,
 )
 from aiops_pipelines.signals.drift.day import drift_for_day
-from aiops_pipelines.signals.performance.metrics import reference_performance
+from aiops_pipelines.signals.performance.reference import reference_performance
 from aiops_pipelines.signals.profile.day import (
     dtype_families,
     profile_day,

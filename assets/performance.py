@@ -24,17 +24,16 @@ from aiops_pipelines.orchestration.resources import (
     parse_utc,
 )
 from aiops_pipelines.signals.anomaly import anomaly_findings, detect_last_day
-from aiops_pipelines.signals.performance.metrics import (
+from aiops_pipelines.signals.performance.estimate import estimate_performance
+from aiops_pipelines.signals.performance.join import join_outcomes
+from aiops_pipelines.signals.performance.metrics import realized_metrics, segment_metrics
+from aiops_pipelines.signals.performance.reference import ReferencePerformance
+from aiops_pipelines.signals.performance.verdict import (
     DayJudgement,
-    ReferencePerformance,
     decay_state,
-    estimate_performance,
-    join_outcomes,
     judge_day,
     judge_estimate,
     performance_findings,
-    realized_metrics,
-    segment_metrics,
 )
 from assets.monitoring import GROUP, OWNERS, reference_profile
 

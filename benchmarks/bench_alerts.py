@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aiops_pipelines.alerting.rules import deliver, evaluate_and_store
+from aiops_pipelines.alerting.outbox import deliver
+from aiops_pipelines.alerting.rules import evaluate_and_store
 from aiops_pipelines.core.config import AlertingConfig
 from aiops_pipelines.core.findings import Finding, Severity
 from aiops_pipelines.io.store import MonitoringStore

@@ -63,7 +63,7 @@ def peak_rss_mb() -> float:
 
 
 def _build_reference(ref_path: str, out_path: str, out: mp.Queue) -> None:
-    from aiops_pipelines.signals.profile.profiles import build_reference_profile
+    from aiops_pipelines.signals.profile.builder import build_reference_profile
 
     frames = [pd.read_parquet(ref_path)]
     t0 = time.perf_counter()
@@ -74,8 +74,9 @@ def _build_reference(ref_path: str, out_path: str, out: mp.Queue) -> None:
 
 def _ours(stored_path: str, cur_path: str, out: mp.Queue) -> None:
     from aiops_pipelines.core.config import DriftThresholds
-    from aiops_pipelines.signals.drift.statistics import compare_profiles
-    from aiops_pipelines.signals.profile.profiles import DatasetProfile, ProfileBuilder
+    from aiops_pipelines.signals.drift.compare import compare_profiles
+    from aiops_pipelines.signals.profile.builder import ProfileBuilder
+    from aiops_pipelines.signals.profile.profiles import DatasetProfile
 
     cur = pd.read_parquet(cur_path)
     base = peak_rss_mb()

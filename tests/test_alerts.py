@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from aiops_pipelines.alerting.rules import deliver, evaluate_and_store, route_matches
+from aiops_pipelines.alerting.outbox import deliver
+from aiops_pipelines.alerting.rules import evaluate_and_store, route_matches
 from aiops_pipelines.core.config import AlertingConfig
 from aiops_pipelines.core.findings import Finding, Severity
 from aiops_pipelines.io.store import MonitoringStore

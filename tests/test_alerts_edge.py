@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from aiops_pipelines.alerting.rules import deliver, evaluate_and_store
+from aiops_pipelines.alerting.outbox import deliver
+from aiops_pipelines.alerting.rules import evaluate_and_store
 from aiops_pipelines.core.findings import Finding
 from aiops_pipelines.io.store import MonitoringStore
 from tests import test_alerts

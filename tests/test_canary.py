@@ -1,9 +1,9 @@
-"""Canary statistics: the confidence sequence against the notes' formulas, its coverage, the
+"""Canary statistics: the confidence sequence against its closed-form formulas, its coverage, the
 false-rollback rate under daily looks (and why a naive daily z-test is not used), power, the
 verdict rules and the mergeable statistics. Fixed seeds; the simulations draw per-day per-arm
 counts with numpy (binomial), never rows.
 
-Simulated canary (notes section 3.2, the issue's acceptance): accuracy 0.92 on both arms (or
+Simulated canary: accuracy 0.92 on both arms (or
 0.90 on the canary for the power test), 8,000 predictions a day of which 10% go to the canary
 (~800 canary and ~7,200 champion predictions a day), 65% of them labelled (~520 and ~4,680
 labels a day), errors at 0.5% on both arms, 30 daily looks at all data so far, policy alpha
@@ -33,16 +33,14 @@ import pytest
 from aiops_pipelines.core.config import CanaryPolicy, TaskType
 from aiops_pipelines.core.findings import Severity, Signal
 from aiops_pipelines.signals.canary.statistics import (
-    LATENCY_EDGES_MS,
     ArmStats,
     arm_stats,
-    canary_findings,
-    canary_verdict,
     confidence_sequence,
     cs_halfwidth,
     error_rate_sequence,
-    latency_histogram,
 )
+from aiops_pipelines.signals.canary.verdict import canary_findings, canary_verdict
+from aiops_pipelines.signals.operations.latency import LATENCY_EDGES_MS, latency_histogram
 
 ALPHA = 0.05
 N_STAR = 5000

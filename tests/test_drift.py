@@ -14,26 +14,22 @@ from scipy.spatial.distance import jensenshannon as scipy_js
 from aiops_pipelines.core.config import DriftMethod, DriftThresholds
 from aiops_pipelines.core.errors import ConfigError
 from aiops_pipelines.core.findings import Finding, Severity, Signal
+from aiops_pipelines.signals.drift.compare import compare_profiles, null_rate_drift
+from aiops_pipelines.signals.drift.day import report_findings
 from aiops_pipelines.signals.drift.statistics import (
     benjamini_hochberg,
     categorical_bins,
     chisquare,
-    compare_profiles,
     jensenshannon,
     ks_from_profiles,
     ks_pvalue,
-    null_rate_drift,
     numeric_bins,
     psi,
-    report_findings,
     wasserstein_distance,
     wasserstein_normed,
 )
-from aiops_pipelines.signals.profile.profiles import (
-    DatasetProfile,
-    build_reference_profile,
-    profile_frame,
-)
+from aiops_pipelines.signals.profile.builder import build_reference_profile, profile_frame
+from aiops_pipelines.signals.profile.profiles import DatasetProfile
 
 # Stated tolerances (also in py's docstring):
 # |normed W1 from a profile with 1000 quantile bins - exact normed W1| (py docstring):
@@ -91,7 +87,7 @@ def test_ks_brackets_scipy(numeric_pairs) -> None:
             # the edges give a lower bound, the stated bound an upper bound, of the exact D
             assert ks.statistic <= exact.statistic + 1e-12
             assert exact.statistic <= ks.statistic_upper_bound + 1e-12
-            # the upper bound is at most D_edges + the largest bin mass (notes section 4.1)
+            # the upper bound is at most D_edges + the largest bin mass
             mass = max(
                 (rp.columns[col].counts / len(ref)).max(), (cp.columns[col].counts / len(cur)).max()
             )

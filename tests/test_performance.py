@@ -20,18 +20,18 @@ from aiops_pipelines.core.config import (
 )
 from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.core.findings import Severity, Signal
-from aiops_pipelines.signals.performance.metrics import (
+from aiops_pipelines.signals.performance.estimate import estimate_performance, expected_roc_auc
+from aiops_pipelines.signals.performance.join import join_outcomes
+from aiops_pipelines.signals.performance.metrics import realized_metrics, segment_metrics
+from aiops_pipelines.signals.performance.reference import (
     ReferencePerformance,
+    reference_performance,
+)
+from aiops_pipelines.signals.performance.verdict import (
     decay_state,
-    estimate_performance,
-    expected_roc_auc,
-    join_outcomes,
     judge_day,
     judge_estimate,
     performance_findings,
-    realized_metrics,
-    reference_performance,
-    segment_metrics,
 )
 
 # Stated tolerances of the label-free estimate (CBPE) against the realized value on the same

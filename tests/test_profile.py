@@ -9,16 +9,18 @@ import pandas as pd
 import pytest
 
 from aiops_pipelines.core.errors import DataError
+from aiops_pipelines.signals.profile.builder import (
+    ProfileBuilder,
+    SampleKeeper,
+    build_reference_profile,
+    profile_frame,
+)
 from aiops_pipelines.signals.profile.profiles import (
     OTHER,
     ColumnProfile,
     DatasetProfile,
-    ProfileBuilder,
     ProfileSpec,
-    SampleKeeper,
-    build_reference_profile,
     merge_all,
-    profile_frame,
 )
 
 NUM = ["x", "skew", "disc"]

@@ -19,7 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from aiops_pipelines.core.findings import Finding, Severity, Signal, fingerprint
-from aiops_pipelines.io.store import MonitoringStore, findings_table, metric_history_table
+from aiops_pipelines.io.schema import findings_table, metric_history_table
+from aiops_pipelines.io.store import MonitoringStore
 
 T, M, ASSET = "acme", "churn", "drift_report"
 

@@ -3,10 +3,10 @@
 `build_world(home)` writes everything a demo (and the end-to-end tests) needs under one folder:
 
 - `world.db`: one SQLite file holding, per model, the reference set, the prediction log and the
-  late, partial outcomes, exactly in the shape of the data contract (DESIGN.md, "Inputs").
+  late, partial outcomes, exactly in the shape of the data contract (README, "Config").
 - `mlflow.db` + `artifacts/`: the models really trained on their reference sets and registered
   under aliases (`champion`; `canary` for the model that gets a worse canary version).
-- `config.yaml`: a config that `aiops_pipelines.config.load_config` accepts, pointing at both.
+- `config.yaml`: a config that `aiops_pipelines.core.config.load_config` accepts, pointing at both.
 - `manifest.json`: the ground truth: which incident was injected into which model, columns and
   days, and which signals a monitor should (and may) raise for it.
 

@@ -5,14 +5,9 @@ which deletes what that asset stored for the partition and inserts the new rows 
 transaction. So re-running a partition (a backfill, a fixed bug) replaces it and never duplicates
 it, and a run that fails half-way leaves the previous results exactly as they were.
 
-SQLAlchemy Core keeps one code path for SQLite (the local default, a single file) and PostgreSQL
-(shared deployments). JSON payloads are stored as Text so both backends, and any tool reading the
-tables directly, see the same thing. Timestamps are UTC. Non-finite numbers are stored as NULL
-(SQL has no portable NaN) and come back as NaN in the DataFrames.
-
-SQLite runs in WAL mode with a busy timeout, and write transactions take the write lock up front
-(`BEGIN IMMEDIATE`): a Dagster run writing and a CLI reading at the same moment then neither fail
-with "database is locked" nor see a half-written partition.
+One code path serves SQLite and PostgreSQL (the tables and the engine setup are in `schema`).
+Non-finite numbers are stored as NULL (SQL has no portable NaN) and come back as NaN in the
+DataFrames.
 """
 
 from __future__ import annotations
@@ -23,7 +18,6 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
@@ -32,240 +26,35 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from aiops_pipelines.core.findings import Finding, Severity, jsonable
-
-__all__ = [
-    "PROFILE_KINDS",
-    "REFERENCE_PARTITION",
-    "MonitoringStore",
-    "audit_log_table",
-    "findings_table",
-    "metadata",
-    "metric_history_table",
-    "profiles_table",
-]
+from aiops_pipelines.io.schema import (
+    ACTION_COLUMNS,
+    ALERT_COLUMNS,
+    DELIVERY_COLUMNS,
+    EVENT_COLUMNS,
+    FINDING_COLUMNS,
+    METRIC_COLUMNS,
+    TABLES,
+    alert_deliveries_table,
+    alert_events_table,
+    alerts_table,
+    audit_log_table,
+    findings_table,
+    metadata,
+    metric_history_table,
+    prepare_engine,
+    profiles_table,
+)
 
 ProfileKind = Literal["reference", "daily"]
+
+
 PROFILE_KINDS: tuple[str, ...] = ("reference", "daily")
+
+
 REFERENCE_PARTITION = "reference"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_SEVERITIES = tuple(s.value for s in Severity)
-
-
-class UTCDateTime(sa.TypeDecorator[dt.datetime]):
-    """A timestamp that is always timezone-aware UTC when read back.
-
-    SQLite keeps no zone and PostgreSQL returns the session's zone; normalising here means
-    callers compare and display the same instant on both backends.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: store timestamps in UTC")
-        value = value.astimezone(dt.UTC)
-        # SQLite stores the text as given; drop the zone so the text sorts chronologically.
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> Any:
-        if value is None:
-            return None
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _id_type() -> sa.types.TypeEngine[int]:
-    """BIGINT ids on PostgreSQL; INTEGER on SQLite, where only that type aliases the rowid."""
-    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-
-
-def _key(name: str) -> sa.Column[str]:
-    # "partition" and "column" are SQL keywords on some backends: always quote them.
-    return sa.Column(name, sa.String(), nullable=False, quote=name in ("partition", "column"))
-
-
-metadata = sa.MetaData()
-
-profiles_table = sa.Table(
-    "profiles",
-    metadata,
-    _key("tenant"),
-    _key("model"),
-    _key("kind"),
-    _key("partition"),
-    sa.Column("n_rows", sa.BigInteger(), nullable=False),
-    sa.Column("payload", sa.Text(), nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.UniqueConstraint("tenant", "model", "kind", "partition", name="uq_profiles_key"),
-    sa.CheckConstraint("kind IN ('reference', 'daily')", name="ck_profiles_kind"),
-)
-
-metric_history_table = sa.Table(
-    "metric_history",
-    metadata,
-    _key("tenant"),
-    _key("model"),
-    _key("partition"),
-    _key("asset"),
-    _key("metric"),
-    _key("column"),
-    sa.Column("value", sa.Float(), nullable=True),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.UniqueConstraint(
-        "tenant", "model", "partition", "asset", "metric", "column", name="uq_metric_history_key"
-    ),
-    # The dashboard/trend read: one model's metric over a partition range.
-    sa.Index("ix_metric_history_model_metric_partition", "tenant", "model", "metric", "partition"),
-)
-
-findings_table = sa.Table(
-    "findings",
-    metadata,
-    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
-    _key("tenant"),
-    _key("model"),
-    _key("partition"),
-    _key("asset"),
-    _key("signal"),
-    _key("column"),
-    sa.Column("severity", sa.String(), nullable=False),
-    sa.Column("value", sa.Float(), nullable=True),
-    sa.Column("threshold", sa.Float(), nullable=True),
-    sa.Column("message", sa.Text(), nullable=False),
-    sa.Column("evidence", sa.Text(), nullable=False),
-    sa.Column("fingerprint", sa.String(), nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.UniqueConstraint(
-        "tenant", "model", "partition", "asset", "signal", "column", name="uq_findings_key"
-    ),
-    sa.CheckConstraint(
-        "severity IN (" + ", ".join(f"'{s}'" for s in _SEVERITIES) + ")",
-        name="ck_findings_severity",
-    ),
-    # Alerting looks up "the same problem" across days by fingerprint.
-    sa.Index("ix_findings_fingerprint", "fingerprint"),
-)
-
-audit_log_table = sa.Table(
-    "audit_log",
-    metadata,
-    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
-    sa.Column("ts", UTCDateTime(), nullable=False),
-    sa.Column("actor", sa.String(), nullable=False),
-    sa.Column("action", sa.String(), nullable=False),
-    _key("tenant"),
-    _key("model"),
-    sa.Column("partition", sa.String(), nullable=True, quote=True),
-    sa.Column("details", sa.Text(), nullable=False),
-    sa.Index("ix_audit_log_model_ts", "tenant", "model", "ts"),
-)
-
-alerts_table = sa.Table(
-    "alerts",
-    metadata,
-    # The current state of each alert (one per fingerprint), as of the latest evaluated day.
-    sa.Column("fingerprint", sa.String(), primary_key=True),
-    _key("tenant"),
-    _key("model"),
-    _key("signal"),
-    _key("column"),
-    sa.Column("severity", sa.String(), nullable=False),
-    sa.Column("state", sa.String(), nullable=False),
-    sa.Column("first_seen", sa.String(), nullable=False),
-    sa.Column("last_seen", sa.String(), nullable=False),
-    sa.Column("fired_on", sa.String(), nullable=True),
-    sa.Column("resolved_on", sa.String(), nullable=True),
-    sa.Column("silenced", sa.Boolean(), nullable=False),
-    sa.Column("inhibited", sa.Boolean(), nullable=False),
-    sa.Column("notified", sa.Integer(), nullable=False),
-    sa.Column("message", sa.Text(), nullable=False),
-    sa.Column("value", sa.Float(), nullable=True),
-    sa.Column("threshold", sa.Float(), nullable=True),
-    sa.Column("as_of", sa.String(), nullable=False),
-    sa.Column("updated_at", UTCDateTime(), nullable=False),
-    sa.CheckConstraint("state IN ('pending', 'firing', 'resolved')", name="ck_alerts_state"),
-    sa.Index("ix_alerts_model", "tenant", "model"),
-)
-
-alert_events_table = sa.Table(
-    "alert_events",
-    metadata,
-    # What was (to be) notified: an alert firing, repeating or resolving on a day. Unique, so
-    # evaluating a day twice never notifies twice.
-    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
-    sa.Column("event_key", sa.String(), nullable=False, unique=True),
-    sa.Column("fingerprint", sa.String(), nullable=False),
-    _key("tenant"),
-    _key("model"),
-    _key("signal"),
-    _key("column"),
-    sa.Column("kind", sa.String(), nullable=False),
-    sa.Column("severity", sa.String(), nullable=False),
-    sa.Column("partition", sa.String(), nullable=False, quote=True),
-    sa.Column("episode_start", sa.String(), nullable=False),
-    sa.Column("payload", sa.Text(), nullable=False),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Index("ix_alert_events_fingerprint", "fingerprint", "partition"),
-)
-
-alert_deliveries_table = sa.Table(
-    "alert_deliveries",
-    metadata,
-    # The outbox: one row per (event, route), pending until the route accepted it.
-    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
-    sa.Column("event_id", sa.BigInteger(), nullable=False),
-    sa.Column("route", sa.String(), nullable=False),
-    _key("tenant"),
-    _key("model"),
-    sa.Column("status", sa.String(), nullable=False),
-    sa.Column("attempts", sa.Integer(), nullable=False),
-    sa.Column("last_error", sa.Text(), nullable=True),
-    sa.Column("claim", sa.String(), nullable=True),
-    sa.Column("claimed_at", UTCDateTime(), nullable=True),
-    sa.Column("message_id", sa.String(), nullable=True),
-    sa.Column("created_at", UTCDateTime(), nullable=False),
-    sa.Column("sent_at", UTCDateTime(), nullable=True),
-    sa.UniqueConstraint("event_id", "route", name="uq_alert_deliveries_event_route"),
-    sa.CheckConstraint(
-        "status IN ('pending', 'sending', 'sent')", name="ck_alert_deliveries_status"
-    ),
-    sa.Index("ix_alert_deliveries_status", "status", "route"),
-)
-
-_TABLES = (
-    profiles_table,
-    metric_history_table,
-    findings_table,
-    audit_log_table,
-    alerts_table,
-    alert_events_table,
-    alert_deliveries_table,
-)
-METRIC_COLUMNS = ["tenant", "model", "partition", "asset", "metric", "column", "value"]
-FINDING_COLUMNS = [c.name for c in findings_table.columns]
-ACTION_COLUMNS = [c.name for c in audit_log_table.columns]
-ALERT_COLUMNS = [c.name for c in alerts_table.columns]
-EVENT_COLUMNS = [c.name for c in alert_events_table.columns]
-DELIVERY_COLUMNS = [
-    "id",
-    "route",
-    "tenant",
-    "model",
-    "fingerprint",
-    "event",
-    "severity",
-    "partition",
-    "status",
-    "attempts",
-    "last_error",
-    "created_at",
-    "sent_at",
-    "message_id",
-    "event_key",
-]
 
 
 def _now() -> dt.datetime:
@@ -343,46 +132,6 @@ def _where(
     return clauses
 
 
-def _prepare_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL, a busy timeout and explicit transaction control."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(parsed, pool_pre_ping=True)
-
-    database = parsed.database or ""
-    in_memory = database in ("", ":memory:") or "mode=memory" in database
-    if in_memory:
-        # Every connection to ":memory:" is a new, empty database: share one connection.
-        engine = sa.create_engine(
-            parsed, poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
-        )
-    else:
-        if not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed)
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Let SQLAlchemy, not the sqlite3 module, decide when transactions start (see _on_begin).
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        if not in_memory:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            # WAL is crash-safe with NORMAL; FULL would fsync on every commit for no gain here.
-            cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Writers take the lock at BEGIN, where the busy timeout applies; a deferred
-        # transaction upgrading from read to write can fail at once with SQLITE_BUSY.
-        write = conn.get_execution_options().get("aiops_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return engine
-
-
 class MonitoringStore:
     """Read and write the monitoring tables for every tenant and model in one database.
 
@@ -392,7 +141,7 @@ class MonitoringStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: Engine = _prepare_engine(url)
+        self.engine: Engine = prepare_engine(url)
         self._schema_ready = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -423,7 +172,7 @@ class MonitoringStore:
         # (SQLite) just to find out that the tables already exist.
         with self.engine.connect() as conn:
             inspector = sa.inspect(conn)
-            missing = [t.name for t in _TABLES if not inspector.has_table(t.name)]
+            missing = [t.name for t in TABLES if not inspector.has_table(t.name)]
         if not missing:
             self._schema_ready = True
             return
@@ -992,7 +741,7 @@ class MonitoringStore:
 
     def models(self) -> list[tuple[str, str]]:
         """Every (tenant, model) with anything stored, sorted."""
-        query = sa.union(*(sa.select(t.c.tenant, t.c.model) for t in _TABLES))
+        query = sa.union(*(sa.select(t.c.tenant, t.c.model) for t in TABLES))
         with self._read() as conn:
             return sorted((tenant, model) for tenant, model in conn.execute(query))
 

@@ -19,7 +19,7 @@ import pandas as pd
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.lifecycle.registry import PROMOTE_CANARY, ROLLBACK_CANARY
-from aiops_pipelines.signals.performance.metrics import decay_state
+from aiops_pipelines.signals.performance.verdict import decay_state
 
 LEVEL_CODES = {"insufficient": -1.0, "ok": 0.0, "warning": 1.0, "critical": 2.0}
 LEVEL_NAMES = {v: k for k, v in LEVEL_CODES.items()}

@@ -52,11 +52,8 @@ from aiops_pipelines.io.tracking import (
     fluent_uri,
     trusted_types,
 )
-from aiops_pipelines.signals.performance.metrics import (
-    class_labels,
-    realized_metrics,
-    validate_labels,
-)
+from aiops_pipelines.signals.performance.join import validate_labels
+from aiops_pipelines.signals.performance.metrics import class_labels, realized_metrics
 
 log = logging.getLogger(__name__)
 

@@ -32,12 +32,8 @@ from aiops_pipelines.core.config import AppConfig, ModelConfig
 from aiops_pipelines.core.findings import Severity, Signal
 
 # the columns of store.alerts() and store.deliveries() (missing ones are filled with None)
-from aiops_pipelines.io.store import (
-    ALERT_COLUMNS,
-    DELIVERY_COLUMNS,
-    REFERENCE_PARTITION,
-    MonitoringStore,
-)
+from aiops_pipelines.io.schema import ALERT_COLUMNS, DELIVERY_COLUMNS
+from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 
 __all__ = [
     "ALERT_COLUMNS",

@@ -1,17 +1,16 @@
-"""A day's drift: two stored profiles compared, so it costs the same for 1,000 or 10,000,000
-rows."""
+"""A day's drift: two stored profiles compared (so it costs the same for 1,000 or 10,000,000
+rows), turned into metric history rows and findings with their evidence."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
 
 from aiops_pipelines.core.config import ModelConfig
-from aiops_pipelines.core.findings import Finding
-from aiops_pipelines.signals.drift.statistics import DriftReport, compare_profiles, report_findings
+from aiops_pipelines.core.findings import Finding, Severity, Signal
+from aiops_pipelines.signals.drift.compare import ColumnDrift, DriftReport, compare_profiles
 from aiops_pipelines.signals.profile.day import profiled_columns
-from aiops_pipelines.signals.profile.profiles import (
-    DatasetProfile,
-)
+from aiops_pipelines.signals.profile.profiles import DatasetProfile
 
 
 @dataclass
@@ -43,3 +42,124 @@ def drift_for_day(
         if cd.p_value is not None:
             metrics[("p_value", cd.column)] = float(cd.p_value)
     return DriftResult(report, findings, metrics)
+
+
+_METHOD_NAMES = {
+    "ks": "KS",
+    "wasserstein": "normed Wasserstein",
+    "psi": "PSI",
+    "jensenshannon": "Jensen-Shannon",
+    "chisquare": "chi-square",
+}
+
+
+def _g(x: float | None) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.3g}"
+
+
+def _column_finding(c: ColumnDrift, signal: Signal, base: dict[str, str]) -> Finding:
+    name = _METHOD_NAMES.get(c.method, c.method)
+    level = c.critical_threshold if c.severity == "critical" else c.threshold
+    sig = c.evidence.get("significance_test", "")
+    if c.decided_on == "q_value":
+        why = f"{name} q={_g(c.q_value)} < {_g(level)} (statistic {_g(c.statistic)})"
+    else:
+        why = (
+            f"{name} {_g(c.statistic)} >= {_g(level)}, "
+            f"{_METHOD_NAMES.get(sig, sig)} q={_g(c.q_value)}"
+        )
+    evidence = {
+        "method": c.method,
+        "statistic": c.statistic,
+        "threshold": c.threshold,
+        "critical_threshold": c.critical_threshold,
+        "decided_on": c.decided_on,
+        "p_value": c.p_value,
+        "q_value": c.q_value,
+        "n_reference": c.n_reference,
+        "n_current": c.n_current,
+        **c.evidence,
+    }
+    return Finding(
+        **base,
+        signal=signal.value,
+        severity=Severity(c.severity),
+        value=float(c.value),
+        threshold=float(level),
+        column=c.column,
+        message=f"{c.role} '{c.column}' drifted: {why} "
+        f"(n_ref={c.n_reference}, n_cur={c.n_current})",
+        evidence=evidence,
+    )
+
+
+def report_findings(
+    report: DriftReport, *, tenant: str, model: str, partition: str, asset: str = "drift_report"
+) -> list[Finding]:
+    """One finding per problem: drifted feature or prediction column, dataset drift, null-rate
+    increase, unseen categories. Each carries the value, the threshold it crossed (the
+    critical one when critical), a message and the evidence behind it."""
+    base = dict(tenant=tenant, model=model, partition=partition, asset=asset)
+    out = [_column_finding(c, Signal.FEATURE_DRIFT, base) for c in report.features if c.drifted]
+    out += [
+        _column_finding(c, Signal.PREDICTION_DRIFT, base) for c in report.predictions if c.drifted
+    ]
+    if report.dataset_drift_severity != "none":
+        warn, crit = report.drift_share_thresholds
+        level = crit if report.dataset_drift_severity == "critical" else warn
+        drifted = [c.column for c in report.features if c.drifted]
+        out.append(
+            Finding(
+                **base,
+                signal=Signal.DATASET_DRIFT.value,
+                severity=Severity(report.dataset_drift_severity),
+                value=report.drift_share,
+                threshold=level,
+                message=f"{report.n_drifted} of {report.n_features} features drifted "
+                f"({report.drift_share:.0%} >= {level:.0%}): {', '.join(drifted)}",
+                evidence={
+                    "n_features": report.n_features,
+                    "n_drifted": report.n_drifted,
+                    "drift_share": report.drift_share,
+                    "threshold": warn,
+                    "critical_threshold": crit,
+                    "drifted_features": drifted,
+                    "fdr_alpha": report.fdr_alpha,
+                },
+            )
+        )
+    for r in report.null_rates:
+        if r.drifted:
+            level = r.critical_threshold if r.severity == "critical" else r.threshold
+            out.append(
+                Finding(
+                    **base,
+                    signal=Signal.NULL_RATE_DRIFT.value,
+                    severity=Severity(r.severity),
+                    value=r.increase,
+                    threshold=level,
+                    column=r.column,
+                    message=f"{r.role} '{r.column}' missing share rose from "
+                    f"{r.reference_rate:.1%} to {r.current_rate:.1%} "
+                    f"(+{r.increase:.1%} >= {level:.1%}, p={_g(r.p_value)})",
+                    evidence=asdict(r),
+                )
+            )
+    for u in report.unseen:
+        if u.drifted:
+            level = u.critical_threshold if u.severity == "critical" else u.threshold
+            shown = ", ".join(f"{v!r} ({n})" for v, n in u.top[:5])
+            out.append(
+                Finding(
+                    **base,
+                    signal=Signal.UNSEEN_CATEGORY.value,
+                    severity=Severity(u.severity),
+                    value=u.share,
+                    threshold=level,
+                    column=u.column,
+                    message=f"{u.role} '{u.column}': {u.share:.1%} of values are categories the "
+                    f"reference never had (>= {level:.1%}): {shown}",
+                    evidence=asdict(u),
+                )
+            )
+    return out

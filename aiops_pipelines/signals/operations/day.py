@@ -15,7 +15,7 @@ import pandas as pd
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.io.sources import Source, day_window
-from aiops_pipelines.signals.canary.statistics import histogram_quantile, latency_histogram
+from aiops_pipelines.signals.operations.latency import histogram_quantile, latency_histogram
 
 HOURS = 24
 

@@ -23,12 +23,12 @@ from aiops_pipelines.core.config import ModelConfig, TaskType
 from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.io.sources import Source, day_window, served
 from aiops_pipelines.io.store import REFERENCE_PARTITION
-from aiops_pipelines.signals.profile.profiles import (
-    DatasetProfile,
+from aiops_pipelines.signals.profile.builder import (
     ProfileBuilder,
     SampleKeeper,
     build_reference_profile,
 )
+from aiops_pipelines.signals.profile.profiles import DatasetProfile
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,108 @@
+"""The outbox: pending notifications claimed, grouped and delivered, with retries.
+
+`deliver` claims the pending deliveries atomically, groups them per route, tenant and model
+into one message, and sends it with retries and exponential backoff. A route that still fails
+keeps its rows pending, with the error, for the next run: nothing is lost. A delivery is marked
+sent only after the receiver accepted it; a crash between the two re-sends it (at least once),
+so every message carries its event keys for receivers that de-duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiops_pipelines.alerting.channels import DeliveryError, build_message, send
+from aiops_pipelines.core.config import (
+    AlertingConfig,
+)
+from aiops_pipelines.io.store import MonitoringStore
+
+log = logging.getLogger("aiops.alerts")
+
+
+@dataclass
+class DeliveryReport:
+    """What one `deliver` call did, per route."""
+
+    sent: dict[str, int] = field(default_factory=dict)  # route -> alert events delivered
+    messages: dict[str, int] = field(default_factory=dict)  # route -> messages accepted
+    failed: dict[str, int] = field(default_factory=dict)  # route -> events left pending
+    errors: dict[str, str] = field(default_factory=dict)  # route -> last error
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def deliver(
+    store: MonitoringStore,
+    cfg: AlertingConfig,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DeliveryReport:
+    """Send every pending delivery, grouped per (route, tenant, model), with retries.
+
+    Deliveries for a route no longer in the config stay pending (and visible) until it is
+    configured again or they are removed by hand.
+    """
+    routes = {r.name: r for r in cfg.routes}
+    claim = uuid.uuid4().hex
+    claimed = store.claim_deliveries(claim)
+    report = DeliveryReport()
+    if claimed.empty:
+        return report
+    for (route_name, tenant, model), group in claimed.groupby(
+        ["route", "tenant", "model"], sort=True
+    ):
+        ids = [int(i) for i in group["id"]]
+        route = routes.get(str(route_name))
+        if route is None:
+            store.finish_deliveries(
+                ids, claim, attempts=0, sent=False, error=f"route '{route_name}' not configured"
+            )
+            report.failed[str(route_name)] = report.failed.get(str(route_name), 0) + len(ids)
+            report.errors[str(route_name)] = "not configured"
+            continue
+        events = group.to_dict("records")
+        # the same deliveries give the same id, also when a later run retries them
+        message_id = hashlib.sha1(",".join(map(str, sorted(ids))).encode()).hexdigest()[:20]
+        message = build_message(route, str(tenant), str(model), events, message_id)
+        attempts, error = 0, None
+        for attempt in range(cfg.max_attempts):
+            attempts += 1
+            try:
+                send(route, message)
+                error = None
+                break
+            except Exception as exc:  # noqa: BLE001 - one route must never abort the others
+                error = (
+                    str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+                )
+                log.warning(
+                    "route %s: attempt %d/%d for %s/%s failed: %s",
+                    route.name,
+                    attempt + 1,
+                    cfg.max_attempts,
+                    tenant,
+                    model,
+                    error,
+                )
+                if isinstance(exc, DeliveryError) and not exc.retryable:
+                    break
+                if attempt + 1 < cfg.max_attempts:
+                    sleep(cfg.backoff_seconds * 2**attempt)
+        name = route.name
+        if error is None:
+            store.finish_deliveries(ids, claim, attempts=attempts, sent=True, message_id=message_id)
+            report.sent[name] = report.sent.get(name, 0) + len(ids)
+            report.messages[name] = report.messages.get(name, 0) + 1
+        else:
+            store.finish_deliveries(ids, claim, attempts=attempts, sent=False, error=error)
+            report.failed[name] = report.failed.get(name, 0) + len(ids)
+            report.errors[name] = error
+    return report
