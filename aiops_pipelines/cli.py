@@ -190,7 +190,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         detection_summary,
     )
     from aiops_pipelines.io.store import MonitoringStore
-    from aiops_pipelines.views.overview import status_text
+    from aiops_pipelines.views.status import status_text
 
     home = Path(args.home).expanduser().resolve() if args.home else aiops_home()
     os.environ["AIOPS_HOME"] = str(home)
@@ -326,7 +326,7 @@ def _day_or_latest(args: argparse.Namespace, store) -> str | None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from aiops_pipelines.io.store import MonitoringStore
-    from aiops_pipelines.views.overview import status_text
+    from aiops_pipelines.views.status import status_text
 
     config = load_config(args.config)
     with MonitoringStore(config.storage.store_url) as store:
@@ -368,7 +368,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def cmd_overview(args: argparse.Namespace) -> int:
     from aiops_pipelines.io.store import MonitoringStore
-    from aiops_pipelines.views.overview import render_overview
+    from aiops_pipelines.views.page import render_overview
 
     config = load_config(args.config)
     with MonitoringStore(config.storage.store_url) as store:

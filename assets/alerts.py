@@ -115,7 +115,8 @@ def ops_overview(
     """One self-contained HTML page for the day: health per tenant and model, drift heat map,
     performance trend with thresholds, canary status, the anomaly feed, alerts and deliveries,
     recent actions. Written under the artifacts folder and logged to MLflow."""
-    from aiops_pipelines.views.overview import feed, render_overview
+    from aiops_pipelines.views.overview import feed
+    from aiops_pipelines.views.page import render_overview
 
     day = context.partition_key
     cfg = monitoring_config.load()

@@ -11,10 +11,10 @@ import pandas as pd
 from pydantic import Field
 
 from aiops_pipelines.core.config import Metric, ModelConfig, TaskType
-from aiops_pipelines.core.findings import Finding
+from aiops_pipelines.core.findings import LEVEL_CODES, Finding
 from aiops_pipelines.io.labels import read_day_outcomes, read_day_predictions
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
-from aiops_pipelines.lifecycle.retrain_policy import LEVEL_CODES, decay_levels
+from aiops_pipelines.lifecycle.retrain_policy import decay_levels
 from aiops_pipelines.orchestration.partitions import date_x_model, split_key
 from aiops_pipelines.orchestration.resources import (
     Clock,

@@ -18,13 +18,9 @@ from aiops_pipelines.cli import main
 from aiops_pipelines.core.config import AppConfig, load_config
 from aiops_pipelines.core.findings import Finding, Severity, Signal
 from aiops_pipelines.io.store import MonitoringStore
-from aiops_pipelines.views.overview import (
-    FEED_COLUMNS,
-    feed,
-    health_summary,
-    render_overview,
-    status_text,
-)
+from aiops_pipelines.views.overview import FEED_COLUMNS, feed, health_summary
+from aiops_pipelines.views.page import render_overview
+from aiops_pipelines.views.status import status_text
 
 DAYS = [(dt.date(2026, 3, 5) + dt.timedelta(days=i)).isoformat() for i in range(10)]
 LAST = DAYS[-1]  # 2026-03-14

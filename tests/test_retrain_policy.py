@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from aiops_pipelines.core.config import ModelConfig, parse_config
+from aiops_pipelines.core.findings import LEVEL_CODES
 from aiops_pipelines.io.store import MonitoringStore
-from aiops_pipelines.lifecycle.retrain_policy import LEVEL_CODES, REQUESTED, cooldown_window, decide
+from aiops_pipelines.lifecycle.retrain_policy import REQUESTED, cooldown_window, decide
 
 START = date(2026, 3, 1)
 

@@ -1,8 +1,11 @@
-"""One shape for every finding any asset raises (drift now; decay, canary and ops later).
+"""One shape for every finding any signal raises, and the names shared by every decision.
 
 A finding is a decision with its evidence: the signal, the observed value, the threshold it was
 held against, the sample sizes and p-values behind it. The fingerprint identifies "the same
 problem" across days (tenant, model, signal, column), which is what alerting deduplicates on.
+
+A finding has a `Severity`; a day's performance has a `Level` (the severities plus "ok" and
+"insufficient"), stored in the metric history as its `LEVEL_CODES` number.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 
 class Severity(StrEnum):
@@ -23,6 +26,21 @@ class Severity(StrEnum):
     @property
     def rank(self) -> int:
         return {"info": 0, "warning": 1, "critical": 2}[self.value]
+
+
+Level = Literal["insufficient", "ok", "warning", "critical"]
+LEVELS: tuple[Level, ...] = ("insufficient", "ok", "warning", "critical")
+"""A day's performance level, from "no verdict" to the worst."""
+LEVEL_CODES: dict[str, float] = {"insufficient": -1.0, "ok": 0.0, "warning": 1.0, "critical": 2.0}
+"""A level as the number stored in the metric history (`decay_level`)."""
+
+
+def level_name(code: float) -> str:
+    """The level of a stored `decay_level` number; "insufficient" for anything unknown."""
+    for name, value in LEVEL_CODES.items():
+        if value == code:
+            return name
+    return "insufficient"
 
 
 class Signal(StrEnum):

@@ -17,12 +17,11 @@ from typing import Any
 import pandas as pd
 
 from aiops_pipelines.core.config import ModelConfig
+from aiops_pipelines.core.findings import level_name
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.lifecycle.registry import PROMOTE_CANARY, ROLLBACK_CANARY
 from aiops_pipelines.signals.performance.verdict import decay_state
 
-LEVEL_CODES = {"insufficient": -1.0, "ok": 0.0, "warning": 1.0, "critical": 2.0}
-LEVEL_NAMES = {v: k for k, v in LEVEL_CODES.items()}
 REQUESTED = "retrain_requested"
 DRY_RUN = "retrain_dry_run"
 
@@ -52,7 +51,7 @@ def decay_levels(store: MonitoringStore, model: ModelConfig) -> list[tuple[str, 
         model.tenant, model.name, metric="decay_level", asset="performance_report"
     )
     return [
-        (str(p), LEVEL_NAMES.get(float(v), "insufficient"))
+        (str(p), level_name(float(v)))
         for p, v in zip(hist["partition"], hist["value"], strict=True)
     ]
 

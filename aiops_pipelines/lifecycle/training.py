@@ -42,6 +42,7 @@ from sklearn.preprocessing import OneHotEncoder
 from aiops_pipelines.core.config import Metric, ModelConfig, TaskType
 from aiops_pipelines.core.errors import AiopsError, ConfigError, DataError
 from aiops_pipelines.core.findings import jsonable
+from aiops_pipelines.core.values import fmt_number
 from aiops_pipelines.io.sources import Source, day_window
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.io.tracking import (
@@ -409,10 +410,6 @@ def _estimator_name(est: Any) -> str:
     return type(steps[-1][1] if steps else est).__name__
 
 
-def _fmt(value: float) -> str:
-    return "nan" if not math.isfinite(value) else f"{value:.6g}"
-
-
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
 
@@ -583,14 +580,15 @@ def retrain(
     version_tags = {
         **{k: v for k, v in tags.items() if k not in (TAG_TENANT, TAG_MODEL, TAG_ASSET)},
         TAG_RUN_ID: run_id,
-        **{f"candidate.{m.value}": _fmt(v) for m, v in cand_metrics.items()},
-        **{f"champion.{m.value}": _fmt(v) for m, v in champ_metrics.items()},
+        **{f"candidate.{m.value}": fmt_number(v, ".6g") for m, v in cand_metrics.items()},
+        **{f"champion.{m.value}": fmt_number(v, ".6g") for m, v in champ_metrics.items()},
     }
     for key, value in version_tags.items():
         client.set_model_version_tag(name, version, key, value)
-    summary = f"{metric.value}={_fmt(cand_value)}"
+    summary = f"{metric.value}={fmt_number(cand_value, '.6g')}"
     if champ_version is not None:
-        summary += f" vs champion v{champ_version} {_fmt(champ_metrics.get(metric, float('nan')))}"
+        champ_value = champ_metrics.get(metric, float("nan"))
+        summary += f" vs champion v{champ_version} {fmt_number(champ_value, '.6g')}"
     client.update_model_version(
         name,
         version,

@@ -90,6 +90,7 @@ import numpy as np
 import pandas as pd
 
 from aiops_pipelines.core.findings import Finding, Severity
+from aiops_pipelines.core.values import fmt_number
 
 Kind = Literal["throughput", "latency", "error_rate", "errors", "residual"]
 Direction = Literal["drop", "spike", "increase"]
@@ -393,10 +394,6 @@ def anomaly_severity(a: Anomaly) -> Severity:
     return Severity.WARNING
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}" if math.isfinite(x) else str(x)
-
-
 def anomaly_findings(
     anomalies: list[Anomaly],
     *,
@@ -432,7 +429,7 @@ def anomaly_findings(
             "n_history": a.n_history,
             "method": "robust z vs seasonal median (weekday x hour, hour-of-day fallback), "
             "scale 1.4826*MAD of leave-one-out errors, floored; "
-            f"{a.persistence} consecutive points beyond |z| >= {_fmt(a.z_threshold)}",
+            f"{a.persistence} consecutive points beyond |z| >= {fmt_number(a.z_threshold, '.4g')}",
         }
         findings.append(
             Finding(
@@ -444,8 +441,10 @@ def anomaly_findings(
                 severity=severity,
                 value=a.peak_z,
                 threshold=threshold,
-                message=f"{a.kind} {a.direction}: {_fmt(a.observed)}{unit} vs expected "
-                f"{_fmt(a.expected)}{unit} (z={_fmt(a.peak_z)}, {_fmt(100 * a.ratio)}% of "
+                message=f"{a.kind} {a.direction}: {fmt_number(a.observed, '.4g')}{unit} vs "
+                f"expected "
+                f"{fmt_number(a.expected, '.4g')}{unit} (z={fmt_number(a.peak_z, '.4g')}, "
+                f"{fmt_number(100 * a.ratio, '.4g')}% of "
                 f"expected) for {a.n_points} points from {a.start.isoformat()} to "
                 f"{a.end.isoformat()}",
                 evidence=evidence,

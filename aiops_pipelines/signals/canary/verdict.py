@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from aiops_pipelines.core.config import CanaryPolicy
 from aiops_pipelines.core.findings import Finding, Severity, Signal, jsonable
+from aiops_pipelines.core.values import fmt_number
 from aiops_pipelines.signals.canary.statistics import (
     ArmStats,
     confidence_sequence,
@@ -67,10 +68,6 @@ class CanaryVerdict:
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable(asdict(self))
-
-
-def _fmt(x: float, digits: int = 4) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}g}"
 
 
 def canary_verdict(
@@ -154,21 +151,24 @@ def canary_verdict(
     if err_breached:
         causes.append("error_rate")
         fails.append(
-            f"error-rate guardrail: increase {_fmt(e_est)} (CS lower {_fmt(e_lo)}) > "
-            f"{_fmt(policy.max_error_rate_increase)}"
+            f"error-rate guardrail: increase {fmt_number(e_est, '.4g')} (CS lower "
+            f"{fmt_number(e_lo, '.4g')}) > "
+            f"{fmt_number(policy.max_error_rate_increase, '.4g')}"
         )
     if lat_breached:
         causes.append("latency_p95")
         fails.append(
-            f"latency guardrail: p95 {_fmt(p95_c)} ms vs {_fmt(p95_s)} ms, ratio "
-            f"{_fmt(ratio)} > {_fmt(policy.max_latency_p95_ratio)}"
+            f"latency guardrail: p95 {fmt_number(p95_c, '.4g')} ms vs {fmt_number(p95_s, '.4g')} "
+            f"ms, ratio "
+            f"{fmt_number(ratio, '.4g')} > {fmt_number(policy.max_latency_p95_ratio, '.4g')}"
         )
     judged = min(canary.n_labelled, champion.n_labelled) >= policy.min_labels
     if judged and hi < -policy.margin:
         causes.insert(0, "primary")
         fails.append(
-            f"credibly worse: difference {_fmt(est)}, CS [{_fmt(lo)}, {_fmt(hi)}] entirely "
-            f"below -margin {_fmt(-policy.margin)}"
+            f"credibly worse: difference {fmt_number(est, '.4g')}, CS [{fmt_number(lo, '.4g')}, "
+            f"{fmt_number(hi, '.4g')}] entirely "
+            f"below -margin {fmt_number(-policy.margin, '.4g')}"
         )
     if fails:
         return verdict("fail", fails)
@@ -180,21 +180,27 @@ def canary_verdict(
         )
     elif not lo > -policy.margin:
         reasons.append(
-            f"not yet credibly within the margin: CS [{_fmt(lo)}, {_fmt(hi)}] reaches below "
-            f"-margin {_fmt(-policy.margin)}"
+            f"not yet credibly within the margin: CS [{fmt_number(lo, '.4g')}, "
+            f"{fmt_number(hi, '.4g')}] reaches below "
+            f"-margin {fmt_number(-policy.margin, '.4g')}"
         )
     if days < policy.min_days:
         reasons.append(f"{days} days of traffic (need {policy.min_days})")
     if not coverage >= policy.min_coverage:
-        reasons.append(f"label coverage {_fmt(coverage, 3)} (need {_fmt(policy.min_coverage)})")
+        reasons.append(
+            f"label coverage {fmt_number(coverage, '.3g')} (need "
+            f"{fmt_number(policy.min_coverage, '.4g')})"
+        )
     if reasons:
         return verdict("inconclusive", reasons)
     return verdict(
         "pass",
         [
-            f"credibly not worse than the margin: difference {_fmt(est)}, CS [{_fmt(lo)}, "
-            f"{_fmt(hi)}] above -margin {_fmt(-policy.margin)} after {days} days at label "
-            f"coverage {_fmt(coverage, 3)}"
+            f"credibly not worse than the margin: difference {fmt_number(est, '.4g')}, CS "
+            f"[{fmt_number(lo, '.4g')}, "
+            f"{fmt_number(hi, '.4g')}] above -margin {fmt_number(-policy.margin, '.4g')} after "
+            f"{days} days at label "
+            f"coverage {fmt_number(coverage, '.3g')}"
         ],
     )
 

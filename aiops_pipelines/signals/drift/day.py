@@ -3,11 +3,11 @@ rows), turned into metric history rows and findings with their evidence."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.findings import Finding, Severity, Signal
+from aiops_pipelines.core.values import fmt_number
 from aiops_pipelines.signals.drift.compare import ColumnDrift, DriftReport, compare_profiles
 from aiops_pipelines.signals.profile.day import profiled_columns
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
@@ -53,20 +53,19 @@ _METHOD_NAMES = {
 }
 
 
-def _g(x: float | None) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.3g}"
-
-
 def _column_finding(c: ColumnDrift, signal: Signal, base: dict[str, str]) -> Finding:
     name = _METHOD_NAMES.get(c.method, c.method)
     level = c.critical_threshold if c.severity == "critical" else c.threshold
     sig = c.evidence.get("significance_test", "")
     if c.decided_on == "q_value":
-        why = f"{name} q={_g(c.q_value)} < {_g(level)} (statistic {_g(c.statistic)})"
+        why = (
+            f"{name} q={fmt_number(c.q_value)} < {fmt_number(level)} "
+            f"(statistic {fmt_number(c.statistic)})"
+        )
     else:
         why = (
-            f"{name} {_g(c.statistic)} >= {_g(level)}, "
-            f"{_METHOD_NAMES.get(sig, sig)} q={_g(c.q_value)}"
+            f"{name} {fmt_number(c.statistic)} >= {fmt_number(level)}, "
+            f"{_METHOD_NAMES.get(sig, sig)} q={fmt_number(c.q_value)}"
         )
     evidence = {
         "method": c.method,
@@ -141,7 +140,7 @@ def report_findings(
                     column=r.column,
                     message=f"{r.role} '{r.column}' missing share rose from "
                     f"{r.reference_rate:.1%} to {r.current_rate:.1%} "
-                    f"(+{r.increase:.1%} >= {level:.1%}, p={_g(r.p_value)})",
+                    f"(+{r.increase:.1%} >= {level:.1%}, p={fmt_number(r.p_value)})",
                     evidence=asdict(r),
                 )
             )

@@ -21,18 +21,11 @@ from aiops_pipelines.core.config import (
     ModelConfig,
     PerformancePolicy,
 )
-from aiops_pipelines.core.findings import Finding, Severity, Signal, jsonable
+from aiops_pipelines.core.findings import LEVELS, Finding, Severity, Signal, jsonable
+from aiops_pipelines.core.values import fmt_number
 from aiops_pipelines.signals.performance.reference import ReferencePerformance
 
 ASSET = "performance_report"
-
-
-Level = Literal["insufficient", "ok", "warning", "critical"]
-
-
-LEVELS: tuple[str, ...] = ("insufficient", "ok", "warning", "critical")
-
-
 _BAD = {"warning": 1, "critical": 2}
 
 
@@ -285,10 +278,6 @@ def decay_state(levels: list[tuple[str, str]], policy: PerformancePolicy) -> Dec
     )
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}" if x is not None and math.isfinite(x) else "n/a"
-
-
 def performance_findings(
     model: ModelConfig,
     partition: str,
@@ -332,8 +321,9 @@ def performance_findings(
                 severity=Severity(state.severity),
                 value=j.value,
                 threshold=j.threshold_for(state.severity),
-                message=f"{j.metric} {_fmt(j.value)} vs reference {_fmt(j.reference)} "
-                f"({_fmt(100 * j.relative_change)}%) on {j.n_labelled} labels; "
+                message=f"{j.metric} {fmt_number(j.value, '.4g')} vs reference "
+                f"{fmt_number(j.reference, '.4g')} "
+                f"({fmt_number(100 * j.relative_change, '.4g')}%) on {j.n_labelled} labels; "
                 f"{state.severity} since {state.since} "
                 f"({len(state.trigger_days)} labelled days in a row)",
                 evidence=evidence,
@@ -348,8 +338,9 @@ def performance_findings(
                 severity=Severity.WARNING,
                 value=e.value,
                 threshold=e.warning_threshold,
-                message=f"estimated {e.metric} {_fmt(e.value)} vs reference "
-                f"{_fmt(e.reference)} ({_fmt(100 * e.relative_change)}%) on {e.n_labelled} "
+                message=f"estimated {e.metric} {fmt_number(e.value, '.4g')} vs reference "
+                f"{fmt_number(e.reference, '.4g')} ({fmt_number(100 * e.relative_change, '.4g')}%) "
+                f"on {e.n_labelled} "
                 "unlabelled predictions (label-free estimate: a warning only)",
                 evidence={
                     "metric": e.metric,
