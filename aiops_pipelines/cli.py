@@ -180,15 +180,9 @@ def _day_range(first: str, last: str) -> list[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from aiops_pipelines.demo.world import (
-        DEMO_SLACK_ENV,
-        DEMO_WEBHOOK_ENV,
-        AlertReceiver,
-        actions_summary,
-        alerts_summary,
-        build_world,
-        detection_summary,
-    )
+    from aiops_pipelines.demo.grading import actions_summary, alerts_summary, detection_summary
+    from aiops_pipelines.demo.receiver import AlertReceiver
+    from aiops_pipelines.demo.world import DEMO_SLACK_ENV, DEMO_WEBHOOK_ENV, build_world
     from aiops_pipelines.io.store import MonitoringStore
     from aiops_pipelines.views.status import status_text
 

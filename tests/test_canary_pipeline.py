@@ -12,7 +12,8 @@ import yaml
 from mlflow import MlflowClient
 
 from aiops_pipelines.core.config import load_config
-from aiops_pipelines.demo.world import DemoWorld, actions_summary, build_world
+from aiops_pipelines.demo.grading import actions_summary
+from aiops_pipelines.demo.world import DemoWorld, build_world
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.lifecycle.registry import TAG_CANARY_START, aliases
 from aiops_pipelines.orchestration.definitions import defs

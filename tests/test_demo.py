@@ -19,7 +19,8 @@ from mlflow import MlflowClient
 
 from aiops_pipelines.core.config import TaskType, load_config
 from aiops_pipelines.core.findings import Signal
-from aiops_pipelines.demo.world import DemoWorld, build_world, detection_summary
+from aiops_pipelines.demo.grading import detection_summary
+from aiops_pipelines.demo.world import DemoWorld, build_world
 
 END = date(2026, 3, 1)
 DAYS = 14

@@ -10,7 +10,8 @@ import dagster as dg
 import yaml
 
 from aiops_pipelines.core.config import load_config
-from aiops_pipelines.demo.world import DEMO_WEBHOOK_ENV, AlertReceiver, build_world
+from aiops_pipelines.demo.receiver import AlertReceiver
+from aiops_pipelines.demo.world import DEMO_WEBHOOK_ENV, build_world
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.orchestration.partitions import MODELS, partition_key
 from aiops_pipelines.orchestration.resources import MonitoringConfig, default_resources

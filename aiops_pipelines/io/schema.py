@@ -60,7 +60,6 @@ def _key(name: str) -> sa.Column[str]:
 
 metadata = sa.MetaData()
 
-
 profiles_table = sa.Table(
     "profiles",
     metadata,
@@ -74,7 +73,6 @@ profiles_table = sa.Table(
     sa.UniqueConstraint("tenant", "model", "kind", "partition", name="uq_profiles_key"),
     sa.CheckConstraint("kind IN ('reference', 'daily')", name="ck_profiles_kind"),
 )
-
 
 metric_history_table = sa.Table(
     "metric_history",
@@ -93,7 +91,6 @@ metric_history_table = sa.Table(
     # The dashboard/trend read: one model's metric over a partition range.
     sa.Index("ix_metric_history_model_metric_partition", "tenant", "model", "metric", "partition"),
 )
-
 
 findings_table = sa.Table(
     "findings",
@@ -123,7 +120,6 @@ findings_table = sa.Table(
     sa.Index("ix_findings_fingerprint", "fingerprint"),
 )
 
-
 audit_log_table = sa.Table(
     "audit_log",
     metadata,
@@ -137,7 +133,6 @@ audit_log_table = sa.Table(
     sa.Column("details", sa.Text(), nullable=False),
     sa.Index("ix_audit_log_model_ts", "tenant", "model", "ts"),
 )
-
 
 alerts_table = sa.Table(
     "alerts",
@@ -166,7 +161,6 @@ alerts_table = sa.Table(
     sa.Index("ix_alerts_model", "tenant", "model"),
 )
 
-
 alert_events_table = sa.Table(
     "alert_events",
     metadata,
@@ -187,7 +181,6 @@ alert_events_table = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Index("ix_alert_events_fingerprint", "fingerprint", "partition"),
 )
-
 
 alert_deliveries_table = sa.Table(
     "alert_deliveries",
@@ -213,7 +206,6 @@ alert_deliveries_table = sa.Table(
     sa.Index("ix_alert_deliveries_status", "status", "route"),
 )
 
-
 TABLES = (
     profiles_table,
     metric_history_table,
@@ -224,21 +216,11 @@ TABLES = (
     alert_deliveries_table,
 )
 
-
 METRIC_COLUMNS = ["tenant", "model", "partition", "asset", "metric", "column", "value"]
-
-
 FINDING_COLUMNS = [c.name for c in findings_table.columns]
-
-
 ACTION_COLUMNS = [c.name for c in audit_log_table.columns]
-
-
 ALERT_COLUMNS = [c.name for c in alerts_table.columns]
-
-
 EVENT_COLUMNS = [c.name for c in alert_events_table.columns]
-
 
 DELIVERY_COLUMNS = [
     "id",

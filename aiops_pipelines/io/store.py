@@ -46,14 +46,8 @@ from aiops_pipelines.io.schema import (
 )
 
 ProfileKind = Literal["reference", "daily"]
-
-
 PROFILE_KINDS: tuple[str, ...] = ("reference", "daily")
-
-
 REFERENCE_PARTITION = "reference"
-
-
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 

@@ -45,7 +45,6 @@ FEED_COLUMNS = [
     "source",
 ]
 
-
 HEALTH_COLUMNS = [
     "tenant",
     "model",
@@ -71,20 +70,11 @@ HEALTH_COLUMNS = [
     "issues",
 ]
 
-
 STATUSES = ("critical", "warning", "ok", "no data")
-
-
 # Primary metrics in the order a model without a config is guessed to use them.
 _DEFAULT_PRIMARY = ("roc_auc", "macro_f1", "mae")
-
-
 LOWER_IS_BETTER = {"log_loss", "calibration_error", "mae", "rmse", "mape"}
-
-
 DRIFT_ASSET = "drift_report"
-
-
 CANARY_SIGNALS = {Signal.CANARY_FAIL.value: "fail", Signal.CANARY_PASS.value: "pass"}
 
 

@@ -39,10 +39,7 @@ from aiops_pipelines.views.overview import (
 from aiops_pipelines.views.status import primary_text
 
 _MAX_FEED_ROWS_HTML = 400
-
-
 _MAX_ACTIONS_HTML = 60
-
 
 _CSS = """
 :root{--crit:#c62828;--warn:#ef8a00;--ok:#2e7d32;--none:#9e9e9e;--line:#e0e0e0;--ink:#1f2328}

@@ -35,11 +35,7 @@ from aiops_pipelines.signals.canary.statistics import (
 )
 
 ASSET = "canary_report"
-
-
 GUARDRAIL_MIN_PREDICTIONS = 200
-
-
 Verdict = Literal["pass", "fail", "inconclusive"]
 
 

@@ -77,16 +77,12 @@ from aiops_pipelines.signals.drift.statistics import (
 from aiops_pipelines.signals.profile.profiles import OTHER, ColumnProfile, DatasetProfile
 
 SeverityName = Literal["none", "warning", "critical"]
-
-
 Role = Literal["feature", "prediction"]
-
 
 _NUMERIC_ONLY = {
     DriftMethod.KS: DriftMethod.CHISQUARE,
     DriftMethod.WASSERSTEIN: DriftMethod.JENSENSHANNON,
 }
-
 
 _P_METHODS = {DriftMethod.KS, DriftMethod.CHISQUARE}
 

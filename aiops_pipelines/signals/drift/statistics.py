@@ -36,16 +36,10 @@ from aiops_pipelines.signals.profile.profiles import ColumnProfile
 
 SMALL_DISTINCT = 5
 """Numeric columns with at most this many distinct reference values are tested as categories."""
-
-
 PER_VALUE_BINS = 20
 """Discrete numeric columns with at most this many values get one PSI/JS bin per value."""
-
-
 N_GROUPS = 10
 """Reference-quantile groups (deciles) for numeric PSI, JS and chi-square."""
-
-
 STD_FLOOR = 0.001
 """Evidently's floor for the reference std that normalises W1."""
 

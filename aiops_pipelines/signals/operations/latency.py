@@ -12,17 +12,9 @@ import numpy as np
 import pandas as pd
 
 LATENCY_MIN_MS = 0.1
-
-
 LATENCY_MAX_MS = 100_000.0
-
-
 LATENCY_BINS = 200
-
-
 LATENCY_EDGES_MS: np.ndarray = np.geomspace(LATENCY_MIN_MS, LATENCY_MAX_MS, LATENCY_BINS + 1)
-
-
 LATENCY_QUANTILE = 0.95
 
 

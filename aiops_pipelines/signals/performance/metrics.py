@@ -39,12 +39,8 @@ from aiops_pipelines.core.values import category_label
 
 ECE_BINS = 10
 """Equal-width bins of the expected calibration error."""
-
-
 MISSING = "__missing__"
 """Segment value of rows whose segment column is empty."""
-
-
 MAX_EXAMPLES = 5
 
 

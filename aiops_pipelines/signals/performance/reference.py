@@ -37,12 +37,8 @@ from aiops_pipelines.signals.performance.metrics import (
 
 BOOT_MAX_ROWS = 20_000
 """Bootstrap resamples have at most this many rows (m-out-of-n), which bounds the cost."""
-
-
 CALIBRATION_FOLDS = 3
 """Cross-validation folds that decide whether isotonic calibration beats the raw score."""
-
-
 MIN_CALIBRATION_ROWS = 50
 """Fewer reference rows with a score: no calibration is fitted (the raw score is used)."""
 

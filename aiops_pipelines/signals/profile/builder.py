@@ -33,11 +33,7 @@ from aiops_pipelines.signals.profile.profiles import (
 )
 
 _BLOCK = 65_536  # np.histogram's block size: a sorted block of float64 stays in L2 cache
-
-
 _UNSEEN_TRACK_CAP = 5_000  # unseen names tracked while building, before folding into "other"
-
-
 _PARALLEL_MIN_ROWS = 2 * _BLOCK  # smaller chunks: per-column tasks too short for threads to win
 
 

@@ -59,15 +59,9 @@ import numpy as np
 
 OTHER = "__other__"
 """Vocabulary entry pooling the reference's rarer categories (only when the cap was hit)."""
-
-
 MAX_UNSEEN_NAMES = 50
 """Unseen values kept by name per column; the rest are counted in `unseen_other`."""
-
-
 PROFILE_FORMAT = "aiops.profile/1"
-
-
 Kind = Literal["numeric", "categorical"]
 
 
