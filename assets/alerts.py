@@ -1,13 +1,12 @@
 """Alerts per day and model, and the daily AI-Ops overview page."""
 
-from typing import Any
-
 import dagster as dg
 
-from aiops_pipelines.alerting.outbox import deliver
-from aiops_pipelines.alerting.rules import evaluate_and_store
-from aiops_pipelines.orchestration.partitions import daily_partitions, date_x_model, split_key
+from aiops_pipelines.alerting.day import alerts_for_day
+from aiops_pipelines.orchestration.partitions import daily_partitions, date_x_model
+from aiops_pipelines.orchestration.publish import check_result, model_day
 from aiops_pipelines.orchestration.resources import MlflowResource, MonitoringConfig, StoreResource
+from aiops_pipelines.views.markdown import alerts_table
 from assets.monitoring import GROUP, OWNERS, drift_report
 from assets.ops import ops_report
 from assets.performance import performance_report
@@ -16,19 +15,6 @@ from assets.performance import performance_report
 OVERVIEW_KEY = "all.overview"
 #: Days of feed, drift heat map and trends on each page.
 OVERVIEW_DAYS = 14
-
-
-def _alerts_md(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "No alert firing."
-    lines = ["| severity | signal | column | since | fired | notified | muted |", "|---" * 7 + "|"]
-    for r in rows:
-        muted = "silenced" if r["silenced"] else "inhibited" if r["inhibited"] else ""
-        lines.append(
-            f"| {r['severity']} | {r['signal']} | {r['column'] or '-'} | {r['first_seen']} | "
-            f"{r['fired_on']} | {r['notified']} | {muted} |"
-        )
-    return "\n".join(lines)
 
 
 @dg.asset(
@@ -59,42 +45,16 @@ def model_alerts(
     notifications queued per route, and every pending notification delivered (grouped per
     route, tenant and model, with retries). A route that fails keeps its notifications pending
     for the next run; the check turns yellow."""
-    day, key = split_key(context)
-    cfg = monitoring_config.load()
-    model = cfg.model(key)
-    db = store.open(cfg)
-    result = evaluate_and_store(db, cfg.alerting, model.tenant, model.name, day)
-    report = deliver(db, cfg.alerting)
-    for route, error in report.errors.items():
+    md = model_day(context, monitoring_config, store)
+    res = alerts_for_day(md.store, md.config.alerting, md.model.tenant, md.model.name, md.partition)
+    for route, error in res.delivery.errors.items():
         context.log.warning(f"alert route '{route}' failed, notifications kept pending: {error}")
-    pending = db.deliveries(status="pending")
-    firing = [a.row() for a in result.firing]
-    by_sev = {s: sum(1 for a in firing if a["severity"] == s) for s in ("warning", "critical")}
-    metadata: dict[str, Any] = {
-        "firing": len(firing),
-        "firing_critical": by_sev["critical"],
-        "firing_warning": by_sev["warning"],
-        "pending_alerts": sum(1 for a in result.alerts if a.state == "pending"),
-        "new_events": len(result.events),
-        "notifications_sent": sum(report.sent.values()),
-        "notifications_pending": len(pending),
-        "alerts": dg.MetadataValue.md(_alerts_md(firing)),
-        "sent_per_route": dg.MetadataValue.json(report.sent),
-    }
     return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="alerts_delivered",
-                passed=report.ok,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "failed_per_route": dg.MetadataValue.json(report.failed),
-                    "errors": dg.MetadataValue.json(report.errors),
-                    "pending": len(pending),
-                },
-            )
-        ],
+        metadata={
+            **res.summary(),
+            "alerts": dg.MetadataValue.md(alerts_table(res.firing)),
+        },
+        check_results=[check_result(c) for c in res.checks()],
     )
 
 
@@ -115,47 +75,27 @@ def ops_overview(
     """One self-contained HTML page for the day: health per tenant and model, drift heat map,
     performance trend with thresholds, canary status, the anomaly feed, alerts and deliveries,
     recent actions. Written under the artifacts folder and logged to MLflow."""
-    from aiops_pipelines.views.overview import feed
-    from aiops_pipelines.views.page import render_overview
+    from aiops_pipelines.views.page import write_overview
 
     day = context.partition_key
     cfg = monitoring_config.load()
-    db = store.open(cfg)
-    alerts, deliveries = db.alerts(), db.deliveries()
-    items = feed(db, day=day, days=OVERVIEW_DAYS, alerts=alerts)  # read once, for both
-    html = render_overview(
-        db,
-        cfg,
-        day=day,
-        alerts=alerts,
-        deliveries=deliveries,
-        window_days=OVERVIEW_DAYS,
-        events=items,
-    )
-    out_dir = cfg.artifacts_path / "overview"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"overview_{day}.html"
-    path.write_text(html, encoding="utf-8")
+    page = write_overview(store.open(cfg), cfg, day, window_days=OVERVIEW_DAYS)
     uri = ""
     tracker = mlflow.tracker(cfg)
     if tracker:
-        with tracker.partition_run(OVERVIEW_KEY, "ops_overview", day) as run:
-            uri = run.log_artifact(path)
-            run.log_metrics(
-                {
-                    "alerts_firing": float((alerts["state"] == "firing").sum()),
-                    "deliveries_pending": float((deliveries["status"] == "pending").sum()),
-                }
-            )
-    firing = alerts[alerts["state"] == "firing"]
+        logged = tracker.record(
+            OVERVIEW_KEY,
+            "ops_overview",
+            day,
+            metrics=page.tracked_metrics,
+            artifacts={"overview": page.path},
+        )
+        uri = logged.artifacts["overview"]
     return dg.MaterializeResult(
         metadata={
-            "overview": dg.MetadataValue.url(path.resolve().as_uri()),
-            "path": dg.MetadataValue.path(str(path)),
+            "overview": dg.MetadataValue.url(page.path.resolve().as_uri()),
+            "path": dg.MetadataValue.path(str(page.path)),
             "mlflow_artifact": uri,
-            "feed_items_today": int((items["when"] == day).sum()),
-            "alerts_firing": len(firing),
-            "alerts_firing_critical": int((firing["severity"] == "critical").sum()),
-            "size_kb": round(path.stat().st_size / 1024, 1),
+            **page.summary(day),
         }
     )

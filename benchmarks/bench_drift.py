@@ -9,7 +9,7 @@ both times, the ratio, peak memory, and how many per-column verdicts agree on Ev
 default tests (W1/std >= 0.1 for numeric, Jensen-Shannon >= 0.1 for categorical columns).
 
 Part 2. One day of 1M and of 5M rows in SQLite profiled through the real source and
-`profile_day` (streamed chunks): the peak memory must not grow with the rows.
+`profile_for_day` (streamed chunks): the peak memory must not grow with the rows.
 
 Environment: BENCH_ROWS (default 1000000), BENCH_DAY_ROWS (default "1000000,5000000"),
 BENCH_SKIP_EVIDENTLY=1 to skip the slow Evidently side.
@@ -226,7 +226,7 @@ def part1(tmp: Path) -> bool:
 
 def _profile_day(url: str, rows: int, out: mp.Queue) -> None:
     from aiops_pipelines.core.config import parse_config
-    from aiops_pipelines.signals.profile.day import profile_day, profile_reference
+    from aiops_pipelines.signals.profile.day import profile_for_day, profile_reference
 
     raw = {
         "storage": {
@@ -254,7 +254,7 @@ def _profile_day(url: str, rows: int, out: mp.Queue) -> None:
     ref = profile_reference(model).profile
     base = peak_rss_mb()
     t0 = time.perf_counter()
-    day = profile_day(model, "2026-01-01", ref)
+    day = profile_for_day(model, "2026-01-01", ref)
     out.put(
         {
             "rows": day.n_rows,

@@ -4,7 +4,7 @@ import json
 
 import dagster as dg
 
-from aiops_pipelines.lifecycle.registry import PROMOTE_CANARY, ROLLBACK_CANARY
+from aiops_pipelines.lifecycle.registry import ROLLBACK_CANARY, acted_on
 from aiops_pipelines.orchestration.resources import MonitoringConfig, StoreResource
 from assets.canary import canary_report
 from assets.lifecycle import CanaryActionConfig, promote_canary, rollback_canary
@@ -54,18 +54,14 @@ def canary_verdict_sensor(
         version = str(meta["canary_version"].value)
         job, op_name, action = JOBS[verdict]
 
-        def done(act: str, version: str = version, model=model) -> bool:
-            rows = db.actions(model.tenant, model.name, action=act)
-            return any(str(d.get("version")) == version for d in rows.get("details", []))
-
-        if done(ROLLBACK_CANARY):
+        done = acted_on(db, model.tenant, model.name, version)
+        if done == ROLLBACK_CANARY:
             context.log.info(
                 f"{key} v{version} was rolled back: nothing more to do, and it is "
                 "never promoted automatically"
             )
+        if done is not None:
             continue
-        if done(PROMOTE_CANARY):
-            continue  # already champion (a reset cursor re-reads old verdicts)
         day = record.partition_key.split("|")[0]
         requests.append(
             dg.RunRequest(

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from aiops_pipelines.io.labels import label_arrivals
+from aiops_pipelines.io.labels import label_arrivals, record_unknown_outcomes
 from aiops_pipelines.orchestration.jobs import performance_job
 from aiops_pipelines.orchestration.partitions import MODELS, daily_partitions, partition_key
 from aiops_pipelines.orchestration.resources import (
@@ -45,18 +45,7 @@ def late_labels_sensor(
         since = parse_utc(cursor[model.key]) if model.key in cursor else now - window
         arrivals = label_arrivals(model, since, now)
         if arrivals.n_unknown:
-            store.open(config).record_action(
-                "late_labels_sensor",
-                "unknown_outcomes",
-                model.tenant,
-                model.name,
-                details={
-                    "count": arrivals.n_unknown,
-                    "examples": arrivals.unknown_examples,
-                    "since": since.isoformat(),
-                    "until": now.isoformat(),
-                },
-            )
+            record_unknown_outcomes(store.open(config), model, arrivals)
             context.log.warning(
                 f"{model.key}: {arrivals.n_unknown} outcomes match no prediction "
                 f"(e.g. {arrivals.unknown_examples}); they are dropped"

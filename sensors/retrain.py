@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from aiops_pipelines.lifecycle.retrain_policy import DRY_RUN, REQUESTED, decide
+from aiops_pipelines.lifecycle.retrain_policy import decide, record_decision
 from aiops_pipelines.orchestration.jobs import retrain_job
 from aiops_pipelines.orchestration.resources import Clock, MonitoringConfig, StoreResource
 from assets.lifecycle import RetrainConfig
@@ -54,18 +54,7 @@ def retrain_sensor(
         if not decision.retrain:
             context.log.info(f"{key}: no retrain ({decision.reason})")
             continue
-        action = DRY_RUN if model.retrain.dry_run else REQUESTED
-        details = {
-            "run_key": decision.run_key,
-            "reason": decision.reason,
-            "trigger_day": decision.trigger_day,
-            "evidence": decision.evidence,
-        }
-        seen = db.actions(model.tenant, model.name, action=action)
-        if not any(d.get("run_key") == decision.run_key for d in seen.get("details", [])):
-            db.record_action(
-                "retrain_sensor", action, model.tenant, model.name, decision.trigger_day, details
-            )
+        record_decision(db, model, decision)
         if model.retrain.dry_run:
             context.log.info(f"{key}: dry run, would launch {decision.run_key}")
             continue

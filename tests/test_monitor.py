@@ -14,7 +14,7 @@ from aiops_pipelines.core.config import ModelConfig, parse_config
 from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.io.labels import read_day_predictions
 from aiops_pipelines.signals.drift.day import drift_for_day
-from aiops_pipelines.signals.profile.day import profile_day, profile_reference
+from aiops_pipelines.signals.profile.day import profile_for_day, profile_reference
 
 DAY = "2026-03-02"
 
@@ -76,7 +76,7 @@ def _day_error(tmp_path: Path, mutate: Callable[[pd.DataFrame], pd.DataFrame]) -
     model = _model(tmp_path, mutate(_frame(2500, 1, DAY)))
     ref = profile_reference(model).profile
     with pytest.raises(DataError) as err:
-        profile_day(model, DAY, ref)
+        profile_for_day(model, DAY, ref)
     assert err.value.model == "acme.churn" and err.value.partition == DAY
     assert "model=acme.churn" in str(err.value) and f"partition={DAY}" in str(err.value)
     return err.value
@@ -86,7 +86,7 @@ def test_clean_day_profiles_in_chunks_and_shows_its_drift(tmp_path: Path) -> Non
     model = _model(tmp_path, _frame(2500, 1, DAY, shift=0.5))
     ref = profile_reference(model)
     assert ref.columns.predictions == ["prediction", "score"]
-    day = profile_day(model, DAY, ref.profile, sample_rows=400)
+    day = profile_for_day(model, DAY, ref.profile, sample_rows=400)
     assert day.n_rows == 2500 and day.n_chunks == 3 and day.versions == {"1": 2500}
     assert len(day.sample) == 400 and not day.sample.duplicated().any()
     result = drift_for_day(model, DAY, ref.profile, day.profile)
@@ -139,7 +139,7 @@ def test_failed_requests_may_log_no_prediction(tmp_path: Path) -> None:
     frame.loc[failed, ["prediction", "score"]] = np.nan
     model = _model(tmp_path, frame)
     ref = profile_reference(model).profile
-    day = profile_day(model, DAY, ref)
+    day = profile_for_day(model, DAY, ref)
     assert day.n_rows == 2250 and day.n_errors == 250
     assert day.profile.columns["prediction"].null_rate == 0.0
     # and out of the performance join
@@ -163,7 +163,7 @@ def test_missing_values_in_features_are_counted_not_refused(tmp_path: Path) -> N
     frame.loc[frame.index % 4 == 0, "income"] = np.nan
     model = _model(tmp_path, frame)
     ref = profile_reference(model).profile
-    day = profile_day(model, DAY, ref)
+    day = profile_for_day(model, DAY, ref)
     assert day.null_rates()["income"] == pytest.approx(0.25, abs=0.01)
     result = drift_for_day(model, DAY, ref, day.profile)
     assert any(f.signal == "null_rate_drift" and f.column == "income" for f in result.findings)

@@ -17,7 +17,7 @@ from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.orchestration.partitions import MODELS, partition_key
 from aiops_pipelines.orchestration.resources import MonitoringConfig, default_resources
 from aiops_pipelines.orchestration.runner import ALL_ASSETS
-from aiops_pipelines.signals.operations.day import ops_for_day
+from aiops_pipelines.signals.operations.day import stream_operations
 from assets.ops import ops_report
 
 END = date(2026, 3, 14)
@@ -39,7 +39,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> DemoWorld:
 def test_day_numbers_match_the_log(world: DemoWorld) -> None:
     model = load_config(world.config_path).model("acme.churn")
     day = world.manifest["start"]
-    ops = ops_for_day(model, day)
+    ops = stream_operations(model, day)
     log = pd.read_sql_query(
         "SELECT timestamp, model_version, latency_ms, status FROM acme_churn_predictions "
         "WHERE timestamp >= :a AND timestamp < :b",

@@ -25,13 +25,12 @@ from aiops_pipelines.orchestration.resources import (
     default_resources,
 )
 from aiops_pipelines.signals.anomaly import detect_last_day
-from assets.monitoring import reference_profile
-from assets.performance import (
+from aiops_pipelines.signals.performance.residuals import (
     RESIDUAL_MIN_HISTORY_DAYS,
     RESIDUAL_PERSISTENCE_DAYS,
-    PerformanceConfig,
-    performance_report,
 )
+from assets.monitoring import reference_profile
+from assets.performance import PerformanceConfig, performance_report
 
 START = date(2026, 2, 2)  # a Monday
 JUMP = START + timedelta(days=21)  # three stable weeks, then the predictions are off

@@ -27,6 +27,7 @@ from aiops_pipelines.core.findings import Signal
 from aiops_pipelines.demo.models import SPECS
 from aiops_pipelines.demo.receiver import AlertReceiver
 from aiops_pipelines.demo.world import MAX_LABEL_LAG_DAYS, WORLD_DB
+from aiops_pipelines.signals.performance.residuals import RESIDUAL_PERSISTENCE_DAYS
 
 #: The signals the pipeline raises (every `Signal`); an expected signal outside them would be
 #: graded "not in scope yet".
@@ -54,8 +55,7 @@ MODEL_LEVEL_SIGNALS: frozenset[str] = frozenset(
 #: plus the persistence window (decay) or the minimum canary duration (pass).
 LABEL_SIGNALS: dict[str, int] = {
     Signal.PERFORMANCE_DECAY.value: MAX_LABEL_LAG_DAYS + PerformancePolicy().persistence,
-    # two anomalous days against the model's own recent residuals (signals.performance.residuals)
-    Signal.RESIDUAL_ANOMALY.value: MAX_LABEL_LAG_DAYS + 2,
+    Signal.RESIDUAL_ANOMALY.value: MAX_LABEL_LAG_DAYS + RESIDUAL_PERSISTENCE_DAYS,
     Signal.CANARY_FAIL.value: MAX_LABEL_LAG_DAYS,
     Signal.CANARY_PASS.value: MAX_LABEL_LAG_DAYS + CanaryPolicy().min_days,
 }

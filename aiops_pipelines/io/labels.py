@@ -17,6 +17,7 @@ import pandas as pd
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.io.sources import Source, day_window, parse_timestamps, served
+from aiops_pipelines.io.store import MonitoringStore
 
 
 def outcomes_source(model: ModelConfig) -> Source:
@@ -89,6 +90,27 @@ class LabelArrivals:
     n_unknown: int = 0
     unknown_examples: list[str] = field(default_factory=list)
     last_observed: datetime | None = None
+
+
+def record_unknown_outcomes(
+    store: MonitoringStore, model: ModelConfig, arrivals: LabelArrivals
+) -> None:
+    """Count the outcomes that matched no prediction in the audit trail (`unknown_outcomes`),
+    with a few of their request ids: they point at a broken join key upstream."""
+    if not arrivals.n_unknown:
+        return
+    store.record_action(
+        "late_labels_sensor",
+        "unknown_outcomes",
+        model.tenant,
+        model.name,
+        details={
+            "count": arrivals.n_unknown,
+            "examples": arrivals.unknown_examples,
+            "since": arrivals.since.isoformat() if arrivals.since else None,
+            "until": arrivals.until.isoformat(),
+        },
+    )
 
 
 def label_arrivals(

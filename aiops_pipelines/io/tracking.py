@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,37 @@ class Tracker:
             self.client.set_terminated(run.info.run_id, status="FAILED")
             raise
         self.client.set_terminated(run.info.run_id, status="FINISHED")
+
+    def record(
+        self,
+        model_key: str,
+        asset: str,
+        partition: str,
+        *,
+        metrics: Mapping[str, float | None] | None = None,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        artifacts: Mapping[str, Path] | None = None,
+    ) -> LoggedRun:
+        """Log one attempt of an (asset, partition) in its run: metrics, params, tags and files.
+
+        Returns the run id and, per artifact name, the URI of the uploaded file.
+        """
+        with self.partition_run(model_key, asset, partition, params=params) as run:
+            if metrics:
+                run.log_metrics(metrics)
+            if tags:
+                run.set_tags(tags)
+            uris = {name: run.log_artifact(path) for name, path in (artifacts or {}).items()}
+        return LoggedRun(run.run_id, uris)
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """What `Tracker.record` logged: the run, and where each artifact went."""
+
+    run_id: str
+    artifacts: dict[str, str]
 
 
 class PartitionRun:

@@ -386,6 +386,41 @@ def aliases(tracking_uri: str, name: str) -> dict[str, str]:
         return {}
 
 
+@dataclass(frozen=True)
+class LiveCanary:
+    """The registered model's aliases now, and the first day of the canary's traffic (its
+    `aiops.canary_start` tag; None when untagged)."""
+
+    aliases: dict[str, str]
+    start: str | None = None
+
+    @property
+    def canary(self) -> str | None:
+        return self.aliases.get(CANARY)
+
+    @property
+    def champion(self) -> str | None:
+        return self.aliases.get(CHAMPION)
+
+    def window_start(self, day: str) -> str | None:
+        """The first day a canary judged on `day` is judged from; None when there is nothing
+        to judge (no canary or no champion, or a canary that starts after `day`). An untagged
+        canary is judged from `day` on."""
+        if not (self.canary and self.champion):
+            return None
+        start = self.start or day
+        return start if start <= day else None
+
+
+def live_canary(tracking_uri: str, name: str) -> LiveCanary:
+    """The aliases of `name` and, when a canary is live, where its traffic begins."""
+    live = aliases(tracking_uri, name)
+    if not (live.get(CANARY) and live.get(CHAMPION)):
+        return LiveCanary(live)
+    tags = _version(_client(tracking_uri), name, live[CANARY]).tags
+    return LiveCanary(live, tags.get(TAG_CANARY_START) or None)
+
+
 def start_canary(
     tracking_uri: str,
     name: str,
@@ -763,3 +798,14 @@ def restore_previous_champion(
         partition=None,
         details={"demoted_version": champion, "evidence": _plain(evidence)},
     )
+
+
+def acted_on(store: MonitoringStore, tenant: str, model: str, version: str) -> str | None:
+    """The canary action already taken on `version` (`ROLLBACK_CANARY` first: a rolled-back
+    version is never promoted), or None. Read from the audit trail, so a reset sensor cursor
+    that re-reads old verdicts acts on nothing twice."""
+    for action in (ROLLBACK_CANARY, PROMOTE_CANARY):
+        rows = store.actions(tenant, model, action=action)
+        if any(str(d.get("version")) == version for d in rows.get("details", [])):
+            return action
+    return None

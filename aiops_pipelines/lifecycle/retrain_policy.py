@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 
 from aiops_pipelines.core.config import ModelConfig
-from aiops_pipelines.core.findings import level_name
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.lifecycle.registry import PROMOTE_CANARY, ROLLBACK_CANARY
+from aiops_pipelines.signals.performance.day import decay_levels
 from aiops_pipelines.signals.performance.verdict import decay_state
 
 REQUESTED = "retrain_requested"
@@ -43,17 +43,6 @@ class RetrainDecision:
 def cooldown_window(day: date, days: int) -> date:
     """The start of the calendar-aligned cooldown window holding `day`."""
     return date.fromordinal(day.toordinal() - day.toordinal() % days)
-
-
-def decay_levels(store: MonitoringStore, model: ModelConfig) -> list[tuple[str, str]]:
-    """The model's (partition, level) history, as last judged by performance_report."""
-    hist = store.metric_history(
-        model.tenant, model.name, metric="decay_level", asset="performance_report"
-    )
-    return [
-        (str(p), level_name(float(v)))
-        for p, v in zip(hist["partition"], hist["value"], strict=True)
-    ]
 
 
 def _last_request(acts: pd.DataFrame, before: date) -> date | None:
@@ -177,3 +166,25 @@ def decide(store: MonitoringStore, model: ModelConfig) -> RetrainDecision:
             evidence,
         )
     return RetrainDecision(model.key, True, reason, day, window.isoformat(), evidence)
+
+
+def record_decision(store: MonitoringStore, model: ModelConfig, decision: RetrainDecision) -> str:
+    """Put a positive decision in the audit trail (`retrain_requested`, or `retrain_dry_run`
+    in dry-run mode), once per run key however often a sensor re-reads it; the action name."""
+    action = DRY_RUN if model.retrain.dry_run else REQUESTED
+    seen = store.actions(model.tenant, model.name, action=action)
+    if not any(d.get("run_key") == decision.run_key for d in seen.get("details", [])):
+        store.record_action(
+            "retrain_sensor",
+            action,
+            model.tenant,
+            model.name,
+            decision.trigger_day,
+            {
+                "run_key": decision.run_key,
+                "reason": decision.reason,
+                "trigger_day": decision.trigger_day,
+                "evidence": decision.evidence,
+            },
+        )
+    return action

@@ -1,6 +1,7 @@
-"""The human-facing drift report: Evidently's HTML, rendered on bounded samples.
+"""The human-facing drift report: the day's verdicts as JSON, and Evidently's HTML rendered on
+bounded samples.
 
-The numbers that drive decisions come from `drift.py` on full-data profiles; Evidently only
+The numbers that drive decisions come from `signals.drift` on full-data profiles; Evidently only
 draws the picture. It is given the same per-column methods our engine chose, so the page and the
 findings tell the same story, and bounded samples keep it to a second or two per partition
 (Evidently on a full 1M-row day takes minutes, see `make bench`).
@@ -8,11 +9,16 @@ findings tell the same story, and bounded samples keep it to a second or two per
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from aiops_pipelines.core.config import ModelConfig
+from aiops_pipelines.signals.drift.day import DriftResult
+from aiops_pipelines.signals.profile.day import profiled_columns
 
 # our method names -> Evidently's stat test registry names
 _EVIDENTLY_METHOD = {
@@ -65,3 +71,32 @@ def render_drift_html(
         html = html.replace("<title>", f"<title>{title} · ", 1)
     path.write_text(html)
     return path
+
+
+def write_drift_reports(
+    result: DriftResult,
+    model: ModelConfig,
+    day: str,
+    reports_dir: Path,
+    *,
+    reference_sample: Path | None = None,
+    day_sample: Path | None = None,
+) -> dict[str, Path]:
+    """The day's report files: `report_json` (every verdict with its evidence) always, and
+    `report` (Evidently's HTML) when both samples are given and exist."""
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    out = {"report_json": reports_dir / f"drift_{day}.json"}
+    out["report_json"].write_text(json.dumps(result.report.to_dict(), default=str, indent=1))
+    samples = [reference_sample, day_sample]
+    if all(p is not None and p.exists() for p in samples):
+        cols = profiled_columns(model)
+        out["report"] = render_drift_html(
+            pd.read_parquet(reference_sample),
+            pd.read_parquet(day_sample),
+            numeric=cols.numeric,
+            categorical=cols.categorical,
+            path=reports_dir / f"drift_{day}.html",
+            methods={c.column: c.method for c in result.columns},
+            title=f"{model.key} {day}",
+        )
+    return out

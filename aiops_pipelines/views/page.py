@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -523,3 +525,52 @@ def render_overview(
         "resources</footer></body></html>"
     )
     return "\n".join(parts)
+
+
+@dataclass
+class OverviewPage:
+    """The day's page as written, with what it was built from."""
+
+    path: Path
+    alerts: pd.DataFrame
+    deliveries: pd.DataFrame
+    feed: pd.DataFrame
+
+    def summary(self, day: str) -> dict[str, Any]:
+        firing = self.alerts[self.alerts["state"] == "firing"]
+        return {
+            "feed_items_today": int((self.feed["when"] == day).sum()),
+            "alerts_firing": len(firing),
+            "alerts_firing_critical": int((firing["severity"] == "critical").sum()),
+            "size_kb": round(self.path.stat().st_size / 1024, 1),
+        }
+
+    @property
+    def tracked_metrics(self) -> dict[str, float]:
+        return {
+            "alerts_firing": float((self.alerts["state"] == "firing").sum()),
+            "deliveries_pending": float((self.deliveries["status"] == "pending").sum()),
+        }
+
+
+def write_overview(
+    store: MonitoringStore, cfg: AppConfig, day: str, *, window_days: int = 14
+) -> OverviewPage:
+    """Render the day's page to `<artifacts>/overview/overview_<day>.html` (alerts, deliveries
+    and the feed read once for the whole page)."""
+    alerts, deliveries = store.alerts(), store.deliveries()
+    items = feed(store, day=day, days=window_days, alerts=alerts)
+    html = render_overview(
+        store,
+        cfg,
+        day=day,
+        alerts=alerts,
+        deliveries=deliveries,
+        window_days=window_days,
+        events=items,
+    )
+    out_dir = cfg.artifacts_path / "overview"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"overview_{day}.html"
+    path.write_text(html, encoding="utf-8")
+    return OverviewPage(path, alerts, deliveries, items)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.findings import Finding, Severity, Signal
 from aiops_pipelines.core.values import fmt_number
@@ -15,9 +16,75 @@ from aiops_pipelines.signals.profile.profiles import DatasetProfile
 
 @dataclass
 class DriftResult:
+    """A day's drift report, its findings, and its rows of the store's metric history."""
+
     report: DriftReport
     findings: list[Finding]
     metrics: dict[tuple[str, str], float]
+
+    @property
+    def columns(self) -> list[ColumnDrift]:
+        """Every tested column: the features, then the model's outputs."""
+        return [*self.report.features, *self.report.predictions]
+
+    @property
+    def drifted(self) -> list[ColumnDrift]:
+        return [c for c in self.columns if c.drifted]
+
+    @property
+    def mlflow_metrics(self) -> dict[str, float]:
+        rep = self.report
+        return {
+            "drift_share": rep.drift_share,
+            "n_drifted": float(rep.n_drifted),
+            **{f"{c.method}.{c.column}": c.statistic for c in self.columns},
+        }
+
+    def summary(self) -> dict[str, float | int]:
+        """The day in numbers: drift share, drifted count, largest statistic, every statistic."""
+        rep = self.report
+        out: dict[str, float | int] = {
+            "drift_share": float(rep.drift_share),
+            "n_drifted": int(rep.n_drifted),
+            "max_statistic": float(max((c.statistic for c in rep.features), default=0.0)),
+            "n_findings": len(self.findings),
+        }
+        out.update({f"{c.method}/{c.column}": float(c.statistic) for c in self.columns})
+        return out
+
+    def checks(self, model: ModelConfig) -> list[Check]:
+        """Feature drift (an error when a drifted feature is critical), the dataset's drift
+        share, and prediction drift (a warning: the outputs moving is a symptom, not a fault)."""
+        rep = self.report
+        features = [c for c in rep.features if c.drifted]
+        preds = [c for c in rep.predictions if c.drifted]
+        critical = any(c.severity == "critical" for c in features)
+        return [
+            Check(
+                "feature_drift",
+                not features,
+                "error" if critical else "warn",
+                {
+                    "drifted": ", ".join(c.column for c in features),
+                    "n_features": int(rep.n_features),
+                },
+            ),
+            Check(
+                "dataset_drift",
+                rep.dataset_drift_severity == "none",
+                "error" if rep.dataset_drift_severity == "critical" else "warn",
+                {
+                    "drift_share": float(rep.drift_share),
+                    "threshold": model.thresholds.drift_share[0],
+                },
+            ),
+            Check(
+                "prediction_drift",
+                not preds,
+                "warn",
+                {"drifted": ", ".join(c.column for c in preds)},
+            ),
+        ]
 
 
 def drift_for_day(

@@ -1,4 +1,5 @@
-"""Operational signals of a day: latency percentiles, throughput, errors, cost; per version.
+"""Operational signals of a day: latency percentiles, throughput, errors, cost; per version;
+and the anomalies of their hourly series (`operations_for_day`, the entry point).
 
 One streamed pass over the day's prediction log. Latency percentiles come from a fixed
 log-spaced histogram (the canary analysis uses the same one), so a day's numbers merge into a
@@ -7,16 +8,23 @@ week's exactly and memory does not grow with traffic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.errors import DataError
+from aiops_pipelines.core.findings import Finding
 from aiops_pipelines.io.sources import Source, day_window
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.signals.anomaly import Anomaly, anomaly_findings, detect
 from aiops_pipelines.signals.operations.latency import histogram_quantile, latency_histogram
 
+ASSET = "ops_report"
 HOURS = 24
 
 
@@ -100,7 +108,7 @@ class OpsDay:
         return out
 
 
-def ops_for_day(model: ModelConfig, partition: str) -> OpsDay:
+def stream_operations(model: ModelConfig, partition: str) -> OpsDay:
     """Stream the day's log once into per-version and per-hour operational numbers."""
     c = model.columns
     cols = [c.timestamp, c.version] + [x for x in (c.latency_ms, c.status) if x]
@@ -140,3 +148,127 @@ def ops_for_day(model: ModelConfig, partition: str) -> OpsDay:
     if unit is not None and day.total.n:
         day.cost_per_1000 = unit * HOURS / (day.total.n / 1000)
     return day
+
+
+MIN_HISTORY_DAYS = 7
+"""Days of history before anomalies are looked for: the baseline is warming up before."""
+
+SERIES = {  # stored hourly metric -> anomaly kind
+    "throughput_hour": "throughput",
+    "latency_p95_hour": "latency",
+    "errors_hour": "errors",  # counts, not rates: a rate hides how few requests it rests on
+}
+CHECKS = {"throughput": "throughput", "latency": "latency", "error_rate": "errors"}
+"""Asset check name -> the anomaly kind it reports."""
+
+
+def _hourly(frame: pd.DataFrame) -> pd.Series:
+    if frame.empty:
+        return pd.Series(dtype=float, index=pd.DatetimeIndex([], tz="UTC"))
+    index = pd.to_datetime(frame["column"] + ":00:00+00:00", utc=True)
+    return pd.Series(frame["value"].to_numpy(dtype=float), index=index).sort_index()
+
+
+@dataclass
+class OperationsDay:
+    """A day's operational numbers, the anomalies of its hourly series against the stored
+    history, and one finding per (signal, direction): the strongest episode of the day."""
+
+    ops: OpsDay
+    anomalies: dict[str, list[Anomaly]]
+    warming_up: list[str]
+    findings: list[Finding]
+
+    @property
+    def metrics(self) -> dict[tuple[str, str], float]:
+        return self.ops.metrics()
+
+    @property
+    def mlflow_metrics(self) -> dict[str, float]:
+        return {m: v for (m, c), v in self.metrics.items() if not c}
+
+    def summary(self) -> dict[str, Any]:
+        total = self.ops.total
+        out: dict[str, Any] = {
+            "throughput_day": int(total.n),
+            "error_rate": float(total.error_rate),
+            "latency_p50": float(total.latency(0.50)),
+            "latency_p95": float(total.latency(0.95)),
+            "latency_p99": float(total.latency(0.99)),
+            "peak_hour_requests": int(self.ops.hourly_requests.max()),
+            "versions": ", ".join(f"v{v}: {o.n}" for v, o in sorted(self.ops.versions.items())),
+            "n_anomalies": len(self.findings),
+            "baseline_warming_up": ", ".join(self.warming_up) or "no",
+        }
+        if self.ops.cost_per_1000 is not None:
+            out["cost_per_1000"] = float(self.ops.cost_per_1000)
+        return out
+
+    def checks(self) -> list[Check]:
+        """One warning check per signal: its anomalies of the day, or none."""
+        return [
+            Check(
+                name,
+                not self.anomalies[kind],
+                "warn",
+                {
+                    "anomalies": "; ".join(
+                        f"{a.direction} {a.start:%H:%M}-{a.end:%H:%M} z={a.peak_z:.1f}"
+                        for a in self.anomalies[kind]
+                    )
+                    or "none"
+                },
+            )
+            for name, kind in CHECKS.items()
+        ]
+
+
+def operations_for_day(model: ModelConfig, day: str, store: MonitoringStore) -> OperationsDay:
+    """The day's operational numbers and their anomalies against the previous
+    `ops.history_days` days stored (a robust hour-of-day x weekday baseline)."""
+    ops = stream_operations(model, day)
+    metrics = ops.metrics()
+    first = (date.fromisoformat(day) - timedelta(days=model.ops.history_days)).isoformat()
+    last = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
+    stored = store.metric_history(
+        model.tenant, model.name, metric=list(SERIES), asset=ASSET, start=first, end=last
+    )
+    anomalies: dict[str, list[Anomaly]] = {}
+    warming: list[str] = []
+    for metric, kind in SERIES.items():
+        history = _hourly(stored[stored["metric"] == metric])
+        today = _hourly(
+            pd.DataFrame(
+                {
+                    "column": [c for (m, c) in metrics if m == metric],
+                    "value": [v for (m, _), v in metrics.items() if m == metric],
+                }
+            )
+        )
+        history_days = history.index.normalize().nunique() if len(history) else 0
+        if history_days < MIN_HISTORY_DAYS:  # a baseline of a few days alarms on noise
+            anomalies[kind] = []
+            warming.append(kind)
+            continue
+        anomalies[kind] = detect(
+            today.dropna(),
+            history.dropna(),
+            kind=kind,
+            z=model.ops.z,
+            persistence=model.ops.persistence,
+        )
+    # one finding per (signal, direction) and day: the strongest episode, the others counted
+    strongest: dict[tuple[str, str], Anomaly] = {}
+    episodes: dict[tuple[str, str], int] = {}
+    for found in anomalies.values():
+        for a in found:
+            k = (a.kind, a.direction)
+            episodes[k] = episodes.get(k, 0) + 1
+            if k not in strongest or abs(a.peak_z) > abs(strongest[k].peak_z):
+                strongest[k] = a
+    findings = []
+    for k, a in strongest.items():
+        for f in anomaly_findings([a], tenant=model.tenant, model=model.name, partition=day):
+            f.evidence["episodes_that_day"] = episodes[k]
+            findings.append(replace(f, column=a.direction))
+    return OperationsDay(ops, anomalies, warming, findings)

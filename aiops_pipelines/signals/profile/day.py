@@ -1,6 +1,6 @@
 """One model, one partition: the reference profile and a day's feature profile.
 
-`profile_reference` and `profile_day` stream a source once (bounded memory) into a mergeable
+`profile_reference` and `profile_for_day` stream a source once (bounded memory) into a mergeable
 profile plus a small uniform sample for the human-facing Evidently report.
 
 Contract checks happen here, on every chunk, before anything is stored: a missing column, a
@@ -10,6 +10,7 @@ empty day raise `DataError` naming the model, the partition and the column.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -19,10 +20,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig, TaskType
 from aiops_pipelines.core.errors import DataError
+from aiops_pipelines.core.findings import Finding
+from aiops_pipelines.io.labels import read_reference_labelled
 from aiops_pipelines.io.sources import Source, day_window, served
 from aiops_pipelines.io.store import REFERENCE_PARTITION
+from aiops_pipelines.signals.performance.reference import (
+    ReferencePerformance,
+    reference_performance,
+)
 from aiops_pipelines.signals.profile.builder import (
     ProfileBuilder,
     SampleKeeper,
@@ -60,16 +68,79 @@ def profiled_columns(model: ModelConfig, *, with_predictions: bool = True) -> Pr
     return ProfiledColumns(numeric, categorical, list(model.features.all), preds)
 
 
+REFERENCE_MIN_ROWS_FACTOR = 10
+"""The reference needs this many times a day's `min_rows` to fix stable bins."""
+
+
+def sample_path(artifacts_dir: Path, model_key: str, partition: str) -> Path:
+    """Where a partition's bounded sample (for the human-facing HTML report) is kept."""
+    return artifacts_dir / "samples" / model_key / f"{partition}.parquet"
+
+
 @dataclass
 class ReferenceResult:
+    """The reference profile of a model, its sample, and the champion's reference performance
+    (None when the reference has no labels and predictions to measure it on)."""
+
     profile: DatasetProfile
     sample: pd.DataFrame
     columns: ProfiledColumns
     seconds: float
+    performance: ReferencePerformance | None = None
+    sample_path: Path | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def n_rows(self) -> int:
+        return self.profile.n_rows
+
+    def null_rates(self) -> dict[str, float]:
+        return {name: c.null_rate for name, c in self.profile.columns.items()}
+
+    @property
+    def metrics(self) -> dict[tuple[str, str], float]:
+        """Rows of the store's metric history."""
+        out = {("rows", ""): float(self.n_rows)}
+        out.update({("null_rate", c): v for c, v in self.null_rates().items()})
+        return out
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The stored reference: profile, coarse dtypes (for the schema check), performance."""
+        out: dict[str, Any] = {
+            "profile": self.profile.to_dict(),
+            "dtypes": dtype_families(self.sample),
+        }
+        if self.performance is not None:
+            out["performance"] = self.performance.to_dict()
+        return out
+
+    @property
+    def mlflow_metrics(self) -> dict[str, float]:
+        perf = self.performance.metrics if self.performance else {}
+        return {
+            "rows": float(self.n_rows),
+            "seconds": self.seconds,
+            **{f"null_rate.{c}": v for c, v in self.null_rates().items()},
+            **{f"reference.{m}": v for m, v in perf.items()},
+        }
+
+    def checks(self, model: ModelConfig) -> list[Check]:
+        min_rows = REFERENCE_MIN_ROWS_FACTOR * model.thresholds.min_rows
+        return [
+            Check(
+                "reference_row_count",
+                self.n_rows >= min_rows,
+                "error",
+                {"rows": self.n_rows, "threshold": min_rows},
+            )
+        ]
 
 
 @dataclass
-class DayResult:
+class ProfileDay:
+    """A day's feature profile (on the reference's bins), its sample and its bookkeeping."""
+
     partition: str
     profile: DatasetProfile
     sample: pd.DataFrame
@@ -79,12 +150,101 @@ class DayResult:
     versions: dict[str, int] = field(default_factory=dict)
     n_errors: int = 0
     dtypes: dict[str, str] = field(default_factory=dict)
+    sample_path: Path | None = None
+    findings: list[Finding] = field(default_factory=list)
 
     def null_rates(self) -> dict[str, float]:
         return {name: c.null_rate for name, c in self.profile.columns.items()}
 
     def unseen_share(self) -> dict[str, float]:
         return unseen_shares(self.profile)
+
+    @property
+    def error_rate(self) -> float:
+        """Share of the day's requests that failed (status other than "ok")."""
+        return self.n_errors / self.n_rows
+
+    @property
+    def metrics(self) -> dict[tuple[str, str], float]:
+        """Rows of the store's metric history."""
+        return {
+            ("rows", ""): float(self.n_rows),
+            ("error_rate", ""): self.error_rate,
+            **{("null_rate", c): v for c, v in self.null_rates().items()},
+            **{("unseen_share", c): v for c, v in self.unseen_share().items()},
+            **{("version_rows", v): float(n) for v, n in self.versions.items()},
+        }
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The stored daily profile, with the coarse dtypes and the rows per version."""
+        return {"profile": self.profile.to_dict(), "dtypes": self.dtypes, "versions": self.versions}
+
+    @property
+    def mlflow_metrics(self) -> dict[str, float]:
+        return {
+            "rows": float(self.n_rows),
+            "error_rate": self.error_rate,
+            "seconds": self.seconds,
+            **{f"null_rate.{c}": v for c, v in self.null_rates().items()},
+        }
+
+    def checks(
+        self, model: ModelConfig, reference: DatasetProfile, reference_dtypes: dict[str, str]
+    ) -> list[Check]:
+        """The data contract of the day against the reference: enough rows, the same column
+        types and no column all null (both errors: nothing downstream should trust the day),
+        and warnings for a jump of a column's missing share and for unseen categories."""
+        th = model.thresholds
+        changed = {
+            c: f"{reference_dtypes[c]} -> {t}"
+            for c, t in self.dtypes.items()
+            if c in reference_dtypes and not _same_family(reference_dtypes[c], t)
+        }
+        cols = self.profile.columns
+        all_null = [c for c, p in cols.items() if p.n_rows and p.n_missing == p.n_rows]
+        null_jumps = {
+            c: round(p.null_rate - reference.columns[c].null_rate, 4)
+            for c, p in cols.items()
+            if c in reference.columns
+            and p.null_rate - reference.columns[c].null_rate >= th.null_rate_increase[0]
+        }
+        unseen = {
+            c: {"share": round(share, 4), "top": list(cols[c].unseen)[:5]}
+            for c, share in self.unseen_share().items()
+            if share >= th.unseen_share[0]
+        }
+        return [
+            Check(
+                "row_count",
+                self.n_rows >= th.min_rows,
+                "error",
+                {"rows": self.n_rows, "threshold": th.min_rows},
+            ),
+            Check(
+                "schema",
+                not changed and not all_null,
+                "error",
+                {"dtype_changes": json.dumps(changed), "all_null_columns": ", ".join(all_null)},
+            ),
+            Check(
+                "null_rate",
+                not null_jumps,
+                "warn",
+                {"increases": json.dumps(null_jumps), "threshold": th.null_rate_increase[0]},
+            ),
+            Check(
+                "unseen_categories",
+                not unseen,
+                "warn",
+                {"unseen": json.dumps(unseen), "threshold": th.unseen_share[0]},
+            ),
+        ]
+
+
+def _same_family(a: str, b: str) -> bool:
+    number = {"integer", "float"}
+    return a == b or (a in number and b in number)
 
 
 def unseen_shares(profile: DatasetProfile) -> dict[str, float]:
@@ -137,6 +297,23 @@ def profile_reference(
     except DataError as exc:
         raise _located(exc, model, REFERENCE_PARTITION) from None
     return ReferenceResult(profile, keeper.sample(), cols, time.perf_counter() - t0)
+
+
+def reference_for_model(
+    model: ModelConfig, *, sample_rows: int = 5000, samples_dir: Path | None = None
+) -> ReferenceResult:
+    """What every day of the model is judged against: the reference profile (its sample kept
+    under `samples_dir` for the HTML report) and the champion's performance on labelled
+    held-out rows (`validation`, else the reference), with its sampling error."""
+    res = profile_reference(model, sample_rows=sample_rows)
+    labelled = read_reference_labelled(model)
+    if labelled is not None:
+        res.performance = reference_performance(model, labelled)
+    if samples_dir is not None:
+        res.sample_path = save_sample(
+            res.sample, sample_path(samples_dir, model.key, REFERENCE_PARTITION)
+        )
+    return res
 
 
 def _check_chunk(model: ModelConfig, chunk: pd.DataFrame, cols: ProfiledColumns) -> None:
@@ -194,7 +371,7 @@ def dtype_families(frame: pd.DataFrame) -> dict[str, str]:
     return {str(name): _family(frame[name].dtype) for name in frame.columns}
 
 
-def profile_day(
+def profile_for_day(
     model: ModelConfig,
     day: date | str,
     reference: DatasetProfile,
@@ -202,8 +379,10 @@ def profile_day(
     sample_rows: int = 5000,
     chunk_rows: int | None = None,
     seed: int = 0,
-) -> DayResult:
-    """Profile one day of predictions in one streamed pass, on the reference's fixed bins."""
+    samples_dir: Path | None = None,
+) -> ProfileDay:
+    """Profile one day of predictions in one streamed pass, on the reference's fixed bins (the
+    day's sample kept under `samples_dir` for the HTML report)."""
     partition = day if isinstance(day, str) else day.isoformat()
     t0 = time.perf_counter()
     full = profiled_columns(model)
@@ -252,16 +431,22 @@ def profile_day(
             raise DataError(f"duplicate request ids, e.g. {dups}", column=c.request_id)
     except DataError as exc:
         raise _located(exc, model, partition) from None
-    return DayResult(
+    sample = keeper.sample()
+    return ProfileDay(
         partition=partition,
         profile=builder.result(),
-        sample=keeper.sample(),
+        sample=sample,
         n_rows=n_rows,
         n_chunks=n_chunks,
         seconds=time.perf_counter() - t0,
         versions=versions,
         n_errors=n_errors,
         dtypes=dtypes,
+        sample_path=(
+            save_sample(sample, sample_path(samples_dir, model.key, partition))
+            if samples_dir is not None
+            else None
+        ),
     )
 
 

@@ -1,0 +1,118 @@
+"""What every monitoring asset does around the engine: open its partition, then store the
+result, log it to MLflow and report it to Dagster, the same way for every signal.
+
+An asset is then three steps: `model_day` (which model and day, the config, the store and the
+tracker), one call into the engine, and `publish` (the store's rows for the partition replaced
+in one transaction, the MLflow run of the (asset, partition) updated, the MaterializeResult
+with numeric metadata and the engine's checks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from aiops_pipelines.core.checks import Check
+from aiops_pipelines.core.config import AppConfig, ModelConfig
+from aiops_pipelines.core.findings import Finding
+from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
+from aiops_pipelines.io.tracking import Tracker
+from aiops_pipelines.orchestration.partitions import split_key
+from aiops_pipelines.orchestration.resources import MlflowResource, MonitoringConfig, StoreResource
+
+
+@dataclass(frozen=True)
+class ModelDay:
+    """The partition an asset runs for, with everything it reads and writes through."""
+
+    config: AppConfig
+    model: ModelConfig
+    partition: str
+    """The date, or `REFERENCE_PARTITION` for the per-model reference assets."""
+    store: MonitoringStore
+    tracker: Tracker | None
+
+
+def model_day(
+    context: dg.AssetExecutionContext,
+    monitoring_config: MonitoringConfig,
+    store: StoreResource,
+    mlflow: MlflowResource | None = None,
+) -> ModelDay:
+    """The running partition: (date, model) for daily assets, the model for reference ones."""
+    if isinstance(context.partition_key, dg.MultiPartitionKey):
+        day, key = split_key(context)
+    else:
+        day, key = REFERENCE_PARTITION, context.partition_key
+    cfg = monitoring_config.load()
+    return ModelDay(
+        cfg, cfg.model(key), day, store.open(cfg), mlflow.tracker(cfg) if mlflow else None
+    )
+
+
+def check_result(check: Check) -> dg.AssetCheckResult:
+    severity = (
+        dg.AssetCheckSeverity.ERROR if check.severity == "error" else dg.AssetCheckSeverity.WARN
+    )
+    return dg.AssetCheckResult(
+        check_name=check.name, passed=check.passed, severity=severity, metadata=check.metadata
+    )
+
+
+def publish(
+    md: ModelDay,
+    asset: str,
+    *,
+    metrics: Mapping[tuple[str, str], float],
+    findings: Iterable[Finding] = (),
+    profile: tuple[str, dict[str, Any], int] | None = None,
+    mlflow_metrics: Mapping[str, float | None] | None = None,
+    mlflow_params: Mapping[str, Any] | None = None,
+    mlflow_tags: Mapping[str, str] | None = None,
+    artifacts: Mapping[str, Path] | None = None,
+    metadata: Mapping[str, Any],
+    checks: Sequence[Check] = (),
+) -> dg.MaterializeResult:
+    """Store the partition's rows (replacing a previous run's), log the MLflow run, and build
+    the MaterializeResult.
+
+    Each artifact is uploaded to the run and its local file removed (one copy: the MLflow
+    artifact under the home folder); the metadata entry of the same name links to it. Without
+    MLflow the file stays where it is and the entry is its path.
+    """
+    m = md.model
+    md.store.replace_partition(
+        m.tenant,
+        m.name,
+        md.partition,
+        asset,
+        metrics=dict(metrics),
+        findings=list(findings),
+        profile=profile,
+    )
+    out = dict(metadata)
+    links: dict[str, Any] = {
+        name: dg.MetadataValue.path(str(p)) for name, p in (artifacts or {}).items()
+    }
+    out["mlflow_run_id"] = ""
+    if md.tracker is not None:
+        run = md.tracker.record(
+            m.key,
+            asset,
+            md.partition,
+            metrics=mlflow_metrics,
+            params=mlflow_params,
+            tags=mlflow_tags,
+            artifacts=artifacts,
+        )
+        out["mlflow_run_id"] = run.run_id
+        for name, uri in run.artifacts.items():
+            links[name] = dg.MetadataValue.url(uri) if "://" in uri else dg.MetadataValue.path(uri)
+        for path in (artifacts or {}).values():
+            path.unlink(missing_ok=True)
+    out.update(links)
+    return dg.MaterializeResult(metadata=out, check_results=[check_result(c) for c in checks])
