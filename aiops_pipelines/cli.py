@@ -362,21 +362,15 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def cmd_overview(args: argparse.Namespace) -> int:
     from aiops_pipelines.io.store import MonitoringStore
-    from aiops_pipelines.views.page import render_overview
+    from aiops_pipelines.views.page import write_overview
 
     config = load_config(args.config)
     with MonitoringStore(config.storage.store_url) as store:
         day = _day_or_latest(args, store)
         if day is None:
             return 0
-        alerts, deliveries = _alert_frames(store)
-        html = render_overview(store, config, day=day, alerts=alerts, deliveries=deliveries)
-    out = (
-        Path(args.out) if args.out else config.artifacts_path / "overview" / f"overview_{day}.html"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
-    print(out.resolve().as_uri())
+        page = write_overview(store, config, day, path=Path(args.out) if args.out else None)
+    print(page.path.resolve().as_uri())
     return 0
 
 

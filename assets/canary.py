@@ -11,7 +11,6 @@ from aiops_pipelines.orchestration.resources import (
     MlflowResource,
     MonitoringConfig,
     StoreResource,
-    parse_utc,
 )
 from aiops_pipelines.signals.canary.day import canary_for_day, no_canary_check
 from assets.monitoring import OWNERS, reference_profile
@@ -54,7 +53,7 @@ def canary_report(
     if start is None or live.canary is None or live.champion is None:
         yield check_result(no_canary_check(live.aliases))
         return
-    as_of = parse_utc(config.as_of) if config.as_of else clock.now()
+    as_of = clock.at(config.as_of)
     res = canary_for_day(model, day, as_of, canary=live.canary, champion=live.champion, start=start)
     yield publish(
         md,

@@ -1,20 +1,19 @@
 """Model lifecycle: the retrained candidate, registered in MLflow as a challenger at most."""
 
 import json
+from collections.abc import Callable
 from datetime import date
 
 import dagster as dg
 from pydantic import Field
 
-from aiops_pipelines.lifecycle.registry import promote_canary as promote_canary_version
-from aiops_pipelines.lifecycle.registry import rollback_canary as rollback_canary_version
+from aiops_pipelines.lifecycle import registry
 from aiops_pipelines.lifecycle.training import retrain
 from aiops_pipelines.orchestration.partitions import model_partitions
 from aiops_pipelines.orchestration.resources import (
     Clock,
     MonitoringConfig,
     StoreResource,
-    parse_utc,
 )
 from assets.monitoring import OWNERS, drift_report
 from assets.performance import performance_report
@@ -65,7 +64,7 @@ def retrained_model(
         evidence=json.loads(config.evidence or "{}"),
         end_day=date.fromisoformat(config.end_day),
         start_day=date.fromisoformat(config.start_day) if config.start_day else None,
-        as_of=parse_utc(config.as_of) if config.as_of else clock.now(),
+        as_of=clock.at(config.as_of),
         store=store.open(cfg),
     )
     primary = str(result.primary_metric)
@@ -94,7 +93,11 @@ class CanaryActionConfig(dg.Config):
 
 
 def _act(
-    context: dg.OpExecutionContext, config: CanaryActionConfig, monitoring_config, store, action
+    context: dg.OpExecutionContext,
+    config: CanaryActionConfig,
+    monitoring_config: MonitoringConfig,
+    store: StoreResource,
+    action: Callable[..., registry.LifecycleChange],
 ) -> dict:
     cfg = monitoring_config.load()
     model = cfg.model(config.model)
@@ -121,7 +124,7 @@ def rollback_canary_op(
     monitoring_config: MonitoringConfig,
     store: StoreResource,
 ) -> dict:
-    return _act(context, config, monitoring_config, store, rollback_canary_version)
+    return _act(context, config, monitoring_config, store, registry.rollback_canary)
 
 
 @dg.op(description="champion <- canary; the previous champion keeps alias previous_champion.")
@@ -131,7 +134,7 @@ def promote_canary_op(
     monitoring_config: MonitoringConfig,
     store: StoreResource,
 ) -> dict:
-    return _act(context, config, monitoring_config, store, promote_canary_version)
+    return _act(context, config, monitoring_config, store, registry.promote_canary)
 
 
 @dg.job(description="Roll a failing canary back (launched by canary_verdict_sensor).")

@@ -11,7 +11,6 @@ from aiops_pipelines.orchestration.resources import (
     MlflowResource,
     MonitoringConfig,
     StoreResource,
-    parse_utc,
 )
 from aiops_pipelines.signals.performance.day import performance_for_day
 from aiops_pipelines.views.markdown import judgement
@@ -61,7 +60,7 @@ def performance_report(
     late_labels_sensor as labels arrive: the partition is replaced, and each attempt stays in
     the MLflow run's metric history."""
     md = model_day(context, monitoring_config, store, mlflow)
-    as_of = parse_utc(config.as_of) if config.as_of else clock.now()
+    as_of = clock.at(config.as_of)
     res = performance_for_day(md.model, md.partition, as_of, md.store)
     return publish(
         md,

@@ -95,6 +95,10 @@ class Clock(dg.ConfigurableResource):
             return datetime.now(UTC)
         return parse_utc(self.now_iso)
 
+    def at(self, as_of: str = "") -> datetime:
+        """`as_of` (a run's config asking for another time), else now."""
+        return parse_utc(as_of) if as_of else self.now()
+
 
 def parse_utc(text: str) -> datetime:
     """An ISO time; a date or a naive time is taken as UTC."""

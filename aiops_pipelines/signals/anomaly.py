@@ -54,7 +54,7 @@ These are Gaussian rates with a known scale; measured rates are higher, because 
 skewed (Poisson/binomial counts, log-normal latency) and the scale is estimated (84 pooled
 errors give a scale within about +-13%, and neighbouring hours share most of their pool, so
 their errors are correlated). On 300 simulated clean weeks per signal (4 weeks of history
-each, the simulation of ``tests/test_anomaly.py``) the single-point rate of ``|z| >= 4`` was
+each, the simulation of the anomaly tests) the single-point rate of ``|z| >= 4`` was
 1.6e-4 (throughput), 7.7e-4 (latency) and 7.3e-4 (error rate) against the nominal 6.3e-5, and
 ``z = 3, persistence = 2`` raised 0.013-0.017 anomalies per week (latency, error rate) against
 a nominal 3e-4: **the real rate is 10-50x the Gaussian one**. At the defaults no anomaly was

@@ -554,10 +554,15 @@ class OverviewPage:
 
 
 def write_overview(
-    store: MonitoringStore, cfg: AppConfig, day: str, *, window_days: int = 14
+    store: MonitoringStore,
+    cfg: AppConfig,
+    day: str,
+    *,
+    window_days: int = 14,
+    path: Path | None = None,
 ) -> OverviewPage:
-    """Render the day's page to `<artifacts>/overview/overview_<day>.html` (alerts, deliveries
-    and the feed read once for the whole page)."""
+    """Render the day's page to `path`, by default `<artifacts>/overview/overview_<day>.html`
+    (alerts, deliveries and the feed read once for the whole page)."""
     alerts, deliveries = store.alerts(), store.deliveries()
     items = feed(store, day=day, days=window_days, alerts=alerts)
     html = render_overview(
@@ -569,8 +574,7 @@ def write_overview(
         window_days=window_days,
         events=items,
     )
-    out_dir = cfg.artifacts_path / "overview"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"overview_{day}.html"
+    path = path or cfg.artifacts_path / "overview" / f"overview_{day}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
     return OverviewPage(path, alerts, deliveries, items)

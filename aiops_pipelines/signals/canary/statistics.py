@@ -183,7 +183,7 @@ def arm_stats(
 
     Rows with a label and a prediction are scored (see the module docstring); rows whose
     prediction is missing are left to the error guardrail. Missing status counts as an error,
-    as in `monitor.py`; missing latency is skipped.
+    as in the feature profile (`profile_for_day`); missing latency is skipped.
     """
     missing = [c for c in (prediction_col, label_col, latency_col, status_col) if c]
     missing = [c for c in missing if c not in frame.columns]

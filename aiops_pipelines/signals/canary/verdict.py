@@ -36,6 +36,13 @@ from aiops_pipelines.signals.canary.statistics import (
 
 ASSET = "canary_report"
 GUARDRAIL_MIN_PREDICTIONS = 200
+
+
+def _g4(x: float) -> str:
+    """Four significant digits, as every number in a verdict's reasons."""
+    return fmt_number(x, ".4g")
+
+
 Verdict = Literal["pass", "fail", "inconclusive"]
 
 
@@ -147,24 +154,21 @@ def canary_verdict(
     if err_breached:
         causes.append("error_rate")
         fails.append(
-            f"error-rate guardrail: increase {fmt_number(e_est, '.4g')} (CS lower "
-            f"{fmt_number(e_lo, '.4g')}) > "
-            f"{fmt_number(policy.max_error_rate_increase, '.4g')}"
+            f"error-rate guardrail: increase {_g4(e_est)} (CS lower {_g4(e_lo)}) > "
+            f"{_g4(policy.max_error_rate_increase)}"
         )
     if lat_breached:
         causes.append("latency_p95")
         fails.append(
-            f"latency guardrail: p95 {fmt_number(p95_c, '.4g')} ms vs {fmt_number(p95_s, '.4g')} "
-            f"ms, ratio "
-            f"{fmt_number(ratio, '.4g')} > {fmt_number(policy.max_latency_p95_ratio, '.4g')}"
+            f"latency guardrail: p95 {_g4(p95_c)} ms vs {_g4(p95_s)} ms, ratio "
+            f"{_g4(ratio)} > {_g4(policy.max_latency_p95_ratio)}"
         )
     judged = min(canary.n_labelled, champion.n_labelled) >= policy.min_labels
     if judged and hi < -policy.margin:
         causes.insert(0, "primary")
         fails.append(
-            f"credibly worse: difference {fmt_number(est, '.4g')}, CS [{fmt_number(lo, '.4g')}, "
-            f"{fmt_number(hi, '.4g')}] entirely "
-            f"below -margin {fmt_number(-policy.margin, '.4g')}"
+            f"credibly worse: difference {_g4(est)}, CS [{_g4(lo)}, {_g4(hi)}] entirely "
+            f"below -margin {_g4(-policy.margin)}"
         )
     if fails:
         return verdict("fail", fails)
@@ -176,27 +180,21 @@ def canary_verdict(
         )
     elif not lo > -policy.margin:
         reasons.append(
-            f"not yet credibly within the margin: CS [{fmt_number(lo, '.4g')}, "
-            f"{fmt_number(hi, '.4g')}] reaches below "
-            f"-margin {fmt_number(-policy.margin, '.4g')}"
+            f"not yet credibly within the margin: CS [{_g4(lo)}, {_g4(hi)}] reaches below "
+            f"-margin {_g4(-policy.margin)}"
         )
     if days < policy.min_days:
         reasons.append(f"{days} days of traffic (need {policy.min_days})")
     if not coverage >= policy.min_coverage:
-        reasons.append(
-            f"label coverage {fmt_number(coverage, '.3g')} (need "
-            f"{fmt_number(policy.min_coverage, '.4g')})"
-        )
+        reasons.append(f"label coverage {fmt_number(coverage)} (need {_g4(policy.min_coverage)})")
     if reasons:
         return verdict("inconclusive", reasons)
     return verdict(
         "pass",
         [
-            f"credibly not worse than the margin: difference {fmt_number(est, '.4g')}, CS "
-            f"[{fmt_number(lo, '.4g')}, "
-            f"{fmt_number(hi, '.4g')}] above -margin {fmt_number(-policy.margin, '.4g')} after "
-            f"{days} days at label "
-            f"coverage {fmt_number(coverage, '.3g')}"
+            f"credibly not worse than the margin: difference {_g4(est)}, CS [{_g4(lo)}, "
+            f"{_g4(hi)}] above -margin {_g4(-policy.margin)} after {days} days at label "
+            f"coverage {fmt_number(coverage)}"
         ],
     )
 

@@ -444,10 +444,10 @@ def build_reference_profile(
     Pass 1 keeps a uniform row sample of the numeric columns (at most `max_sample` rows, so
     quantiles are exact when the reference fits), exact min/max, and category counts. The spec's
     edges are the unique sample quantiles at `n_bins + 1` evenly spaced levels (1000 bins: KS
-    within ~1e-4 and W1 within ~1e-3 of the full-data values, see drift.py). Pass 2 profiles
-    every row with `ProfileBuilder`. `chunks` is called once per pass, so it must be
-    re-iterable (e.g. a function reopening a Parquet file or re-running a query). Memory is
-    bounded by `max_sample`, not by the number of rows.
+    within ~1e-4 and W1 within ~1e-3 of the full-data values, see `signals.drift.statistics`).
+    Pass 2 profiles every row with `ProfileBuilder`. `chunks` is called once per pass, so it
+    must be re-iterable (e.g. a function reopening a Parquet file or re-running a query).
+    Memory is bounded by `max_sample`, not by the number of rows.
     """
     if n_bins < 1:
         raise ValueError("n_bins must be at least 1")
