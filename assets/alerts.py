@@ -3,6 +3,7 @@
 import dagster as dg
 
 from aiops_pipelines.alerting.day import alerts_for_day
+from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.orchestration.partitions import daily_partitions, date_x_model
 from aiops_pipelines.orchestration.publish import check_result, model_day
 from aiops_pipelines.orchestration.resources import MlflowResource, MonitoringConfig, StoreResource
@@ -85,7 +86,7 @@ def ops_overview(
     if tracker:
         logged = tracker.record(
             OVERVIEW_KEY,
-            "ops_overview",
+            Asset.OPS_OVERVIEW,
             day,
             metrics=page.tracked_metrics,
             artifacts={"overview": page.path},

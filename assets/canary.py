@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.lifecycle.registry import live_canary
 from aiops_pipelines.orchestration.partitions import date_x_model
 from aiops_pipelines.orchestration.publish import check_result, model_day, publish
@@ -57,7 +58,7 @@ def canary_report(
     res = canary_for_day(model, day, as_of, canary=live.canary, champion=live.champion, start=start)
     yield publish(
         md,
-        "canary_report",
+        Asset.CANARY_REPORT,
         metrics=res.metrics,
         findings=res.findings,
         mlflow_metrics=res.mlflow_metrics,

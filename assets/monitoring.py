@@ -9,6 +9,7 @@ import json
 
 import dagster as dg
 
+from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.io.store import REFERENCE_PARTITION
 from aiops_pipelines.orchestration.partitions import date_x_model, model_partitions
 from aiops_pipelines.orchestration.publish import ModelDay, model_day, publish
@@ -79,7 +80,7 @@ def reference_profile(
     perf = res.performance.metrics if res.performance else {}
     return publish(
         md,
-        "reference_profile",
+        Asset.REFERENCE_PROFILE,
         metrics=res.metrics,
         profile=("reference", res.payload, res.n_rows),
         mlflow_params={
@@ -155,7 +156,7 @@ def feature_profile(
     null_rates, unseen = res.null_rates(), res.unseen_share()
     return publish(
         md,
-        "feature_profile",
+        Asset.FEATURE_PROFILE,
         metrics=res.metrics,
         profile=("daily", res.payload, res.n_rows),
         mlflow_metrics=res.mlflow_metrics,
@@ -224,7 +225,7 @@ def drift_report(
     files = write_drift_reports(result, model, day, home / "reports" / model.key, **samples)
     return publish(
         md,
-        "drift_report",
+        Asset.DRIFT_REPORT,
         metrics=result.metrics,
         findings=result.findings,
         mlflow_metrics=result.mlflow_metrics,

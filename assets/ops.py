@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.orchestration.partitions import date_x_model
 from aiops_pipelines.orchestration.publish import model_day, publish
 from aiops_pipelines.orchestration.resources import MlflowResource, MonitoringConfig, StoreResource
@@ -46,7 +47,7 @@ def ops_report(
     res = operations_for_day(md.model, md.partition, md.store)
     return publish(
         md,
-        "ops_report",
+        Asset.OPS_REPORT,
         metrics=res.metrics,
         findings=res.findings,
         mlflow_metrics=res.mlflow_metrics,

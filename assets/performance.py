@@ -4,6 +4,7 @@ residual anomalies of regression models (`aiops_pipelines.signals.performance`).
 import dagster as dg
 from pydantic import Field
 
+from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.orchestration.partitions import date_x_model
 from aiops_pipelines.orchestration.publish import model_day, publish
 from aiops_pipelines.orchestration.resources import (
@@ -64,7 +65,7 @@ def performance_report(
     res = performance_for_day(md.model, md.partition, as_of, md.store)
     return publish(
         md,
-        "performance_report",
+        Asset.PERFORMANCE_REPORT,
         metrics=res.metrics,
         findings=res.findings,
         mlflow_metrics=res.mlflow_metrics,

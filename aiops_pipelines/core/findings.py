@@ -43,6 +43,19 @@ def level_name(code: float) -> str:
     return "insufficient"
 
 
+class Asset(StrEnum):
+    """What produced a result: the Dagster asset's name, also the `asset` of its findings and
+    metric history rows and of its MLflow runs."""
+
+    REFERENCE_PROFILE = "reference_profile"
+    FEATURE_PROFILE = "feature_profile"
+    DRIFT_REPORT = "drift_report"
+    PERFORMANCE_REPORT = "performance_report"
+    CANARY_REPORT = "canary_report"
+    OPS_REPORT = "ops_report"
+    OPS_OVERVIEW = "ops_overview"
+
+
 class Signal(StrEnum):
     """What a finding is about. The same names are used in the store, MLflow and the UI."""
 

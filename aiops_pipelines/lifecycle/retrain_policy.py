@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from aiops_pipelines.core.config import ModelConfig
+from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.lifecycle.registry import PROMOTE_CANARY, ROLLBACK_CANARY
 from aiops_pipelines.signals.performance.day import decay_levels
@@ -106,7 +107,7 @@ def decide(store: MonitoringStore, model: ModelConfig) -> RetrainDecision:
                 )
     if trigger is None and policy.on_drift_share is not None:
         drift = store.metric_history(
-            model.tenant, model.name, metric="drift_share", asset="drift_report"
+            model.tenant, model.name, metric="drift_share", asset=Asset.DRIFT_REPORT
         )
         if not drift.empty:
             latest = drift.iloc[-1]
@@ -119,7 +120,7 @@ def decide(store: MonitoringStore, model: ModelConfig) -> RetrainDecision:
                     model.tenant,
                     model.name,
                     metric="n_labelled",
-                    asset="performance_report",
+                    asset=Asset.PERFORMANCE_REPORT,
                     start=since,
                 )
                 n_labels = int(labels["value"].sum()) if not labels.empty else 0

@@ -89,7 +89,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from aiops_pipelines.core.findings import Finding, Severity
+from aiops_pipelines.core.findings import Asset, Finding, Severity
 from aiops_pipelines.core.values import fmt_number
 
 Kind = Literal["throughput", "latency", "error_rate", "errors", "residual"]
@@ -400,7 +400,7 @@ def anomaly_findings(
     tenant: str,
     model: str,
     partition: str,
-    asset: str = "ops_report",
+    asset: str = Asset.OPS_REPORT,
 ) -> list[Finding]:
     """One finding per anomaly, with the numbers and the method in its evidence."""
     findings: list[Finding] = []

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from aiops_pipelines.core.config import ModelConfig
-from aiops_pipelines.core.findings import Severity, level_name
+from aiops_pipelines.core.findings import Asset, Severity, level_name
 from aiops_pipelines.core.values import (
     as_number,
     as_text,
@@ -23,7 +23,6 @@ from aiops_pipelines.core.values import (
 )
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.views.overview import (
-    DRIFT_ASSET,
     LOWER_IS_BETTER,
     MonitoredModel,
     model_level,
@@ -79,7 +78,7 @@ def _day_ticks(days: list[str], x0: float, step: float, y: float) -> str:
 
 
 def drift_heatmap(w: ModelWindow, days: list[str]) -> str:
-    drift = w.metrics[w.metrics["asset"] == DRIFT_ASSET]
+    drift = w.metrics[w.metrics["asset"] == Asset.DRIFT_REPORT]
     stats = drift[drift["metric"].str.startswith("drift_") & (drift["column"] != "")]
     if stats.empty:
         return '<p class="muted">no drift results in the window</p>'
@@ -93,7 +92,7 @@ def drift_heatmap(w: ModelWindow, days: list[str]) -> str:
         if r.metric == "drift_share"
     }
     severity: dict[tuple[str, str], int] = {}
-    for f in w.findings[w.findings["asset"] == DRIFT_ASSET].itertuples(index=False):
+    for f in w.findings[w.findings["asset"] == Asset.DRIFT_REPORT].itertuples(index=False):
         k = (f.partition, f.column)
         severity[k] = max(severity.get(k, -1), severity_rank(f.severity))
     configured = w.model.config.features.all if w.model.config else []

@@ -25,7 +25,7 @@ from typing import Any
 import pandas as pd
 
 from aiops_pipelines.core.config import AppConfig, ModelConfig
-from aiops_pipelines.core.findings import Severity, Signal
+from aiops_pipelines.core.findings import Asset, Severity, Signal
 from aiops_pipelines.core.values import as_number, as_text
 from aiops_pipelines.io.schema import ALERT_COLUMNS, DELIVERY_COLUMNS
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
@@ -74,7 +74,6 @@ STATUSES = ("critical", "warning", "ok", "no data")
 # Primary metrics in the order a model without a config is guessed to use them.
 _DEFAULT_PRIMARY = ("roc_auc", "macro_f1", "mae")
 LOWER_IS_BETTER = {"log_loss", "calibration_error", "mae", "rmse", "mape"}
-DRIFT_ASSET = "drift_report"
 CANARY_SIGNALS = {Signal.CANARY_FAIL.value: "fail", Signal.CANARY_PASS.value: "pass"}
 
 
@@ -234,7 +233,7 @@ def performance_history(
     frame = store.metric_history(
         model.tenant,
         model.name,
-        asset="performance_report",
+        asset=Asset.PERFORMANCE_REPORT,
         start=_shift(day, -max(days, lookback)),
         end=day,
     )
@@ -384,12 +383,12 @@ def _health_row(
     primary = primary_metric_of(model, perf)
     perf_day, perf_rows = _latest_evaluated(perf, primary)
 
-    error_rate = metric_value(metrics, "ops_report", "error_rate")
+    error_rate = metric_value(metrics, Asset.OPS_REPORT, "error_rate")
     if not math.isfinite(error_rate):  # ops_report not run: the profile counts errors too
-        error_rate = metric_value(metrics, "feature_profile", "error_rate")
+        error_rate = metric_value(metrics, Asset.FEATURE_PROFILE, "error_rate")
 
     canary, canary_version = "", ""
-    canary_rows = metrics[metrics["asset"] == "canary_report"]
+    canary_rows = metrics[metrics["asset"] == Asset.CANARY_REPORT]
     if len(canary_rows):
         verdicts = [CANARY_SIGNALS[s] for s in found["signal"] if s in CANARY_SIGNALS]
         canary = "fail" if "fail" in verdicts else (verdicts[0] if verdicts else "inconclusive")
@@ -426,20 +425,20 @@ def _health_row(
         "key": model.key,
         "status": status,
         "last_partition": latest_partition(store, t, m, end=day),
-        "drift_share": metric_value(metrics, DRIFT_ASSET, "drift_share"),
-        "n_drifted": metric_value(metrics, DRIFT_ASSET, "n_drifted"),
+        "drift_share": metric_value(metrics, Asset.DRIFT_REPORT, "drift_share"),
+        "n_drifted": metric_value(metrics, Asset.DRIFT_REPORT, "n_drifted"),
         "primary_metric": primary or "",
-        "primary_value": metric_value(perf_rows, "performance_report", primary)
+        "primary_value": metric_value(perf_rows, Asset.PERFORMANCE_REPORT, primary)
         if primary
         else math.nan,
         "performance_partition": perf_day,
         "reference_value": (
             reference_performance_value(store, t, m, primary) if primary else math.nan
         ),
-        "coverage": metric_value(perf_rows, "performance_report", "coverage"),
-        "n_labelled": metric_value(perf_rows, "performance_report", "n_labelled"),
-        "throughput": metric_value(metrics, "ops_report", "throughput_day"),
-        "latency_p95_ms": metric_value(metrics, "ops_report", "latency_p95"),
+        "coverage": metric_value(perf_rows, Asset.PERFORMANCE_REPORT, "coverage"),
+        "n_labelled": metric_value(perf_rows, Asset.PERFORMANCE_REPORT, "n_labelled"),
+        "throughput": metric_value(metrics, Asset.OPS_REPORT, "throughput_day"),
+        "latency_p95_ms": metric_value(metrics, Asset.OPS_REPORT, "latency_p95"),
         "error_rate": error_rate,
         "canary": canary,
         "canary_version": canary_version,

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from aiops_pipelines.core.config import AppConfig
+from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.core.values import as_text, fmt_count, fmt_number, fmt_percent, one_line
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.views.charts import (
@@ -250,7 +251,7 @@ def _actions_html(store: MonitoringStore, days: list[str]) -> str:
 def _canary_html(windows: list[ModelWindow], days: list[str]) -> str:
     rows = []
     for w in windows:
-        canary = w.metrics[w.metrics["asset"] == "canary_report"]
+        canary = w.metrics[w.metrics["asset"] == Asset.CANARY_REPORT]
         if canary.empty:
             continue
         verdicts: dict[str, str] = {}
@@ -262,7 +263,7 @@ def _canary_html(windows: list[ModelWindow], days: list[str]) -> str:
         today = canary[canary["partition"] == last]
 
         def val(metric: str, frame: pd.DataFrame = today) -> float:
-            return metric_value(frame, "canary_report", metric)
+            return metric_value(frame, Asset.CANARY_REPORT, metric)
 
         version = today.loc[today["metric"] == "canary_n", "column"]
         champion = today.loc[today["metric"] == "champion_n", "column"]

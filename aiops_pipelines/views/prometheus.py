@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pandas as pd
 
 from aiops_pipelines.core.config import AppConfig
-from aiops_pipelines.core.findings import Severity
+from aiops_pipelines.core.findings import Asset, Severity
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.views.overview import (
     latest_partition,
@@ -191,7 +191,7 @@ def render_metrics(
                 _day_seconds(newest),
             )
 
-        _, drift = _latest_rows(frame, "drift_report")
+        _, drift = _latest_rows(frame, Asset.DRIFT_REPORT)
         page.add("aiops_drift_share", base, _get(drift, "drift_share"))
         page.add("aiops_drifted_features", base, _get(drift, "n_drifted"))
 
@@ -202,7 +202,7 @@ def render_metrics(
             ref = reference_performance_value(store, t, m, primary)
             page.add("aiops_performance_reference", {**base, "metric": primary}, ref)
 
-        _, ops = _latest_rows(frame, "ops_report")
+        _, ops = _latest_rows(frame, Asset.OPS_REPORT)
         page.add("aiops_throughput_predictions_per_day", base, _get(ops, "throughput_day"))
         for q, metric in (("0.5", "latency_p50"), ("0.95", "latency_p95"), ("0.99", "latency_p99")):
             page.add("aiops_latency_seconds", {**base, "quantile": q}, _get(ops, metric) / 1000)
@@ -210,7 +210,7 @@ def render_metrics(
         page.add("aiops_cost_per_1000_predictions", base, _get(ops, "cost_per_1000"))
 
         found = store.findings(t, m, start=last, end=last)
-        canary_day, canary = _latest_rows(frame, "canary_report")
+        canary_day, canary = _latest_rows(frame, Asset.CANARY_REPORT)
         if canary_day == last:
             _add_canary(page, base, canary, found)
         for sev in Severity:

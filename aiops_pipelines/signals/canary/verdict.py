@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from aiops_pipelines.core.config import CanaryPolicy
-from aiops_pipelines.core.findings import Finding, Severity, Signal, jsonable
+from aiops_pipelines.core.findings import Asset, Finding, Severity, Signal, jsonable
 from aiops_pipelines.core.values import fmt_number
 from aiops_pipelines.signals.canary.statistics import (
     ArmStats,
@@ -34,7 +34,6 @@ from aiops_pipelines.signals.canary.statistics import (
     error_rate_sequence,
 )
 
-ASSET = "canary_report"
 GUARDRAIL_MIN_PREDICTIONS = 200
 
 
@@ -221,7 +220,7 @@ def canary_findings(
         "canary_version": canary_version,
         "champion_version": champion_version,
     }
-    base = dict(tenant=tenant, model=model, partition=partition, asset=ASSET)
+    base = dict(tenant=tenant, model=model, partition=partition, asset=Asset.CANARY_REPORT)
     head = f"canary {canary_version} vs champion {champion_version}: "
     detail = "; ".join(v.reasons)
     if v.verdict == "pass":

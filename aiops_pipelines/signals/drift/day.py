@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig
-from aiops_pipelines.core.findings import Finding, Severity, Signal
+from aiops_pipelines.core.findings import Asset, Finding, Severity, Signal
 from aiops_pipelines.core.values import fmt_number
 from aiops_pipelines.signals.drift.compare import ColumnDrift, DriftReport, compare_profiles
 from aiops_pipelines.signals.profile.day import profiled_columns
@@ -160,7 +160,7 @@ def _column_finding(c: ColumnDrift, signal: Signal, base: dict[str, str]) -> Fin
 
 
 def report_findings(
-    report: DriftReport, *, tenant: str, model: str, partition: str, asset: str = "drift_report"
+    report: DriftReport, *, tenant: str, model: str, partition: str, asset: str = Asset.DRIFT_REPORT
 ) -> list[Finding]:
     """One finding per problem: drifted feature or prediction column, dataset drift, null-rate
     increase, unseen categories. Each carries the value, the threshold it crossed (the

@@ -18,13 +18,12 @@ import pandas as pd
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.errors import DataError
-from aiops_pipelines.core.findings import Finding
+from aiops_pipelines.core.findings import Asset, Finding
 from aiops_pipelines.io.sources import Source, day_window
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.signals.anomaly import Anomaly, anomaly_findings, detect
 from aiops_pipelines.signals.operations.latency import histogram_quantile, latency_histogram
 
-ASSET = "ops_report"
 HOURS = 24
 
 
@@ -231,7 +230,7 @@ def operations_for_day(model: ModelConfig, day: str, store: MonitoringStore) -> 
     first = (date.fromisoformat(day) - timedelta(days=model.ops.history_days)).isoformat()
     last = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
     stored = store.metric_history(
-        model.tenant, model.name, metric=list(SERIES), asset=ASSET, start=first, end=last
+        model.tenant, model.name, metric=list(SERIES), asset=Asset.OPS_REPORT, start=first, end=last
     )
     anomalies: dict[str, list[Anomaly]] = {}
     warming: list[str] = []

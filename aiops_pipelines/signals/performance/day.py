@@ -18,7 +18,7 @@ from typing import Any
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.errors import DataError
-from aiops_pipelines.core.findings import LEVEL_CODES, Finding, jsonable, level_name
+from aiops_pipelines.core.findings import LEVEL_CODES, Asset, Finding, jsonable, level_name
 from aiops_pipelines.io.labels import read_day_outcomes, read_day_predictions
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 from aiops_pipelines.signals.performance.estimate import estimate_performance
@@ -27,7 +27,6 @@ from aiops_pipelines.signals.performance.metrics import realized_metrics, segmen
 from aiops_pipelines.signals.performance.reference import ReferencePerformance
 from aiops_pipelines.signals.performance.residuals import ResidualVerdict, residual_verdict
 from aiops_pipelines.signals.performance.verdict import (
-    ASSET,
     DayJudgement,
     DecayState,
     decay_state,
@@ -39,7 +38,9 @@ from aiops_pipelines.signals.performance.verdict import (
 
 def decay_levels(store: MonitoringStore, model: ModelConfig) -> list[tuple[str, str]]:
     """The model's (partition, level) history, as last judged by performance_report."""
-    hist = store.metric_history(model.tenant, model.name, metric="decay_level", asset=ASSET)
+    hist = store.metric_history(
+        model.tenant, model.name, metric="decay_level", asset=Asset.PERFORMANCE_REPORT
+    )
     return [
         (str(p), level_name(float(v)))
         for p, v in zip(hist["partition"], hist["value"], strict=True)

@@ -17,11 +17,9 @@ from datetime import date, timedelta
 import pandas as pd
 
 from aiops_pipelines.core.config import Metric, ModelConfig, TaskType
-from aiops_pipelines.core.findings import Finding
+from aiops_pipelines.core.findings import Asset, Finding
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.signals.anomaly import anomaly_findings, detect_last_day
-
-ASSET = "performance_report"
 
 RESIDUAL_PERSISTENCE_DAYS = 2
 """Consecutive labelled days beyond z before a residual anomaly. Not `ops.persistence`: that
@@ -65,7 +63,7 @@ def residual_verdict(
         model.name,
         metric=["n_labelled", Metric.MAE.value],
         column="",
-        asset=ASSET,
+        asset=Asset.PERFORMANCE_REPORT,
         start=since,
         end=today - timedelta(days=1),
     )
@@ -88,7 +86,11 @@ def residual_verdict(
         lookback_weeks=RESIDUAL_LOOKBACK_WEEKS,
     )
     findings = anomaly_findings(
-        anomalies, tenant=model.tenant, model=model.name, partition=day, asset=ASSET
+        anomalies,
+        tenant=model.tenant,
+        model=model.name,
+        partition=day,
+        asset=Asset.PERFORMANCE_REPORT,
     )
     for f in findings:
         f.evidence.update(metric=Metric.MAE.value, n_labelled=n_labelled, min_labels=min_labels)

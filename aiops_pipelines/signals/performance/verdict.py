@@ -21,11 +21,10 @@ from aiops_pipelines.core.config import (
     ModelConfig,
     PerformancePolicy,
 )
-from aiops_pipelines.core.findings import LEVELS, Finding, Severity, Signal, jsonable
+from aiops_pipelines.core.findings import LEVELS, Asset, Finding, Severity, Signal, jsonable
 from aiops_pipelines.core.values import fmt_number
 from aiops_pipelines.signals.performance.reference import ReferencePerformance
 
-ASSET = "performance_report"
 _BAD = {"warning": 1, "critical": 2}
 
 
@@ -291,7 +290,9 @@ def performance_findings(
     `estimated_performance_decay` finding is at most a warning, because the estimate rests on
     calibration and no concept shift, which labels have not confirmed.
     """
-    base = dict(tenant=model.tenant, model=model.name, partition=partition, asset=ASSET)
+    base = dict(
+        tenant=model.tenant, model=model.name, partition=partition, asset=Asset.PERFORMANCE_REPORT
+    )
     out: list[Finding] = []
     j = judgement
     if state.firing and state.severity:
