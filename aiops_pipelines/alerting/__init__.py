@@ -1,0 +1,2 @@
+"""From findings to people: alert rules (`rules`), the outbox (`outbox`), the channels
+(`channels`), and a model's alerts for a day (`alerts_for_day`)."""

@@ -1,0 +1,1 @@
+"""Canary vs champion with an anytime-valid confidence sequence (`canary_for_day`)."""

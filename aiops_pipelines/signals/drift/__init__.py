@@ -1,0 +1,1 @@
+"""Data and prediction drift computed on profiles, FDR-controlled (`drift_for_day`)."""
