@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 AIOPS_HOME ?= $(HOME)/.aiops
 export AIOPS_HOME
 
-.PHONY: install chromium demo test lint format ui mlflow-ui bench clean
+.PHONY: install chromium demo test test-fast lint format ui mlflow-ui bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP) chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# The suite without the tests marked slow (whole scenarios, multi-week worlds, many Dagster runs)
+test-fast: $(STAMP) chromium
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

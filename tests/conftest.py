@@ -1,14 +1,25 @@
-"""Every test runs with its own home folder: nothing is written under ~/.aiops."""
+"""What the whole suite shares.
+
+Every test runs with its own home folder: nothing is written under ~/.aiops. A store on each
+backend (SQLite always, PostgreSQL when AIOPS_TEST_POSTGRES_URL is set), and `make_world`, the
+one way a test module builds its demo world.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import sqlalchemy as sa
+
+from aiops_pipelines.io.store import MonitoringStore
+
+if TYPE_CHECKING:
+    from aiops_pipelines.demo.world import DemoWorld
 
 #: PostgreSQL for the store tests (set by .ci/run); without it those cases skip.
 PG_ENV = "AIOPS_TEST_POSTGRES_URL"
@@ -56,3 +67,42 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[MonitoringStore]:
+    """An open `MonitoringStore` on each backend (see `store_url`)."""
+    with MonitoringStore(store_url) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def make_world(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., DemoWorld]:
+    """`make_world(name, **build_world_kwargs)`: a fresh demo world in a new temporary folder.
+
+    Each module passes its own days, rows, reference rows, end date and `register_models` (its
+    expectations depend on them) and keeps the world it gets to itself: tests write into their
+    world, so no two modules share one.
+    """
+
+    def make(name: str, **build_world_kwargs: Any) -> DemoWorld:
+        from aiops_pipelines.demo.world import build_world
+
+        return build_world(tmp_path_factory.mktemp(name) / "demo", **build_world_kwargs)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def world(request: pytest.FixtureRequest, make_world: Callable[..., DemoWorld]) -> DemoWorld:
+    """The module's own demo world, built once for the module by `make_world` from the module's
+    `WORLD = dict(days=..., end_date=..., rows_per_day=..., ...)`.
+
+    A module whose tests each need a fresh world defines its own function-scoped `world`; the
+    view tests' `world` (a filled store) is another fixture of the same name.
+    """
+    module = request.module
+    params = getattr(module, "WORLD", None)
+    if params is None:
+        pytest.fail(f"{module.__name__} uses the demo world but sets no WORLD = dict(...)")
+    return make_world(module.__name__.rpartition(".")[2], **params)

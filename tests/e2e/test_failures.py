@@ -1,17 +1,19 @@
-"""A failed monitoring run becomes a critical finding with its run id and error."""
+"""A failed monitoring run becomes a critical finding with its run id and error, and its alert
+reaches a real webhook: failure to alert delivery end to end, on a two-week world (slow)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 
 import dagster as dg
+import pytest
 import yaml
 
 from aiops_pipelines.core.config import load_config
 from aiops_pipelines.demo.receiver import AlertReceiver
-from aiops_pipelines.demo.world import DEMO_WEBHOOK_ENV, build_world
+from aiops_pipelines.demo.world import DEMO_WEBHOOK_ENV, DemoWorld
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.orchestration.partitions import MODELS, partition_key
 from aiops_pipelines.orchestration.resources import MonitoringConfig, default_resources
@@ -20,10 +22,14 @@ from assets.alerts import model_alerts
 from assets.monitoring import feature_profile, reference_profile
 from sensors.failures import pipeline_failure_sensor
 
+pytestmark = pytest.mark.slow
 
-def test_failed_run_is_recorded_as_a_pipeline_failure_finding(tmp_path: Path) -> None:
-    world = build_world(
-        tmp_path / "demo",
+
+def test_failed_run_is_recorded_as_a_pipeline_failure_finding(
+    make_world: Callable[..., DemoWorld],
+) -> None:
+    world = make_world(
+        "failures",
         days=14,
         end_date=date(2026, 3, 14),
         rows_per_day=300,

@@ -1,9 +1,10 @@
-"""The Dagster wiring on a small demo world: real runs, real store, real MLflow."""
+"""The Dagster wiring on a small demo world: real runs, real store, real MLflow (a two-week
+world and a Dagster run per day and asset: slow)."""
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -11,30 +12,24 @@ import pytest
 from mlflow import MlflowClient
 
 from aiops_pipelines.core.config import load_config
-from aiops_pipelines.demo.world import DemoWorld, build_world
+from aiops_pipelines.demo.world import DemoWorld
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.io.tracking import experiment_name
-from aiops_pipelines.orchestration.definitions import ASSETS, defs
+from aiops_pipelines.orchestration.definitions import ASSETS
 from aiops_pipelines.orchestration.partitions import MODELS, partition_key
 from aiops_pipelines.orchestration.resources import MonitoringConfig, default_resources
 from assets.monitoring import drift_report, feature_profile, reference_profile
 from sensors.models import model_partitions_sensor
 
+pytestmark = pytest.mark.slow
+
 END = date(2026, 3, 14)
 ALL = ASSETS  # every declared asset, so any selection resolves
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> DemoWorld:
-    # > 1000 rows a day: the effect-size rules apply, as in production-sized days
-    return build_world(
-        tmp_path_factory.mktemp("world") / "demo",
-        days=14,
-        end_date=END,
-        rows_per_day=1200,
-        reference_rows=4000,
-        register_models=False,
-    )
+#: the module's demo world, built once by the `world` fixture (tests/conftest.py)
+#: > 1000 rows a day: the effect-size rules apply, as in production-sized days
+WORLD = dict(days=14, end_date=END, rows_per_day=1200, reference_rows=4000, register_models=False)
 
 
 def _incident(world: DemoWorld, kind: str) -> dict:
@@ -69,62 +64,6 @@ def _prepare(world: DemoWorld, instance: dg.DagsterInstance, key: str) -> None:
         resources=_resources(world),
     )
     assert res.success
-
-
-def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
-    dg.Definitions.validate_loadable(defs)
-    for job in (
-        "daily_monitoring_job",
-        "reference_job",
-        "performance_job",
-        "retrain_job",
-        "alerts_job",
-        "overview_job",
-        "rollback_canary",
-        "promote_canary",
-    ):
-        assert defs.resolve_job_def(job)
-    assert defs.resolve_schedule_def("daily_monitoring_schedule")
-    assert defs.resolve_schedule_def("overview_schedule")
-    for sensor in (
-        "model_partitions_sensor",
-        "late_labels_sensor",
-        "retrain_sensor",
-        "canary_verdict_sensor",
-        "pipeline_failure_sensor",
-    ):
-        assert defs.resolve_sensor_def(sensor)
-    graph = defs.resolve_asset_graph()
-    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {
-        "reference_profile",
-        "feature_profile",
-        "drift_report",
-        "performance_report",
-        "canary_report",
-        "ops_report",
-        "model_alerts",
-        "ops_overview",
-        "retrained_model",
-    }
-    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
-    assert checks == {
-        ("reference_profile", "reference_row_count"),
-        ("feature_profile", "row_count"),
-        ("feature_profile", "schema"),
-        ("feature_profile", "null_rate"),
-        ("feature_profile", "unseen_categories"),
-        ("drift_report", "feature_drift"),
-        ("drift_report", "dataset_drift"),
-        ("drift_report", "prediction_drift"),
-        ("performance_report", "performance_decay"),
-        ("performance_report", "label_coverage"),
-        ("canary_report", "canary_verdict"),
-        ("ops_report", "throughput"),
-        ("ops_report", "latency"),
-        ("ops_report", "error_rate"),
-        ("model_alerts", "alerts_delivered"),
-    }
 
 
 def test_covariate_drift_partition_fails_the_drift_check_with_evidence(world: DemoWorld) -> None:
@@ -267,19 +206,3 @@ def test_model_partitions_sensor_adds_configured_models_once(world: DemoWorld) -
         instance.add_dynamic_partitions(MODELS, list(add.partition_keys))
         again = model_partitions_sensor(ctx)
         assert isinstance(again, dg.SkipReason)
-
-
-def test_schedule_requests_yesterday_for_every_model() -> None:
-    schedule = defs.resolve_schedule_def("daily_monitoring_schedule")
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(MODELS, ["acme.churn", "globex.eta"])
-        now = dg.build_schedule_context(
-            instance=instance,
-            scheduled_execution_time=datetime(2026, 3, 15, 2, 0),
-        )
-        requests = schedule.evaluate_tick(now).run_requests
-    yesterday = END.isoformat()
-    assert sorted(r.partition_key for r in requests) == [
-        f"{yesterday}|acme.churn",
-        f"{yesterday}|globex.eta",
-    ]

@@ -1,5 +1,7 @@
 """canary_report, canary_verdict_sensor and the rollback/promotion jobs on a real instance,
-a real MLflow registry (sqlite) and a demo world with a worse and an as-good canary."""
+a real MLflow registry (sqlite) and a demo world with a worse and an as-good canary: the
+canary pipeline end to end over a nine-week world, so slow. The CLI's canary commands, a
+removed model's verdict and the demo's alias summary are checked on the same world."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from mlflow import MlflowClient
 
 from aiops_pipelines.core.config import load_config
 from aiops_pipelines.demo.grading import actions_summary
-from aiops_pipelines.demo.world import DemoWorld, build_world
+from aiops_pipelines.demo.world import DemoWorld
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.lifecycle.registry import TAG_CANARY_START, aliases
 from aiops_pipelines.orchestration.definitions import defs
@@ -24,19 +26,13 @@ from assets.canary import canary_report
 from assets.monitoring import reference_profile
 from sensors.canary import canary_verdict_sensor
 
+pytestmark = pytest.mark.slow
+
 END = date(2026, 3, 31)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> DemoWorld:
-    return build_world(
-        tmp_path_factory.mktemp("canary") / "demo",
-        days=64,
-        end_date=END,
-        rows_per_day=1200,
-        reference_rows=3000,
-        register_models=True,
-    )
+#: the module's demo world, built once by the `world` fixture (tests/conftest.py)
+WORLD = dict(days=64, end_date=END, rows_per_day=1200, reference_rows=3000, register_models=True)
 
 
 def _copy(world: DemoWorld, name: str, **canary: object) -> Path:

@@ -80,10 +80,7 @@ def events(store: MonitoringStore, model: str = M) -> list[tuple[str, str, str, 
     return list(zip(ev["kind"], ev["partition"], ev["column"], ev["severity"], strict=True))
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[MonitoringStore]:
-    with MonitoringStore(store_url) as s:
-        yield s
+# `store`: an open store on each backend (tests/conftest.py)
 
 
 # -- rules ---------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ from aiops_pipelines.alerting.outbox import deliver
 from aiops_pipelines.alerting.rules import evaluate_and_store
 from aiops_pipelines.core.findings import Finding
 from aiops_pipelines.io.store import MonitoringStore
-from tests import test_alerts
-from tests.test_alerts import (
+from tests.unit.alerting import test_alerts
+from tests.unit.alerting.test_alerts import (
     FlakySMTP,
     M,
     Receiver,
@@ -41,8 +41,8 @@ from tests.test_alerts import (
 
 BIG = "critical"
 
-# the same fixtures as the main alert tests: a store on each backend, an HTTP receiver
-store = test_alerts.store
+# the same fixtures as the main alert tests: a store on each backend (tests/conftest.py), an
+# HTTP receiver
 receiver = test_alerts.receiver
 
 

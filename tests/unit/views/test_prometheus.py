@@ -12,17 +12,14 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from aiops_pipelines.cli import main
-from aiops_pipelines.core.config import AppConfig, load_config
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.views.prometheus import make_metrics_server, render_metrics
-from tests.test_overview import LAST, _alerts, _config_dict, _deliveries, _fill
+from tests.unit.views.support import LAST, _alerts, _deliveries
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -105,17 +102,6 @@ def _value(samples: list[Sample], name: str, **labels: str) -> float:
     hits = [v for n, lab, v in samples if n == name and all(x in lab for x in labels.items())]
     assert len(hits) == 1, f"{name}{labels}: {len(hits)} samples"
     return hits[0]
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Path, AppConfig, MonitoringStore]]:
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(_config_dict(tmp_path)))
-    cfg = load_config(path)
-    store = MonitoringStore(cfg.storage.store_url)
-    _fill(store)
-    yield path, cfg, store
-    store.close()
 
 
 def test_gauges_parse_strictly_and_carry_the_latest_stored_values(world) -> None:
@@ -235,7 +221,7 @@ def test_aiops_metrics_serve_answers_scrapes(world) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[3],  # the repository
     )
     try:
         line = proc.stdout.readline()  # "serving http://127.0.0.1:PORT/metrics ..."

@@ -12,7 +12,6 @@ import datetime as dt
 import math
 import threading
 import time
-from collections.abc import Iterator
 
 import pandas as pd
 import pytest
@@ -24,11 +23,7 @@ from aiops_pipelines.io.store import MonitoringStore
 
 T, M, ASSET = "acme", "churn", "drift_report"
 
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[MonitoringStore]:
-    with MonitoringStore(store_url) as s:
-        yield s
+# `store`: an open store on each backend (tests/conftest.py)
 
 
 def finding(

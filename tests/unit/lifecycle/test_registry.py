@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -64,12 +63,6 @@ def uri(empty_registry: Path, tmp_path: Path) -> str:
     client.set_registered_model_alias(NAME, "champion", "1")
     client.set_registered_model_alias(NAME, "challenger", "2")
     return uri
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[MonitoringStore]:
-    with MonitoringStore(f"sqlite:///{tmp_path / 'store.db'}") as s:
-        yield s
 
 
 def _tags(uri: str, version: str) -> dict[str, str]:

@@ -34,7 +34,7 @@ from aiops_pipelines.core.config import (
     load_config,
 )
 from aiops_pipelines.core.errors import ConfigError, DataError
-from aiops_pipelines.demo.world import DemoWorld, build_world
+from aiops_pipelines.demo.world import DemoWorld
 from aiops_pipelines.io.sources import Source
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.io.tracking import experiment_name
@@ -57,7 +57,7 @@ from aiops_pipelines.signals.performance.metrics import realized_metrics
 
 END = date(2026, 3, 14)
 AS_OF = datetime(2026, 3, 15, tzinfo=UTC)  # the world's "now": midnight after its last day
-POOR_TRAINER = "tests.test_training:poor_trainer"
+POOR_TRAINER = "tests.unit.lifecycle.test_training:poor_trainer"
 
 
 def poor_trainer(
@@ -87,16 +87,10 @@ def _one_thread() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> DemoWorld:
-    return build_world(
-        tmp_path_factory.mktemp("world") / "demo",
-        days=14,
-        end_date=END,
-        rows_per_day=800,
-        reference_rows=3000,
-        register_models=True,
-    )
+#: the module's demo world, built once by the `world` fixture (tests/conftest.py)
+#: a test that uses it (or `registry`) is marked slow: building it with MLflow takes
+#: seconds, and training on it more
+WORLD = dict(days=14, end_date=END, rows_per_day=800, reference_rows=3000, register_models=True)
 
 
 @pytest.fixture
@@ -104,12 +98,6 @@ def registry(world: DemoWorld, tmp_path: Path) -> str:
     """A private copy of the world's registry (champion v1 per model; churn's canary v2)."""
     shutil.copy(world.home / "mlflow.db", tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[MonitoringStore]:
-    with MonitoringStore(f"sqlite:///{tmp_path / 'store.db'}") as s:
-        yield s
 
 
 def _model(world: DemoWorld, key: str, **retrain_policy: Any) -> ModelConfig:
@@ -150,6 +138,7 @@ def _versions(uri: str, name: str) -> list[str]:
 # ----------------------------------------------------------------------------- the window
 
 
+@pytest.mark.slow
 def test_labelled_window_is_the_windows_predictions_with_labels_observed_by_as_of(
     world: DemoWorld,
 ) -> None:
@@ -238,6 +227,7 @@ def test_labelled_window_keeps_the_latest_label_within_the_label_window(tmp_path
 # ----------------------------------------------------------------------------- trainers
 
 
+@pytest.mark.slow
 def test_default_trainer_keeps_the_datas_labels_and_predicts_probabilities(
     world: DemoWorld,
 ) -> None:
@@ -283,6 +273,7 @@ def test_a_config_naming_the_trainers_old_module_still_loads_it() -> None:
     assert load_trainer(policy.trainer) is default_trainer
 
 
+@pytest.mark.slow
 def test_retrain_with_a_broken_trainer_fails_before_touching_the_registry(
     world: DemoWorld, registry: str
 ) -> None:
@@ -291,7 +282,9 @@ def test_retrain_with_a_broken_trainer_fails_before_touching_the_registry(
         _retrain(world, model, registry)
 
     # a classifier without predict_proba cannot be scored like the champion
-    churn = _model(world, "acme.churn", trainer="tests.test_training:regressor_for_anything")
+    churn = _model(
+        world, "acme.churn", trainer="tests.unit.lifecycle.test_training:regressor_for_anything"
+    )
     with pytest.raises(ConfigError, match="without predict_proba"):
         _retrain(world, churn, registry)
     assert _versions(registry, "globex.eta") == ["1"]
@@ -303,6 +296,7 @@ def regressor_for_anything(X: pd.DataFrame, y: pd.Series, **_: Any) -> DummyRegr
     return DummyRegressor().fit(X, pd.to_numeric(y))
 
 
+@pytest.mark.slow
 def test_too_few_labels_is_refused_with_the_model_and_window(
     world: DemoWorld, registry: str, store: MonitoringStore
 ) -> None:
@@ -322,6 +316,7 @@ def test_too_few_labels_is_refused_with_the_model_and_window(
 # ----------------------------------------------------------------------------- retraining
 
 
+@pytest.mark.slow
 def test_retrain_after_concept_shift_registers_a_better_challenger(
     world: DemoWorld, registry: str, store: MonitoringStore
 ) -> None:
@@ -412,6 +407,7 @@ def test_retrain_after_concept_shift_registers_a_better_challenger(
     assert details["champion_metrics"]["mae"] == pytest.approx(champ)
 
 
+@pytest.mark.slow
 def test_a_worse_candidate_is_registered_but_gets_no_challenger(
     world: DemoWorld, registry: str, store: MonitoringStore
 ) -> None:
@@ -435,6 +431,7 @@ def test_a_worse_candidate_is_registered_but_gets_no_challenger(
     assert store.actions("acme", "churn")["details"].iloc[0]["beats_champion"] is False
 
 
+@pytest.mark.slow
 def test_a_candidate_short_of_min_improvement_gets_no_challenger(
     world: DemoWorld, registry: str
 ) -> None:
@@ -456,6 +453,7 @@ def test_a_candidate_short_of_min_improvement_gets_no_challenger(
     assert tags[TAG_BEATS] == "false"
 
 
+@pytest.mark.slow
 def test_the_first_candidate_of_a_model_without_champion_becomes_challenger(
     world: DemoWorld, registry: str
 ) -> None:
@@ -471,6 +469,7 @@ def test_the_first_candidate_of_a_model_without_champion_becomes_challenger(
     assert _aliases(registry, "globex.eta") == {"champion": "1"}
 
 
+@pytest.mark.slow
 def test_a_champion_that_may_not_be_deserialized_stops_the_retrain(
     world: DemoWorld, registry: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

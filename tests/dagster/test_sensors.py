@@ -1,4 +1,5 @@
-"""Late-label and retrain sensors against a real Dagster instance with real materializations."""
+"""Late-label and retrain sensors against a real Dagster instance with real materializations
+(a two-week world with MLflow, a retrain and many runs: slow)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import yaml
 from mlflow import MlflowClient
 
 from aiops_pipelines.core.config import load_config
-from aiops_pipelines.demo.world import DemoWorld, build_world
+from aiops_pipelines.demo.world import DemoWorld
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.io.tracking import experiment_name
 from aiops_pipelines.orchestration.definitions import ASSETS, defs
@@ -24,21 +25,15 @@ from assets.performance import performance_report
 from sensors.labels import late_labels_sensor
 from sensors.retrain import retrain_sensor
 
+pytestmark = pytest.mark.slow
+
 END = date(2026, 3, 14)
 ALL = ASSETS  # every declared asset, so any selection resolves
 KEY = "globex.eta"
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> DemoWorld:
-    return build_world(
-        tmp_path_factory.mktemp("sensors") / "demo",
-        days=14,
-        end_date=END,
-        rows_per_day=1500,
-        reference_rows=4000,
-        register_models=True,
-    )
+#: the module's demo world, built once by the `world` fixture (tests/conftest.py)
+WORLD = dict(days=14, end_date=END, rows_per_day=1500, reference_rows=4000, register_models=True)
 
 
 def _tick(sensor: dg.SensorDefinition, **kwargs):

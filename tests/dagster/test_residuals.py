@@ -1,5 +1,6 @@
 """Residual anomalies of a regression model, found by performance_report once labels arrive:
-real materializations on a small generated world (Parquet sources, SQLite store)."""
+real materializations on a small generated world (Parquet sources, SQLite store), over three
+weeks of days, so slow."""
 
 from __future__ import annotations
 
@@ -24,13 +25,14 @@ from aiops_pipelines.orchestration.resources import (
     MonitoringConfig,
     default_resources,
 )
-from aiops_pipelines.signals.anomaly import detect_last_day
 from aiops_pipelines.signals.performance.residuals import (
     RESIDUAL_MIN_HISTORY_DAYS,
     RESIDUAL_PERSISTENCE_DAYS,
 )
 from assets.monitoring import reference_profile
 from assets.performance import PerformanceConfig, performance_report
+
+pytestmark = pytest.mark.slow
 
 START = date(2026, 2, 2)  # a Monday
 JUMP = START + timedelta(days=21)  # three stable weeks, then the predictions are off
@@ -259,18 +261,3 @@ def test_rerun_as_labels_arrive_replaces_the_finding(world: World) -> None:
         # the history stops the day before: the same z however often the day is judged
         assert again["residual_z"] == pytest.approx(z)
         assert found.iloc[0]["value"] == pytest.approx(before["value"])
-
-
-def test_a_missing_day_breaks_the_run_and_a_short_history_judges_nothing() -> None:
-    rng = np.random.default_rng(3)
-    days = pd.date_range("2026-02-02", periods=23, freq="D", tz="UTC")
-    mae = pd.Series(np.abs(rng.normal(0.0, 1.0, (23, 300))).mean(axis=1), index=days)
-    mae.iloc[-2:] *= 1.5
-    z, [a] = detect_last_day(mae, z=4.0, persistence=2, min_history=7)
-    assert a.end == days[-1] and a.start == days[-2] and z >= 4
-    # the day before has too few labels: not two consecutive labelled days
-    z_gap, found = detect_last_day(mae.drop(days[-2]), z=4.0, persistence=2, min_history=7)
-    assert found == [] and z_gap == pytest.approx(z)  # same baseline, same z
-    z_short, found = detect_last_day(mae.iloc[-8:], z=4.0, persistence=2, min_history=7)
-    assert np.isnan(z_short) and found == []  # 6 days before the window: warming up
-    assert detect_last_day(mae.iloc[-9:], z=4.0, persistence=2, min_history=7)[1]

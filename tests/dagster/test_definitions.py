@@ -1,0 +1,85 @@
+"""The Definitions load, every job, schedule, sensor, asset and check resolves, and the daily
+schedule asks for yesterday of every model (no run, no world)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import dagster as dg
+
+from aiops_pipelines.orchestration.definitions import defs
+from aiops_pipelines.orchestration.partitions import MODELS
+
+END = date(2026, 3, 14)
+
+
+def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
+    dg.Definitions.validate_loadable(defs)
+    for job in (
+        "daily_monitoring_job",
+        "reference_job",
+        "performance_job",
+        "retrain_job",
+        "alerts_job",
+        "overview_job",
+        "rollback_canary",
+        "promote_canary",
+    ):
+        assert defs.resolve_job_def(job)
+    assert defs.resolve_schedule_def("daily_monitoring_schedule")
+    assert defs.resolve_schedule_def("overview_schedule")
+    for sensor in (
+        "model_partitions_sensor",
+        "late_labels_sensor",
+        "retrain_sensor",
+        "canary_verdict_sensor",
+        "pipeline_failure_sensor",
+    ):
+        assert defs.resolve_sensor_def(sensor)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {
+        "reference_profile",
+        "feature_profile",
+        "drift_report",
+        "performance_report",
+        "canary_report",
+        "ops_report",
+        "model_alerts",
+        "ops_overview",
+        "retrained_model",
+    }
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert checks == {
+        ("reference_profile", "reference_row_count"),
+        ("feature_profile", "row_count"),
+        ("feature_profile", "schema"),
+        ("feature_profile", "null_rate"),
+        ("feature_profile", "unseen_categories"),
+        ("drift_report", "feature_drift"),
+        ("drift_report", "dataset_drift"),
+        ("drift_report", "prediction_drift"),
+        ("performance_report", "performance_decay"),
+        ("performance_report", "label_coverage"),
+        ("canary_report", "canary_verdict"),
+        ("ops_report", "throughput"),
+        ("ops_report", "latency"),
+        ("ops_report", "error_rate"),
+        ("model_alerts", "alerts_delivered"),
+    }
+
+
+def test_schedule_requests_yesterday_for_every_model() -> None:
+    schedule = defs.resolve_schedule_def("daily_monitoring_schedule")
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(MODELS, ["acme.churn", "globex.eta"])
+        now = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=datetime(2026, 3, 15, 2, 0),
+        )
+        requests = schedule.evaluate_tick(now).run_requests
+    yesterday = END.isoformat()
+    assert sorted(r.partition_key for r in requests) == [
+        f"{yesterday}|acme.churn",
+        f"{yesterday}|globex.eta",
+    ]
