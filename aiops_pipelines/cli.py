@@ -267,7 +267,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_canary(args: argparse.Namespace) -> int:
     from aiops_pipelines.io.store import MonitoringStore
-    from aiops_pipelines.lifecycle.registry import aliases, restore_previous_champion, start_canary
+    from aiops_pipelines.lifecycle.actions import restore_previous_champion, start_canary
+    from aiops_pipelines.lifecycle.registry import aliases
 
     config = load_config(args.config)
     model = config.model(args.model)

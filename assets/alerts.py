@@ -9,7 +9,7 @@ from aiops_pipelines.orchestration.publish import check_result, model_day
 from aiops_pipelines.orchestration.resources import MlflowResource, MonitoringConfig, StoreResource
 from aiops_pipelines.views.markdown import alerts_table
 from assets.monitoring import GROUP, OWNERS, drift_report
-from assets.ops import ops_report
+from assets.operations import ops_report
 from assets.performance import performance_report
 
 #: The overview's MLflow experiment (it covers every tenant and model).

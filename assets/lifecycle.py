@@ -7,7 +7,8 @@ from datetime import date
 import dagster as dg
 from pydantic import Field
 
-from aiops_pipelines.lifecycle import registry
+from aiops_pipelines.lifecycle import actions
+from aiops_pipelines.lifecycle.registry import LifecycleChange
 from aiops_pipelines.lifecycle.training import retrain
 from aiops_pipelines.orchestration.partitions import model_partitions
 from aiops_pipelines.orchestration.resources import (
@@ -97,7 +98,7 @@ def _act(
     config: CanaryActionConfig,
     monitoring_config: MonitoringConfig,
     store: StoreResource,
-    action: Callable[..., registry.LifecycleChange],
+    action: Callable[..., LifecycleChange],
 ) -> dict:
     cfg = monitoring_config.load()
     model = cfg.model(config.model)
@@ -124,7 +125,7 @@ def rollback_canary_op(
     monitoring_config: MonitoringConfig,
     store: StoreResource,
 ) -> dict:
-    return _act(context, config, monitoring_config, store, registry.rollback_canary)
+    return _act(context, config, monitoring_config, store, actions.rollback_canary)
 
 
 @dg.op(description="champion <- canary; the previous champion keeps alias previous_champion.")
@@ -134,7 +135,7 @@ def promote_canary_op(
     monitoring_config: MonitoringConfig,
     store: StoreResource,
 ) -> dict:
-    return _act(context, config, monitoring_config, store, registry.promote_canary)
+    return _act(context, config, monitoring_config, store, actions.promote_canary)
 
 
 @dg.job(description="Roll a failing canary back (launched by canary_verdict_sensor).")

@@ -30,7 +30,7 @@ from assets.alerts import model_alerts, ops_overview
 from assets.canary import canary_report
 from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
-from assets.ops import ops_report
+from assets.operations import ops_report
 from assets.performance import performance_report
 from sensors.canary import canary_verdict_sensor
 from sensors.failures import pipeline_failure_sensor, root_error

@@ -3,9 +3,13 @@ schedule asks for yesterday of every model (no run, no world)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import date, datetime
+from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from aiops_pipelines.orchestration.definitions import defs
 from aiops_pipelines.orchestration.partitions import MODELS
@@ -83,3 +87,28 @@ def test_schedule_requests_yesterday_for_every_model() -> None:
         f"{yesterday}|acme.churn",
         f"{yesterday}|globex.eta",
     ]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / args[0]
+    return subprocess.run(
+        [str(exe), *args[1:]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_the_code_location_loads_the_way_dagster_dev_and_dg_load_it() -> None:
+    # workspace.yaml is what `make ui` (dagster dev -w workspace.yaml) loads; [tool.dg] is dg's
+    validate = _cli("dagster", "definitions", "validate", "-w", "workspace.yaml")
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    assert "All code locations passed validation" in validate.stdout + validate.stderr
+    check = _cli("dg", "check", "defs")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "All definitions loaded successfully" in check.stdout + check.stderr

@@ -14,7 +14,7 @@ from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.orchestration.partitions import MODELS, partition_key
 from aiops_pipelines.orchestration.resources import MonitoringConfig, default_resources
 from aiops_pipelines.orchestration.runner import ALL_ASSETS
-from assets.ops import ops_report
+from assets.operations import ops_report
 
 pytestmark = pytest.mark.slow
 

@@ -16,6 +16,13 @@ import pytest
 from mlflow import MlflowClient
 
 from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.lifecycle.actions import (
+    evidence_tag,
+    promote_canary,
+    restore_previous_champion,
+    rollback_canary,
+    start_canary,
+)
 from aiops_pipelines.lifecycle.registry import (
     TAG_CANARY_START,
     TAG_PROMOTED_AT,
@@ -28,11 +35,6 @@ from aiops_pipelines.lifecycle.registry import (
     LifecycleError,
     RolledBackError,
     aliases,
-    evidence_tag,
-    promote_canary,
-    restore_previous_champion,
-    rollback_canary,
-    start_canary,
 )
 
 NAME = "acme.churn"
