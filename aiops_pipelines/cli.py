@@ -304,11 +304,6 @@ def _days(text: str) -> int:
     return days
 
 
-def _alert_frames(store):
-    """Alert states and the notification outbox."""
-    return store.alerts(), store.deliveries()
-
-
 def _day_or_latest(args: argparse.Namespace, store) -> str | None:
     """`--day`, else the latest partition stored (None, said, when nothing is stored)."""
     from aiops_pipelines.views.overview import latest_partition
@@ -328,7 +323,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         day = _day_or_latest(args, store)
         if day is None:
             return 0
-        alerts, _ = _alert_frames(store)
+        alerts = store.alerts()
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
         kinds = [k.strip() for k in args.only.split(",")] if args.only else None
         text = status_text(
@@ -347,8 +342,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     with MonitoringStore(config.storage.store_url) as store:
 
         def build() -> str:
-            alerts, deliveries = _alert_frames(store)
-            return render_metrics(store, config, day=day, alerts=alerts, deliveries=deliveries)
+            return render_metrics(
+                store, config, day=day, alerts=store.alerts(), deliveries=store.deliveries()
+            )
 
         if args.serve is None:
             print(build(), end="")
