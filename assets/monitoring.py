@@ -82,6 +82,7 @@ def reference_profile(
         md,
         Asset.REFERENCE_PROFILE,
         metrics=res.metrics,
+        findings=res.findings,
         profile=("reference", res.payload, res.n_rows),
         mlflow_params={
             "source": model.reference.table or model.reference.query or "parquet",
@@ -158,6 +159,7 @@ def feature_profile(
         md,
         Asset.FEATURE_PROFILE,
         metrics=res.metrics,
+        findings=res.findings,
         profile=("daily", res.payload, res.n_rows),
         mlflow_metrics=res.mlflow_metrics,
         metadata={

@@ -89,6 +89,7 @@ class ReferenceResult:
     performance: ReferencePerformance | None = None
     sample_path: Path | None = None
     findings: list[Finding] = field(default_factory=list)
+    """None today: a reference's problems are its checks (and errors)."""
 
     @property
     def n_rows(self) -> int:
@@ -152,6 +153,7 @@ class ProfileDay:
     dtypes: dict[str, str] = field(default_factory=dict)
     sample_path: Path | None = None
     findings: list[Finding] = field(default_factory=list)
+    """None today: a day's contract problems are its checks; drift judges the profile."""
 
     def null_rates(self) -> dict[str, float]:
         return {name: c.null_rate for name, c in self.profile.columns.items()}
