@@ -218,8 +218,10 @@ def acted_on(store: MonitoringStore, tenant: str, model: str, version: str) -> s
     """The canary action already taken on `version` (`ROLLBACK_CANARY` first: a rolled-back
     version is never promoted), or None. Read from the audit trail, so a reset sensor cursor
     that re-reads old verdicts acts on nothing twice."""
-    for action in (ROLLBACK_CANARY, PROMOTE_CANARY):
-        rows = store.actions(tenant, model, action=action)
-        if any(str(d.get("version")) == version for d in rows.get("details", [])):
-            return action
-    return None
+    acts = store.actions(tenant, model)
+    done = {
+        a
+        for a, d in zip(acts["action"], acts["details"], strict=True)
+        if a in (ROLLBACK_CANARY, PROMOTE_CANARY) and str(d.get("version")) == version
+    }
+    return next((a for a in (ROLLBACK_CANARY, PROMOTE_CANARY) if a in done), None)

@@ -25,6 +25,15 @@ class CanaryWindow:
     days: int
     daily_rows: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    def arm(self, version: str) -> ArmStats:
+        """The version's statistics; empty when it served nothing in the window."""
+        return self.arms.get(version) or ArmStats.empty()
+
+    def coverage(self, version: str) -> float:
+        """Share of the version's predictions labelled so far (0 without predictions)."""
+        arm = self.arm(version)
+        return arm.n_labelled / arm.n if arm.n else 0.0
+
 
 def canary_window(
     model: ModelConfig,
@@ -97,16 +106,15 @@ class CanaryDay:
 
     @property
     def canary_arm(self) -> ArmStats:
-        return self.window.arms.get(self.canary) or ArmStats.empty()
+        return self.window.arm(self.canary)
 
     @property
     def champion_arm(self) -> ArmStats:
-        return self.window.arms.get(self.champion) or ArmStats.empty()
+        return self.window.arm(self.champion)
 
     @property
     def coverage(self) -> float:
-        arm = self.canary_arm
-        return arm.n_labelled / arm.n if arm.n else 0.0
+        return self.window.coverage(self.canary)
 
     @property
     def cumulative_share(self) -> float:
@@ -206,10 +214,13 @@ def canary_for_day(
     """Canary vs champion on every prediction each served from `start` to `day`, with the
     outcomes observed by `as_of`: the anytime-valid verdict and its findings."""
     window = canary_window(model, start, day, as_of, {canary, champion})
-    arm_c = window.arms.get(canary) or ArmStats.empty()
-    arm_s = window.arms.get(champion) or ArmStats.empty()
-    coverage = arm_c.n_labelled / arm_c.n if arm_c.n else 0.0
-    verdict = canary_verdict(arm_c, arm_s, policy=model.canary, days=window.days, coverage=coverage)
+    verdict = canary_verdict(
+        window.arm(canary),
+        window.arm(champion),
+        policy=model.canary,
+        days=window.days,
+        coverage=window.coverage(canary),
+    )
     findings = canary_findings(
         verdict,
         tenant=model.tenant,

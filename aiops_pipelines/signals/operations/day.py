@@ -177,10 +177,8 @@ class OperationsDay:
     anomalies: dict[str, list[Anomaly]]
     warming_up: list[str]
     findings: list[Finding]
-
-    @property
-    def metrics(self) -> dict[tuple[str, str], float]:
-        return self.ops.metrics()
+    metrics: dict[tuple[str, str], float]
+    """Rows of the store's metric history (`OpsDay.metrics`)."""
 
     @property
     def mlflow_metrics(self) -> dict[str, float]:
@@ -270,4 +268,4 @@ def operations_for_day(model: ModelConfig, day: str, store: MonitoringStore) -> 
         for f in anomaly_findings([a], tenant=model.tenant, model=model.name, partition=day):
             f.evidence["episodes_that_day"] = episodes[k]
             findings.append(replace(f, column=a.direction))
-    return OperationsDay(ops, anomalies, warming, findings)
+    return OperationsDay(ops, anomalies, warming, findings, metrics)
