@@ -6,6 +6,7 @@ checks as in-asset check results).
 """
 
 import json
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -19,7 +20,8 @@ from aiops_pipelines.orchestration.resources import (
     SourceSettings,
     StoreResource,
 )
-from aiops_pipelines.signals.drift.day import drift_for_day
+from aiops_pipelines.signals.drift.calibration import RECENT_DAYS, ReferenceCalibration
+from aiops_pipelines.signals.drift.day import StoredDay, drift_for_day
 from aiops_pipelines.signals.profile.day import profile_for_day, reference_for_model, sample_path
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
 from aiops_pipelines.views.drift_report import write_drift_reports
@@ -213,9 +215,26 @@ def drift_report(
     Findings carry their evidence; Evidently renders the HTML on bounded samples."""
     md = model_day(context, monitoring_config, store, mlflow)
     model, day, home = md.model, md.partition, md.config.artifacts_path
-    ref = DatasetProfile.from_dict(_stored_profile(md, "reference")["profile"])
-    cur = DatasetProfile.from_dict(_stored_profile(md, "daily")["profile"])
-    result = drift_for_day(model, day, ref, cur)
+    ref_payload = _stored_profile(md, "reference")
+    ref = DatasetProfile.from_dict(ref_payload["profile"])
+    today = StoredDay.from_payload(day, _stored_profile(md, "daily"))
+    cur = today.profile
+    first = date.fromisoformat(day) - timedelta(days=max(model.thresholds.windows + [RECENT_DAYS]))
+    history = [
+        StoredDay.from_payload(p, payload)
+        for p, payload in md.store.load_profiles(
+            model.tenant, model.name, "daily", start=first, end=date.fromisoformat(day)
+        ).items()
+        if p < day
+    ]
+    result = drift_for_day(
+        model,
+        day,
+        ref,
+        today,
+        calibration=ReferenceCalibration.from_dict(ref_payload.get("calibration")),
+        history=history,
+    )
     samples = (
         {
             "reference_sample": sample_path(home, model.key, REFERENCE_PARTITION),

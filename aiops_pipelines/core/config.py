@@ -136,10 +136,29 @@ class DriftThresholds(_Strict):
 
     method: DriftMethod = Field(DriftMethod.AUTO, description="test for every column; auto picks")
     per_column_method: dict[str, DriftMethod] = Field(default_factory=dict)
-    small_sample: int = Field(1000, ge=10, description="below this many rows: p-value tests")
-    fdr_alpha: float = Field(0.05, gt=0, lt=1, description="Benjamini-Hochberg level per model")
+    small_sample: int | None = Field(
+        None,
+        description="ignored (kept so older configs load): every day now needs a calibrated "
+        "significant change and an effect at or above the minimum, whatever its size",
+    )
+    fdr_alpha: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="chance of any drift finding on a model-day without change, split over "
+        "the families tested (features, predictions, null rates, each window)",
+    )
+    windows: list[int] = Field(
+        default_factory=lambda: [1, 3, 7],
+        description="days pooled per test: the day alone, and trailing windows that find "
+        "lasting changes too small to see in one day",
+    )
     wasserstein: tuple[float, float] = (0.1, 0.2)
-    jensenshannon: tuple[float, float] = (0.1, 0.2)
+    jensenshannon: tuple[float, float] = Field(
+        (0.02, 0.1),
+        description="smallest Jensen-Shannon distance that counts (0.02 ~ Cohen's w 0.05, half "
+        "a 'small' effect, like W1/std 0.1 for numbers), and the critical level",
+    )
     psi: tuple[float, float] = (0.1, 0.25)
     null_rate_increase: tuple[float, float] = Field(
         (0.05, 0.15), description="absolute increase of a column's missing share"
@@ -151,6 +170,13 @@ class DriftThresholds(_Strict):
         (0.3, 0.5), description="share of drifted features for dataset drift"
     )
     min_rows: int = Field(100, ge=1, description="fewer rows in a day fails the row_count check")
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[int]) -> list[int]:
+        if not v or any(w < 1 for w in v) or v[0] != 1 or sorted(set(v)) != v:
+            raise ValueError(f"expected increasing days starting with 1, e.g. [1, 3, 7], got {v}")
+        return v
 
     @field_validator(
         "wasserstein", "jensenshannon", "psi", "null_rate_increase", "unseen_share", "drift_share"

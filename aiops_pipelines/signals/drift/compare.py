@@ -1,63 +1,60 @@
 """Per-column drift verdicts and the dataset drift share, from two profiles.
 
-How a column's drift test is chosen (``DriftThresholds.method = auto``)
-------------------------------------------------------------------------
-The rule mirrors Evidently's default choice, so verdicts can be compared with an Evidently
-report, and adds false-discovery-rate control, which Evidently lacks.
+The rule (every n, no p-value-only path)
+----------------------------------------
+A column drifted when **both** hold:
 
-* **Numeric column with more than 5 distinct reference values**
+* **its change is beyond what unchanged days produce at this size**: the day's test statistic,
+  corrected by the column's design effect (`signals.drift.calibration`: the reference's
+  contiguous blocks of the day's size and the model's own recent days), is significant after
+  Benjamini-Hochberg over the model's features (q < the family's share of ``fdr_alpha``);
+* **the change is large enough to matter**: its effect size reaches the configured minimum,
+  normed Wasserstein (W1 / reference std, floored at 0.001, Evidently's "wasserstein") for an
+  ordered numeric column, Jensen-Shannon distance (natural log, Evidently's "jensenshannon")
+  for a categorical column or a numeric one with at most 5 distinct reference values.
 
-  - small sample, ``min(n_reference, n_current) <= small_sample`` (1000): **Kolmogorov-Smirnov**.
-    Drifted when its Benjamini-Hochberg q-value is below ``fdr_alpha``.
-  - otherwise **normed Wasserstein** (W1 divided by the reference's standard deviation, floored
-    at 0.001, exactly Evidently's "wasserstein"). Drifted when W1/std >= the warning threshold
-    (0.1) **and** the KS q-value is below ``fdr_alpha``.
+The significance tests, each on n / deff effective rows of both sides:
 
-* **Categorical column, or numeric column with at most 5 distinct reference values** (each
-  value is then a category)
+* ordered numeric column: the two-sample **KS** test and a two-sample **z-test of the means**
+  (Welch's, from the profiles' moments), the smaller p-value doubled (Bonferroni): KS sees any
+  change of shape, the mean test is the most powerful one for the commonest drift, a shift;
+* binned column: the **chi-square** homogeneity test divided by deff (Rao-Scott's first-order
+  correction for clustered samples).
 
-  - small sample: **chi-square** test of homogeneity. Drifted when its q-value < ``fdr_alpha``.
-  - otherwise **Jensen-Shannon distance** (natural log, Evidently's "jensenshannon"). Drifted
-    when JS >= the warning threshold (0.1) **and** the chi-square q-value < ``fdr_alpha``.
+"Critical" when the effect reaches the critical level (W1/std 0.2, JS 0.1, PSI 0.25).
 
-* **Severity**: "critical" when the statistic reaches the critical threshold (W1/std 0.2,
-  JS 0.2, PSI 0.25), or, for the p-value tests, when q < fdr_alpha / 10; "warning" otherwise.
+Why both: with a million rows any shift is "significant" (the KS critical D at 1M vs 1M is
+~0.002), so the effect size decides whether it matters; on a small day an effect size crosses
+any fixed level by chance (JS between 200 rows and their own population is ~0.05), so the
+calibrated test decides whether it is real. Uncorrected p-values are kept as evidence.
 
-* **Why both an effect size and significance at large n**: with a million rows any shift is
-  "significant" (the KS critical D at 1M vs 1M is ~0.002), so the effect size decides whether
-  the shift matters; the significance gate stops small noisy days from crossing an effect-size
-  threshold by chance. With few rows the effect sizes are too noisy to threshold, so the
-  p-value tests decide.
+Overrides: ``method`` (all columns) or ``per_column_method`` (one column) pick the effect size
+(``wasserstein``, ``psi``, ``jensenshannon``) or the significance test (``ks`` or
+``chisquare``, with the kind's default effect size). KS and Wasserstein need an ordered
+numeric column: set globally, they fall back to chi-square and Jensen-Shannon on categorical
+columns; set for a categorical column, they raise `ConfigError`.
 
-* **Multiple testing**: the q-values are Benjamini-Hochberg adjusted over the model's features
-  (one family per model and day); prediction columns form their own family. Testing 20
-  undrifted features at p < 0.05 each flags at least one of them on 64% of days (Evidently's
-  small-sample behaviour); with FDR control the chance of any false flag is about
-  ``fdr_alpha``.
-
-* **Overrides**: ``method`` (all columns) or ``per_column_method`` (one column) force a test:
-  ``ks``, ``wasserstein``, ``psi``, ``jensenshannon`` or ``chisquare``. KS and Wasserstein
-  need an ordered numeric column: set globally, they fall back to chi-square and Jensen-Shannon
-  on categorical columns; set for a categorical column, they raise `ConfigError`. PSI uses the
-  ``psi`` thresholds (0.1, 0.25) and the same significance gate as the other distances.
+Multiple testing: BH over the model's features (one family per model, day and window);
+prediction columns form their own family; `drift_for_day` splits ``fdr_alpha`` over the
+families it tests, so it bounds the chance of any drift finding on an unchanged model-day.
 
 Differences from Evidently worth knowing: Evidently counts distinct values over reference and
-current together (we use the reference, which is what the stored profile knows); Evidently's
-small-sample rule looks at the reference size only; Evidently uses a two-proportion z-test for
-binary columns, our chi-square without Yates correction is the same test (chi2 = z^2); and
-Evidently's chi-square is a goodness-of-fit test against the reference shares (the reference's
-own sampling noise ignored), ours is the homogeneity test on the 2 x k table.
+current together (we use the reference, which is what the stored profile knows); Evidently
+picks p-value tests alone below 1,000 reference rows and effect sizes alone above, with no
+multiple-testing control and no allowance for correlated rows; our chi-square is the
+homogeneity test on the 2 x k table (Evidently's is a goodness-of-fit test against the
+reference shares, the reference's own sampling noise ignored).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 from aiops_pipelines.core.config import DriftMethod, DriftThresholds
 from aiops_pipelines.core.errors import ConfigError
@@ -69,6 +66,7 @@ from aiops_pipelines.signals.drift.statistics import (
     chisquare,
     jensenshannon,
     ks_from_profiles,
+    ks_pvalue,
     numeric_bins,
     psi,
     reference_distinct,
@@ -83,8 +81,6 @@ _NUMERIC_ONLY = {
     DriftMethod.KS: DriftMethod.CHISQUARE,
     DriftMethod.WASSERSTEIN: DriftMethod.JENSENSHANNON,
 }
-
-_P_METHODS = {DriftMethod.KS, DriftMethod.CHISQUARE}
 
 
 @dataclass
@@ -104,6 +100,8 @@ class NullRateResult:
     critical_threshold: float = math.nan
     drifted: bool = False
     severity: SeverityName = "none"
+    design_effect: float = 1.0
+    q_value: float | None = None
 
 
 def null_rate_drift(
@@ -112,30 +110,40 @@ def null_rate_drift(
     thresholds: DriftThresholds | None = None,
     *,
     role: Role = "feature",
+    design_effect: float = 1.0,
+    alpha: float | None = None,
 ) -> NullRateResult:
     """Absolute increase of the missing share and the p-value of "current rate > reference".
 
     Evidently drops missing values before testing drift, so a feature going 40% null is
     invisible to its drift tests; this is the check that catches it. The z-test uses the pooled
     proportion (as statsmodels' `proportions_ztest`); one-sided because only an increase is a
-    finding. With `thresholds`, `drifted` is set when the increase >= null_rate_increase[0] and
-    p < fdr_alpha.
+    finding. The standard error is multiplied by sqrt(`design_effect`) for correlated rows.
+    With `thresholds`, `drifted` is set when the increase >= null_rate_increase[0] and
+    p < `alpha` (default `fdr_alpha`).
     """
     n1, n2 = ref.n_rows, cur.n_rows
     r1, r2 = ref.null_rate, cur.null_rate
     increase = r2 - r1
     z, p = 0.0, 1.0
+    deff = max(design_effect, 1.0)
     if n1 and n2:
         pooled = (ref.n_missing + cur.n_missing) / (n1 + n2)
-        se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+        se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2) * deff)
         if se > 0:
             z = increase / se
             p = float(stats.norm.sf(z))
+        if cur.n_missing and r1 < 1:
+            # the binomial upper tail on effective counts: the z-test's normal tail is too
+            # thin for a rare event on a few hundred effective rows; keep the larger p
+            k, m = cur.n_missing / deff, n2 / deff
+            p = max(p, float(special.betainc(k, m - k + 1, r1)) if r1 > 0 else 0.0)
     res = NullRateResult(ref.name, role, r1, r2, increase, z, p, n1, n2)
+    res.design_effect = max(design_effect, 1.0)
     if thresholds is not None:
         warn, crit = thresholds.null_rate_increase
         res.threshold, res.critical_threshold = warn, crit
-        res.drifted = increase >= warn and p < thresholds.fdr_alpha
+        res.drifted = increase >= warn and p < (thresholds.fdr_alpha if alpha is None else alpha)
         res.severity = ("critical" if increase >= crit else "warning") if res.drifted else "none"
     return res
 
@@ -194,11 +202,11 @@ def unseen_categories(
 class ColumnDrift:
     """The drift verdict of one column, with every statistic that was computed as evidence.
 
-    `statistic` is the chosen method's statistic (KS D, chi-square, W1/std, JS or PSI).
-    `decided_on` says what `threshold`/`critical_threshold` apply to: "statistic" for the
-    distances (drift when statistic >= threshold and q < fdr_alpha), "q_value" for the
-    p-value tests KS and chi-square (drift when q < threshold = fdr_alpha; critical when
-    q < fdr_alpha / 10).
+    `statistic` is the effect size (normed Wasserstein, Jensen-Shannon or PSI) held against
+    `threshold` / `critical_threshold`; `p_value` is the calibrated significance test's (on
+    n / `design_effect` effective rows) and `q_value` its Benjamini-Hochberg adjustment, held
+    against `alpha`. `window_days` is 1 for the day alone, more for the trailing window of
+    that many days that was tested.
     """
 
     column: str
@@ -214,27 +222,36 @@ class ColumnDrift:
     severity: SeverityName
     n_reference: int
     n_current: int
-    decided_on: Literal["statistic", "q_value"] = "statistic"
+    design_effect: float = 1.0
+    alpha: float = math.nan
+    window_days: int = 1
     evidence: dict[str, Any] = field(default_factory=dict)
 
     @property
     def value(self) -> float:
-        """The number held against `threshold` (the statistic, or the q-value)."""
-        if self.decided_on == "q_value":
-            return math.nan if self.q_value is None else self.q_value
+        """The number held against `threshold`: the effect size."""
         return self.statistic
+
+    @property
+    def n_effective(self) -> float:
+        """The day's rows as independent rows: n / design effect."""
+        return self.n_current / self.design_effect
+
+
+_EFFECT_FOR_TEST = {
+    DriftMethod.KS: DriftMethod.WASSERSTEIN,
+    DriftMethod.CHISQUARE: DriftMethod.JENSENSHANNON,
+}
 
 
 def _method_for(
-    col: str, kind: str, binned: bool, small: bool, thresholds: DriftThresholds
+    col: str, kind: str, binned: bool, thresholds: DriftThresholds
 ) -> tuple[DriftMethod, str]:
-    """The method for one column and a note when an override had to be adapted."""
+    """The configured method for one column and a note when an override had to be adapted."""
     explicit = col in thresholds.per_column_method
     method = DriftMethod(thresholds.per_column_method.get(col, thresholds.method))
     if method is DriftMethod.AUTO:
-        if binned:
-            return (DriftMethod.CHISQUARE if small else DriftMethod.JENSENSHANNON), ""
-        return (DriftMethod.KS if small else DriftMethod.WASSERSTEIN), ""
+        return (DriftMethod.JENSENSHANNON if binned else DriftMethod.WASSERSTEIN), ""
     if kind == "categorical" and method in _NUMERIC_ONLY:
         if explicit:
             raise ConfigError(
@@ -250,21 +267,76 @@ def _nan_to_none(x: float) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+MIN_EXPECTED = 5.0
+"""Cochran's rule: bins expected to hold fewer effective rows are pooled for chi-square."""
+
+
+def pooled_chisquare(ref_counts: np.ndarray, cur_counts: np.ndarray, deff: float) -> float:
+    """p-value of the chi-square homogeneity test on counts divided by the design effect, the
+    bins expected to hold fewer than 5 effective current rows pooled (smallest first) so the
+    chi-square distribution holds; 1.0 when fewer than two bins remain."""
+    r = np.asarray(ref_counts, np.float64)
+    c = np.asarray(cur_counts, np.float64)
+    seen = (r + c) > 0
+    r, c = r[seen], c[seen]
+    if r.sum() <= 0 or c.sum() <= 0:
+        return math.nan
+    expected = (r + c) / (r.sum() + c.sum()) * c.sum() / max(deff, 1.0)
+    order = np.argsort(expected, kind="stable")
+    pool = 0.0
+    n_pooled = 0
+    for i in order[:-1]:
+        if pool >= MIN_EXPECTED and expected[i] >= MIN_EXPECTED:
+            break
+        pool += expected[i]
+        n_pooled += 1
+    if n_pooled:
+        take = order[:n_pooled]
+        keep = order[n_pooled:]
+        r = np.append(r[keep], r[take].sum())
+        c = np.append(c[keep], c[take].sum())
+    if len(r) < 2:
+        return 1.0
+    res = chisquare(r, c)
+    return float(stats.chi2.sf(res.statistic / max(deff, 1.0), res.dof)) if res.dof else 1.0
+
+
+def mean_test(ref: ColumnProfile, cur: ColumnProfile, design_effect: float = 1.0) -> float:
+    """Two-sided p-value of Welch's z-test of equal means from two profiles' moments, each
+    side's variance of the mean multiplied by `design_effect`; NaN when not testable."""
+    if ref.count < 2 or cur.count < 2:
+        return math.nan
+    var = (ref.std**2 / ref.count + cur.std**2 / cur.count) * max(design_effect, 1.0)
+    diff = cur.mean - ref.mean
+    if var <= 0:
+        return 1.0 if diff == 0 else 0.0
+    return float(2 * stats.norm.sf(abs(diff) / math.sqrt(var)))
+
+
 def _assess(
-    ref: ColumnProfile, cur: ColumnProfile, role: Role, thresholds: DriftThresholds
+    ref: ColumnProfile,
+    cur: ColumnProfile,
+    role: Role,
+    thresholds: DriftThresholds,
+    design_effect: float = 1.0,
 ) -> ColumnDrift:
-    """Compute every statistic of one column and pick the method; verdicts come after BH."""
+    """Compute every statistic of one column and its calibrated p-value; verdicts come after
+    BH (`_decide`)."""
+    deff = max(design_effect, 1.0)
     n_ref, n_cur = ref.count, cur.count
     evidence: dict[str, Any] = {}
     distinct = reference_distinct(ref)
     evidence["n_distinct_reference"] = distinct
-    small = min(n_ref, n_cur) <= thresholds.small_sample
     binned = ref.kind == "categorical" or (distinct is not None and distinct <= SMALL_DISTINCT)
-    method, note = _method_for(ref.name, ref.kind, binned, small, thresholds)
+    method, note = _method_for(ref.name, ref.kind, binned, thresholds)
     if note:
         evidence["method_note"] = note
+    effect = _EFFECT_FOR_TEST.get(method, method)
+    if method is DriftMethod.KS and binned:
+        effect = DriftMethod.JENSENSHANNON
     testable = n_ref > 0 and n_cur > 0
     stat: dict[str, float] = {}
+    p = math.nan
     if not testable:
         evidence["note"] = "no non-missing values on one side: drift not testable"
     elif ref.kind == "numeric":
@@ -272,21 +344,25 @@ def _assess(
         r, c, how = numeric_bins(ref, cur)
         chi = chisquare(r, c)
         stat = {
-            "ks": ks.statistic,
             "wasserstein": wasserstein_normed(ref, cur),
             "psi": psi(r, c),
             "jensenshannon": jensenshannon(r, c),
-            "chisquare": chi.statistic,
         }
+        p_ks = ks_pvalue(ks.statistic, n_ref / deff, n_cur / deff)
+        p_mean = mean_test(ref, cur, deff)
+        p_chi = pooled_chisquare(r, c, deff)
         evidence.update(
             ks_d=ks.statistic,
             ks_d_upper=ks.statistic_upper_bound,
-            ks_p=ks.p_value,
+            ks_p=p_ks,
+            ks_p_independent=ks.p_value,
+            mean_p=p_mean,
             wasserstein_normed=stat["wasserstein"],
             psi=stat["psi"],
             jensenshannon=stat["jensenshannon"],
             chi2=chi.statistic,
-            chi2_p=chi.p_value,
+            chi2_p=p_chi,
+            chi2_p_independent=chi.p_value,
             chi2_dof=chi.dof,
             bins=how,
             reference_mean=ref.mean,
@@ -294,40 +370,37 @@ def _assess(
             reference_std=ref.std,
             current_std=cur.std,
         )
-        p_ks, p_chi = ks.p_value, chi.p_value
+        if method is DriftMethod.CHISQUARE or binned:
+            p, sig = p_chi, "chisquare"
+        elif method is DriftMethod.KS:
+            p, sig = p_ks, "ks"
+        else:
+            p, sig = min(1.0, 2 * min(p_ks, p_mean)), "ks+mean"
+        evidence["significance_test"] = sig
     else:
         r, c = categorical_bins(ref, cur)
         chi = chisquare(r, c)
-        stat = {"psi": psi(r, c), "jensenshannon": jensenshannon(r, c), "chisquare": chi.statistic}
+        stat = {"psi": psi(r, c), "jensenshannon": jensenshannon(r, c)}
+        p = pooled_chisquare(r, c, deff)
         evidence.update(
             psi=stat["psi"],
             jensenshannon=stat["jensenshannon"],
             chi2=chi.statistic,
-            chi2_p=chi.p_value,
+            chi2_p=p,
+            chi2_p_independent=chi.p_value,
             chi2_dof=chi.dof,
             unseen_share=cur.unseen_total / n_cur,
+            significance_test="chisquare",
         )
-        p_ks, p_chi = math.nan, chi.p_value
-    # the significance behind every verdict: the method's own p, else KS (ordered) or chi2
-    if method is DriftMethod.KS or (
-        method not in _P_METHODS and not binned and ref.kind == "numeric"
-    ):
-        p, sig = p_ks, "ks"
-    else:
-        p, sig = p_chi, "chisquare"
-    evidence["significance_test"] = sig
-    if method in _P_METHODS:
-        warn, crit = thresholds.fdr_alpha, thresholds.fdr_alpha / 10
-        decided_on = "q_value"
-    else:
-        warn, crit = getattr(thresholds, method.value)
-        decided_on = "statistic"
+    evidence["design_effect"] = deff
+    evidence["n_effective"] = n_cur / deff
+    warn, crit = getattr(thresholds, effect.value)
     return ColumnDrift(
         column=ref.name,
         kind=ref.kind,
         role=role,
-        method=method.value,
-        statistic=stat.get(method.value, math.nan),
+        method=effect.value,
+        statistic=stat.get(effect.value, math.nan),
         threshold=warn,
         critical_threshold=crit,
         p_value=_nan_to_none(p),
@@ -336,23 +409,22 @@ def _assess(
         severity="none",
         n_reference=n_ref,
         n_current=n_cur,
-        decided_on=decided_on,
+        design_effect=deff,
         evidence=evidence,
     )
 
 
 def _decide(cols: list[ColumnDrift], alpha: float) -> None:
-    """BH-adjust the family's p-values, then apply each column's rule."""
+    """BH-adjust the family's calibrated p-values, then apply the rule: significant and an
+    effect at or above the minimum."""
     tested = [c for c in cols if c.p_value is not None]
+    for c in cols:
+        c.alpha = alpha
     for c, q in zip(tested, benjamini_hochberg([c.p_value for c in tested]), strict=True):
         c.q_value = float(q)
         c.evidence["q_value"] = float(q)
-        if c.decided_on == "q_value":
-            c.drifted = q < alpha
-            critical = q < alpha / 10
-        else:
-            c.drifted = c.statistic >= c.threshold and q < alpha
-            critical = c.statistic >= c.critical_threshold
+        c.drifted = bool(q < alpha and c.statistic >= c.threshold)
+        critical = c.statistic >= c.critical_threshold
         c.severity = ("critical" if critical else "warning") if c.drifted else "none"
 
 
@@ -398,13 +470,18 @@ def compare_profiles(
     *,
     features: Sequence[str],
     prediction_columns: Sequence[str] = (),
+    design_effects: Mapping[str, float] | None = None,
+    alpha: float | None = None,
+    window_days: int = 1,
 ) -> DriftReport:
     """Drift of `current` against `reference` (both profiled on the same spec).
 
-    Features form one Benjamini-Hochberg family, prediction columns another. Null-rate
-    increases are checked on every listed column, unseen categories on the categorical ones.
-    Only the compared columns' part of the specs must match (the current profile may hold
-    fewer columns). Raises ValueError when they differ or a column was not profiled.
+    Features form one Benjamini-Hochberg family at level `alpha` (default ``fdr_alpha``),
+    prediction columns another. `design_effects` (column -> deff, default 1: independent rows)
+    widen each column's tests (`signals.drift.calibration`). Null-rate increases are checked on
+    every listed column, unseen categories on the categorical ones. Only the compared columns'
+    part of the specs must match (the current profile may hold fewer columns). Raises
+    ValueError when they differ or a column was not profiled.
     """
     for c in [*features, *prediction_columns]:
         if c not in reference.columns or c not in current.columns:
@@ -414,40 +491,102 @@ def compare_profiles(
                 f"column '{c}': reference and current profiles were built on different specs "
                 "(bins or vocabulary); profile the current data with the reference's spec"
             )
-    feats = [
-        _assess(reference.columns[c], current.columns[c], "feature", thresholds) for c in features
-    ]
-    preds = [
-        _assess(reference.columns[c], current.columns[c], "prediction", thresholds)
-        for c in prediction_columns
-    ]
-    _decide(feats, thresholds.fdr_alpha)
-    _decide(preds, thresholds.fdr_alpha)
+    deffs = design_effects or {}
+    level = thresholds.fdr_alpha if alpha is None else alpha
+
+    def assess(names: Sequence[str], role: Role) -> list[ColumnDrift]:
+        out = [
+            _assess(reference.columns[c], current.columns[c], role, thresholds, deffs.get(c, 1.0))
+            for c in names
+        ]
+        for col in out:
+            col.window_days = window_days
+        _decide(out, level)
+        return out
+
+    feats, preds = assess(features, "feature"), assess(prediction_columns, "prediction")
     roles: list[tuple[str, Role]] = [(c, "feature") for c in features] + [
         (c, "prediction") for c in prediction_columns
     ]
     nulls = [
-        null_rate_drift(reference.columns[c], current.columns[c], thresholds, role=r)
+        null_rate_drift(
+            reference.columns[c],
+            current.columns[c],
+            thresholds,
+            role=r,
+            design_effect=deffs.get(c, 1.0),
+            alpha=level,
+        )
         for c, r in roles
     ]
+    _decide_null_rates(nulls, thresholds, level)
     unseen = [
         unseen_categories(reference.columns[c], current.columns[c], thresholds, role=r)
         for c, r in roles
         if reference.columns[c].kind == "categorical"
     ]
-    n_drifted = sum(c.drifted for c in feats)
-    share = n_drifted / len(feats) if feats else 0.0
+    return summarise(feats, preds, nulls, unseen, thresholds)
+
+
+def _decide_null_rates(
+    nulls: list[NullRateResult], thresholds: DriftThresholds, alpha: float
+) -> None:
+    """Null-rate increases are one more family: BH over the columns, then the effect gate."""
+    if not nulls:
+        return
+    warn, crit = thresholds.null_rate_increase
+    for r, q in zip(nulls, benjamini_hochberg([r.p_value for r in nulls]), strict=True):
+        r.q_value = float(q)
+        r.drifted = bool(r.increase >= warn and q < alpha)
+        r.severity = ("critical" if r.increase >= crit else "warning") if r.drifted else "none"
+
+
+def summarise(
+    features: list[ColumnDrift],
+    predictions: list[ColumnDrift],
+    null_rates: list[NullRateResult],
+    unseen: list[UnseenResult],
+    thresholds: DriftThresholds,
+) -> DriftReport:
+    """A report from column verdicts: the drifted share of features and its severity."""
+    n_drifted = sum(c.drifted for c in features)
+    share = n_drifted / len(features) if features else 0.0
     warn, crit = thresholds.drift_share
     severity: SeverityName = "critical" if share >= crit else "warning" if share >= warn else "none"
     return DriftReport(
-        features=feats,
-        predictions=preds,
-        null_rates=nulls,
+        features=features,
+        predictions=predictions,
+        null_rates=null_rates,
         unseen=unseen,
-        n_features=len(feats),
+        n_features=len(features),
         n_drifted=n_drifted,
         drift_share=share,
         dataset_drift_severity=severity,
         drift_share_thresholds=(warn, crit),
         fdr_alpha=thresholds.fdr_alpha,
     )
+
+
+_RANK = {"none": 0, "warning": 1, "critical": 2}
+
+
+def combine_windows(reports: Sequence[DriftReport], thresholds: DriftThresholds) -> DriftReport:
+    """One report from the same columns tested over several windows (the day first): each
+    column's verdict is the most severe window's (the shortest on a tie), else the day's;
+    null rates and unseen categories are the day's."""
+    if not reports:
+        raise ValueError("no report to combine")
+    day = reports[0]
+
+    def pick(group: str) -> list[ColumnDrift]:
+        out = []
+        for i, first in enumerate(getattr(day, group)):
+            best = first
+            for rep in reports[1:]:
+                other = getattr(rep, group)[i]
+                if _RANK[other.severity] > _RANK[best.severity]:
+                    best = other
+            out.append(best)
+        return out
+
+    return summarise(pick("features"), pick("predictions"), day.null_rates, day.unseen, thresholds)

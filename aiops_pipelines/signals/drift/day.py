@@ -3,13 +3,26 @@ rows), turned into metric history rows and findings with their evidence."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from typing import Any
 
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.findings import Asset, Finding, Severity, Signal
 from aiops_pipelines.core.values import fmt_number
-from aiops_pipelines.signals.drift.compare import ColumnDrift, DriftReport, compare_profiles
+from aiops_pipelines.signals.drift.calibration import (
+    RECENT_DAYS,
+    ReferenceCalibration,
+    design_effect,
+)
+from aiops_pipelines.signals.drift.compare import (
+    ColumnDrift,
+    DriftReport,
+    combine_windows,
+    compare_profiles,
+)
 from aiops_pipelines.signals.profile.day import profiled_columns
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
 
@@ -87,25 +100,103 @@ class DriftResult:
         ]
 
 
+@dataclass(frozen=True)
+class StoredDay:
+    """A profiled day as the store keeps it: its profile and its within-day block statistics
+    (column -> [chi-square, degrees of freedom], `calibration.DayBlocks`)."""
+
+    partition: str
+    profile: DatasetProfile
+    within_day: dict[str, list[float]] = field(default_factory=dict)
+
+    @classmethod
+    def from_payload(cls, partition: str, payload: Mapping[str, Any]) -> StoredDay:
+        return cls(
+            partition,
+            DatasetProfile.from_dict(payload["profile"]),
+            dict(payload.get("within_day", {})),
+        )
+
+
+def _window(today: StoredDay, history: Mapping[str, StoredDay], days: int) -> DatasetProfile | None:
+    """Today's profile merged with the `days - 1` days before it, or None when one of them is
+    missing or was profiled on other bins or columns (another reference or config)."""
+    end = date.fromisoformat(today.partition)
+    parts = [today.profile]
+    for k in range(1, days):
+        prev = history.get((end - timedelta(days=k)).isoformat())
+        if prev is None:
+            return None
+        parts.append(prev.profile)
+    try:
+        return DatasetProfile.merge_all(parts)
+    except ValueError:
+        return None
+
+
 def drift_for_day(
-    model: ModelConfig, partition: str, reference: DatasetProfile, current: DatasetProfile
+    model: ModelConfig,
+    partition: str,
+    reference: DatasetProfile,
+    current: DatasetProfile | StoredDay,
+    *,
+    calibration: ReferenceCalibration | None = None,
+    history: Sequence[StoredDay] = (),
 ) -> DriftResult:
-    """Drift of a day's profile against the reference, with findings and metric history rows."""
+    """Drift of a day's profile against the reference, with findings and metric history rows.
+
+    Each window of `thresholds.windows` (the day alone, then the trailing 3 and 7 days by
+    default) is tested when all its days are profiled on the reference's bins; every column's
+    tests use its design effect at the window's size (`calibration` of the reference, and the
+    within-day statistics of the last seven days in `history`). `fdr_alpha` is split evenly
+    over the (window, family) pairs tested plus the null-rate family, so it bounds the chance
+    of any drift finding on a model-day without change.
+    """
+    today = current if isinstance(current, StoredDay) else StoredDay(partition, current)
     cols = profiled_columns(model)
-    present = set(reference.columns) & set(current.columns)
+    present = set(reference.columns) & set(today.profile.columns)
     features = [f for f in cols.features if f in present]
     preds = [p for p in cols.predictions if p in present]
-    report = compare_profiles(
-        reference, current, model.thresholds, features=features, prediction_columns=preds
-    )
+    th = model.thresholds
+    by_day = {d.partition: d for d in history if d.partition < partition}
+    end = date.fromisoformat(partition)
+    recent = [today.within_day] + [
+        by_day[k].within_day
+        for k in ((end - timedelta(days=i)).isoformat() for i in range(1, RECENT_DAYS))
+        if k in by_day
+    ]
+    windows = [(w, p) for w in th.windows if (p := _window(today, by_day, w))]
+    families = len(windows) * (1 + bool(preds)) + 1
+    alpha = th.fdr_alpha / families
+    reports = []
+    for w, pooled in windows:
+        deffs, sources = {}, {}
+        for c in [*features, *preds]:
+            deffs[c], sources[c] = design_effect(c, pooled.columns[c].count, calibration, recent)
+        rep = compare_profiles(
+            reference,
+            pooled,
+            th,
+            features=features,
+            prediction_columns=preds,
+            design_effects=deffs,
+            alpha=alpha,
+            window_days=w,
+        )
+        for cd in [*rep.features, *rep.predictions]:
+            cd.evidence["design_effect_reference"] = sources[cd.column]["reference"]
+            cd.evidence["design_effect_within_day"] = sources[cd.column]["within_day"]
+        reports.append(rep)
+    report = combine_windows(reports, th)
     findings = report_findings(report, tenant=model.tenant, model=model.name, partition=partition)
     metrics: dict[tuple[str, str], float] = {
         ("drift_share", ""): report.drift_share,
         ("n_drifted", ""): float(report.n_drifted),
         ("n_features", ""): float(report.n_features),
     }
-    for cd in [*report.features, *report.predictions]:
+    for cd in [*reports[0].features, *reports[0].predictions]:
         metrics[(f"drift_{cd.method}", cd.column)] = float(cd.statistic)
+        metrics[("design_effect", cd.column)] = float(cd.design_effect)
         if cd.p_value is not None:
             metrics[("p_value", cd.column)] = float(cd.p_value)
     return DriftResult(report, findings, metrics)
@@ -120,28 +211,29 @@ _METHOD_NAMES = {
 }
 
 
+_TEST_NAMES = {"ks": "KS", "ks+mean": "KS/mean", "chisquare": "chi-square"}
+
+
 def _column_finding(c: ColumnDrift, signal: Signal, base: dict[str, str]) -> Finding:
     name = _METHOD_NAMES.get(c.method, c.method)
     level = c.critical_threshold if c.severity == "critical" else c.threshold
     sig = c.evidence.get("significance_test", "")
-    if c.decided_on == "q_value":
-        why = (
-            f"{name} q={fmt_number(c.q_value)} < {fmt_number(level)} "
-            f"(statistic {fmt_number(c.statistic)})"
-        )
-    else:
-        why = (
-            f"{name} {fmt_number(c.statistic)} >= {fmt_number(level)}, "
-            f"{_METHOD_NAMES.get(sig, sig)} q={fmt_number(c.q_value)}"
-        )
+    span = "today" if c.window_days == 1 else f"last {c.window_days} days"
+    why = (
+        f"{name} {fmt_number(c.statistic)} >= {fmt_number(level)}, "
+        f"{_TEST_NAMES.get(sig, sig)} q={fmt_number(c.q_value)} < {fmt_number(c.alpha)} "
+        f"on {c.n_current:,} rows {span} (design effect {c.design_effect:.2g}: "
+        f"{c.n_effective:,.0f} effective)"
+    )
     evidence = {
         "method": c.method,
         "statistic": c.statistic,
         "threshold": c.threshold,
         "critical_threshold": c.critical_threshold,
-        "decided_on": c.decided_on,
         "p_value": c.p_value,
         "q_value": c.q_value,
+        "alpha": c.alpha,
+        "window_days": c.window_days,
         "n_reference": c.n_reference,
         "n_current": c.n_current,
         **c.evidence,
@@ -153,8 +245,7 @@ def _column_finding(c: ColumnDrift, signal: Signal, base: dict[str, str]) -> Fin
         value=float(c.value),
         threshold=float(level),
         column=c.column,
-        message=f"{c.role} '{c.column}' drifted: {why} "
-        f"(n_ref={c.n_reference}, n_cur={c.n_current})",
+        message=f"{c.role} '{c.column}' drifted: {why}",
         evidence=evidence,
     )
 
@@ -207,7 +298,8 @@ def report_findings(
                     column=r.column,
                     message=f"{r.role} '{r.column}' missing share rose from "
                     f"{r.reference_rate:.1%} to {r.current_rate:.1%} "
-                    f"(+{r.increase:.1%} >= {level:.1%}, p={fmt_number(r.p_value)})",
+                    f"(+{r.increase:.1%} >= {level:.1%}, q={fmt_number(r.q_value)}, "
+                    f"design effect {r.design_effect:.2g})",
                     evidence=asdict(r),
                 )
             )

@@ -64,7 +64,7 @@ def _raise_inf(x: np.ndarray, name: str) -> None:
     )
 
 
-def _codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
+def category_codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
     """Integer codes (-1 = missing) and the string label of every code.
 
     Categorical dtype: its codes directly (free). Otherwise `pd.factorize`, which for pandas'
@@ -86,7 +86,7 @@ def _codes(series: pd.Series) -> tuple[np.ndarray, list[str]]:
 
 def _label_counts(series: pd.Series) -> tuple[dict[str, int], int]:
     """Exact counts per string label, and the number of missing values."""
-    codes, labels = _codes(series)
+    codes, labels = category_codes(series)
     per_code = np.bincount(codes + 1, minlength=len(labels) + 1)
     out: dict[str, int] = {}
     for lab, c in zip(labels, per_code[1:].tolist(), strict=True):
@@ -225,7 +225,7 @@ class _CategoricalAcc:
         self.n_missing = 0
 
     def update(self, series: pd.Series) -> None:
-        codes, labels = _codes(series)
+        codes, labels = category_codes(series)
         per_code = np.bincount(codes + 1, minlength=len(labels) + 1)
         self.n_rows += len(codes)
         self.n_missing += int(per_code[0])

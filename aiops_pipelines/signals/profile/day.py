@@ -27,6 +27,11 @@ from aiops_pipelines.core.findings import Finding
 from aiops_pipelines.io.labels import read_reference_labelled
 from aiops_pipelines.io.sources import Source, day_window, served
 from aiops_pipelines.io.store import REFERENCE_PARTITION
+from aiops_pipelines.signals.drift.calibration import (
+    DayBlocks,
+    ReferenceCalibration,
+    calibrate_reference,
+)
 from aiops_pipelines.signals.performance.reference import (
     ReferencePerformance,
     reference_performance,
@@ -87,6 +92,8 @@ class ReferenceResult:
     columns: ProfiledColumns
     seconds: float
     performance: ReferencePerformance | None = None
+    calibration: ReferenceCalibration | None = None
+    """Design effects of the reference's contiguous blocks (`signals.drift.calibration`)."""
     sample_path: Path | None = None
     findings: list[Finding] = field(default_factory=list)
     """None today: a reference's problems are its checks (and errors)."""
@@ -114,6 +121,8 @@ class ReferenceResult:
         }
         if self.performance is not None:
             out["performance"] = self.performance.to_dict()
+        if self.calibration is not None:
+            out["calibration"] = self.calibration.to_dict()
         return out
 
     @property
@@ -152,6 +161,8 @@ class ProfileDay:
     n_errors: int = 0
     dtypes: dict[str, str] = field(default_factory=dict)
     sample_path: Path | None = None
+    within_day: dict[str, list[float]] = field(default_factory=dict)
+    """Per column, [chi-square, dof] between the day's 10-minute blocks within each hour."""
     findings: list[Finding] = field(default_factory=list)
     """None today: a day's contract problems are its checks; drift judges the profile."""
 
@@ -180,7 +191,12 @@ class ProfileDay:
     @property
     def payload(self) -> dict[str, Any]:
         """The stored daily profile, with the coarse dtypes and the rows per version."""
-        return {"profile": self.profile.to_dict(), "dtypes": self.dtypes, "versions": self.versions}
+        return {
+            "profile": self.profile.to_dict(),
+            "dtypes": self.dtypes,
+            "versions": self.versions,
+            "within_day": self.within_day,
+        }
 
     @property
     def mlflow_metrics(self) -> dict[str, float]:
@@ -296,9 +312,13 @@ def profile_reference(
         profile = build_reference_profile(
             chunks, cols.numeric, cols.categorical, n_bins=n_bins, seed=seed
         )
+        # a third pass, in the source's order: how much contiguous blocks differ
+        calibration = calibrate_reference(chunks(), profile, cols.all)
     except DataError as exc:
         raise _located(exc, model, REFERENCE_PARTITION) from None
-    return ReferenceResult(profile, keeper.sample(), cols, time.perf_counter() - t0)
+    return ReferenceResult(
+        profile, keeper.sample(), cols, time.perf_counter() - t0, calibration=calibration
+    )
 
 
 def reference_for_model(
@@ -406,6 +426,7 @@ def profile_for_day(
     src = Source(model.predictions, chunk_rows=chunk_rows)
     start, end = day_window(partition)
     builder = ProfileBuilder(reference.spec, cols.numeric, cols.categorical)
+    blocks = DayBlocks(reference, cols.all)
     keeper = SampleKeeper(sample_rows, seed=seed + int(partition.replace("-", "")))
     n_rows = n_chunks = n_errors = 0
     versions: dict[str, int] = {}
@@ -419,6 +440,7 @@ def profile_for_day(
                 continue
             _check_chunk(model, chunk, cols)
             builder.update(chunk)
+            blocks.add(chunk, chunk[c.timestamp])
             keeper.update(chunk[[*cols.all]])
             for k, v in chunk[c.version].astype(str).value_counts().items():
                 versions[str(k)] = versions.get(str(k), 0) + int(v)
@@ -444,6 +466,7 @@ def profile_for_day(
         versions=versions,
         n_errors=n_errors,
         dtypes=dtypes,
+        within_day=blocks.design_effects(),
         sample_path=(
             save_sample(sample, sample_path(samples_dir, model.key, partition))
             if samples_dir is not None

@@ -1,0 +1,276 @@
+"""How much drift statistics move when nothing changed: design effects measured on the model's
+own reference and on its own days.
+
+The textbook drift tests (KS, chi-square, the two-proportion z-test) assume the day's rows are
+independent draws. Real logs are not: rows arrive in correlated groups (a household, a basket,
+one customer's session, a batch of one population), so a day of n rows carries the information
+of fewer independent rows, its statistics spread wider than the tests expect, and a test at
+p < 0.01 fires on far more than 1% of unchanged days. The standard correction for clustered
+samples (Rao & Scott, 1981) divides the chi-square statistic by the **design effect** `deff`,
+the ratio of the observed variance of a share to its variance under independent sampling; in
+other words, a day of n rows is tested as n / deff effective rows.
+
+`deff` is estimated the way the issue's null is defined, from contiguous blocks:
+
+* **Reference blocks** (`calibrate_reference`): the reference is cut, in the order the source
+  returns its rows, into contiguous blocks of b rows, and every column's values into <= 20
+  coarse bins (reference deciles for numbers, the most frequent categories for categories, one
+  bin for missing). For each block size n = b, 2b, 4b, ... (while at least 16 blocks remain),
+  the chi-square homogeneity statistic of the blocks x bins table divided by its degrees of
+  freedom estimates `deff(n)`: exactly 1 in expectation for independent rows, E[m^2]/E[m] for
+  groups of m identical rows, larger still when blocks of the reference differ from each other
+  (day-to-day heterogeneity at that size). Cached per model in the stored reference profile.
+* **Within the day** (`DayBlocks`): a reference without a meaningful order (a shuffled
+  training set) says nothing about how production rows hang together, so each day also measures
+  its own: the same statistic between the day's 10-minute blocks, within each hour (stratified
+  by hour, so an hour-of-day mix that every day repeats is not mistaken for correlation).
+  `drift_for_day` takes the median over the model's last seven days, which a change starting
+  mid-day cannot move.
+
+The design effect used for a column at n rows is the largest of 1, the reference's `deff(n)`
+(the nearest block size at or below n) and the recent within-day median.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from aiops_pipelines.signals.drift.statistics import N_GROUPS
+from aiops_pipelines.signals.profile.builder import category_codes
+from aiops_pipelines.signals.profile.profiles import ColumnProfile, DatasetProfile
+
+MAX_CATEGORIES = 19
+"""Categories kept by name in the block tables (by reference count); the rest share one bin."""
+MIN_BLOCKS = 16
+"""A block size is calibrated only while the reference holds at least this many blocks."""
+BASE_BLOCKS = 4096
+"""The reference is cut into at most this many base blocks (memory: blocks x 21 per column)."""
+MIN_BLOCK_ROWS = 10
+"""The smallest block calibrated: smaller days use the design effect at this size."""
+DAY_BLOCK_MINUTES = 10
+"""Within a day, rows are grouped into blocks of this many minutes, compared within each hour."""
+RECENT_DAYS = 7
+"""Days of within-day design effects whose median is used."""
+
+
+@dataclass(frozen=True)
+class ColumnCoder:
+    """Maps one column's values to a few coarse bins; the last bin is "missing"."""
+
+    name: str
+    kind: str
+    cuts: np.ndarray | None = None
+    index: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def n_codes(self) -> int:
+        if self.kind == "numeric":
+            assert self.cuts is not None
+            return len(self.cuts) + 2
+        return len(self.index) + 2
+
+    def codes(self, series: pd.Series) -> np.ndarray:
+        """Bin of every value (int64), missing values in the last bin."""
+        missing = self.n_codes - 1
+        if self.kind == "numeric":
+            assert self.cuts is not None
+            x = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            out = np.searchsorted(self.cuts, x, side="right").astype(np.int64)
+            out[np.isnan(x)] = missing
+            return out
+        raw, labels = category_codes(series)
+        other = len(self.index)
+        lookup = np.array([self.index.get(lab, other) for lab in labels] + [missing], np.int64)
+        return lookup[np.where(raw < 0, len(labels), raw)]
+
+
+def _numeric_cuts(ref: ColumnProfile) -> np.ndarray:
+    """Reference deciles (or every value of a discrete column) as bin boundaries."""
+    assert ref.edges is not None
+    atoms = ref.atoms
+    if ref.count and int(atoms.sum()) == ref.count:  # discrete: one bin per value
+        return np.asarray(ref.edges[atoms > 0], dtype=np.float64)
+    cum = np.cumsum(ref.counts)
+    levels = cum[-1] * np.arange(1, N_GROUPS) / N_GROUPS
+    # counts[j] holds values in [edges[j-1], edges[j]): the cut after segment j is edges[j]
+    idx = np.clip(np.searchsorted(cum, levels, side="left"), 0, len(ref.edges) - 1)
+    return np.unique(np.asarray(ref.edges, dtype=np.float64)[idx])
+
+
+def column_coder(ref: ColumnProfile) -> ColumnCoder:
+    """The coarse bins of one column, fixed by its reference profile."""
+    if ref.kind == "numeric":
+        return ColumnCoder(ref.name, "numeric", cuts=_numeric_cuts(ref))
+    ranked = sorted(ref.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    names = [k for k, v in ranked if v > 0][:MAX_CATEGORIES]
+    return ColumnCoder(ref.name, "categorical", index={k: i for i, k in enumerate(names)})
+
+
+def homogeneity(table: np.ndarray) -> tuple[float, int]:
+    """Pearson's chi-square of homogeneity of the rows of a count table, and its degrees of
+    freedom, over the non-empty rows and columns (as `scipy.stats.chi2_contingency` without
+    Yates' correction). (0, 0) when fewer than two rows or columns hold counts."""
+    t = np.asarray(table, dtype=np.float64)
+    t = t[t.sum(axis=1) > 0]
+    if t.shape[0] < 2:
+        return 0.0, 0
+    t = t[:, t.sum(axis=0) > 0]
+    if t.shape[1] < 2:
+        return 0.0, 0
+    rows, cols = t.sum(axis=1), t.sum(axis=0)
+    expected = np.outer(rows, cols) / rows.sum()
+    return float(((t - expected) ** 2 / expected).sum()), (t.shape[0] - 1) * (t.shape[1] - 1)
+
+
+class BlockTables:
+    """Counts of every column's coarse bins per block, accumulated chunk by chunk."""
+
+    def __init__(self, coders: Mapping[str, ColumnCoder], n_blocks: int) -> None:
+        self.coders = dict(coders)
+        self.n_blocks = n_blocks
+        self.tables = {c: np.zeros((n_blocks, k.n_codes), np.int64) for c, k in coders.items()}
+
+    def add(self, df: pd.DataFrame, blocks: np.ndarray) -> None:
+        """Add a chunk whose row i belongs to block `blocks[i]` (0 <= block < n_blocks)."""
+        blocks = np.asarray(blocks, dtype=np.int64)
+        for name, coder in self.coders.items():
+            if name not in df.columns:
+                continue
+            k = coder.n_codes
+            flat = blocks * k + coder.codes(df[name])
+            self.tables[name] += np.bincount(flat, minlength=self.n_blocks * k).reshape(-1, k)
+
+
+@dataclass
+class ReferenceCalibration:
+    """Design effects of the reference's contiguous blocks, per column and block size."""
+
+    n_rows: int
+    sizes: list[int]
+    deff: dict[str, list[float]]
+    order: str = "source order"
+
+    def at(self, column: str, n: int) -> float:
+        """The design effect at the largest calibrated size <= n (the smallest when n is
+        below it); NaN when the column or any size is unknown."""
+        values = self.deff.get(column)
+        if not values or not self.sizes:
+            return math.nan
+        i = max(0, int(np.searchsorted(self.sizes, n, side="right")) - 1)
+        return float(values[i])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_rows": self.n_rows,
+            "sizes": list(self.sizes),
+            "deff": {c: [round(v, 6) for v in vs] for c, vs in self.deff.items()},
+            "order": self.order,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> ReferenceCalibration | None:
+        if not d:
+            return None
+        return cls(
+            int(d["n_rows"]),
+            [int(s) for s in d["sizes"]],
+            {c: [float(v) for v in vs] for c, vs in d["deff"].items()},
+            str(d.get("order", "source order")),
+        )
+
+
+def calibrate_reference(
+    chunks: Iterable[pd.DataFrame], profile: DatasetProfile, columns: Sequence[str]
+) -> ReferenceCalibration:
+    """Design effect of every column at block sizes b, 2b, 4b, ... of the reference, in the
+    order `chunks` yields its rows (see the module docstring)."""
+    n = profile.n_rows
+    block = max(MIN_BLOCK_ROWS, math.ceil(n / BASE_BLOCKS))
+    n_full = n // block
+    coders = {c: column_coder(profile.columns[c]) for c in columns if c in profile.columns}
+    tables = BlockTables(coders, max(n_full, 1))
+    pos = 0
+    for df in chunks:
+        rows = len(df)
+        ids = (pos + np.arange(rows)) // block
+        keep = ids < n_full
+        if keep.any():
+            tables.add(df.iloc[np.flatnonzero(keep)] if not keep.all() else df, ids[keep])
+        pos += rows
+    sizes: list[int] = []
+    deff: dict[str, list[float]] = {c: [] for c in coders}
+    current = {c: t[:n_full] for c, t in tables.tables.items()}
+    size = block
+    while n_full >= MIN_BLOCKS:
+        sizes.append(size)
+        for c, t in current.items():
+            x2, dof = homogeneity(t)
+            deff[c].append(x2 / dof if dof else 1.0)
+        n_full //= 2
+        current = {
+            c: t[: 2 * n_full].reshape(n_full, 2, -1).sum(axis=1) for c, t in current.items()
+        }
+        size *= 2
+    return ReferenceCalibration(n, sizes, deff)
+
+
+class DayBlocks:
+    """A day's rows in 10-minute blocks, compared within each hour: the day's own design
+    effect per column, without the hour-of-day mix that every day repeats."""
+
+    def __init__(self, reference: DatasetProfile, columns: Sequence[str]) -> None:
+        coders = {c: column_coder(reference.columns[c]) for c in columns if c in reference.columns}
+        self.per_hour = 60 // DAY_BLOCK_MINUTES
+        self.tables = BlockTables(coders, 24 * self.per_hour)
+
+    def add(self, df: pd.DataFrame, timestamps: pd.Series) -> None:
+        ts = pd.to_datetime(timestamps, utc=True)
+        minute = ts.dt.hour.to_numpy() * 60 + ts.dt.minute.to_numpy()
+        self.tables.add(df, minute // DAY_BLOCK_MINUTES)
+
+    def design_effects(self) -> dict[str, list[float]]:
+        """Per column [chi-square summed over the hours, its degrees of freedom]."""
+        out = {}
+        for c, t in self.tables.tables.items():
+            x2 = dof = 0
+            for h in range(24):
+                a, b = homogeneity(t[h * self.per_hour : (h + 1) * self.per_hour])
+                x2 += a
+                dof += b
+            out[c] = [float(x2), int(dof)]
+        return out
+
+
+MIN_DAY_DOF = 20
+"""A day's within-day estimate counts only with this many degrees of freedom behind it."""
+
+
+def recent_design_effect(days: Iterable[Mapping[str, Sequence[float]]], column: str) -> float:
+    """The within-day design effect of `column` over the given days: the median of the days'
+    own ratios when each has at least `MIN_DAY_DOF` degrees of freedom (one day with a change
+    inside it cannot move a median), else the pooled ratio of the summed statistics (small
+    days); NaN when even the pooled statistics have fewer."""
+    pairs = [(float(d[column][0]), float(d[column][1])) for d in days if column in d]
+    if pairs and all(dof >= MIN_DAY_DOF for _, dof in pairs):
+        return float(np.median([x2 / dof for x2, dof in pairs]))
+    dof = sum(d for _, d in pairs)
+    return sum(x for x, _ in pairs) / dof if dof >= MIN_DAY_DOF else math.nan
+
+
+def design_effect(
+    column: str,
+    n: int,
+    reference: ReferenceCalibration | None,
+    recent: Iterable[Mapping[str, Sequence[float]]] = (),
+) -> tuple[float, dict[str, float]]:
+    """The design effect to test `column` with at n rows, and where it came from."""
+    ref = reference.at(column, n) if reference is not None else math.nan
+    day = recent_design_effect(recent, column)
+    used = max([1.0] + [v for v in (ref, day) if math.isfinite(v)])
+    return used, {"reference": ref, "within_day": day}
