@@ -57,6 +57,9 @@ def _run(
 ) -> int:
     from tqdm import tqdm
 
+    if "aiops_pipelines.orchestration.partitions" not in sys.modules:
+        # the daily partitions start at this config's start_date (read when they load)
+        os.environ["AIOPS_CONFIG"] = str(Path(config_path).resolve())
     from aiops_pipelines.orchestration.runner import days_between, run_range
 
     expected = expected_failures or set()

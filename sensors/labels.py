@@ -53,7 +53,7 @@ def late_labels_sensor(
         oldest = (now - window).date().isoformat()
         for day, n_new in arrivals.by_day.items():
             if (
-                day < config.start_date
+                day < (config.start_date or "")
                 or day < oldest
                 or last_partition is None
                 or day > last_partition

@@ -16,9 +16,12 @@ CheckSeverity = Literal["warn", "error"]
 @dataclass(frozen=True)
 class Check:
     """`name` passed or not; `severity` says how bad a failure is ("error" blocks what a
-    blocking check guards, "warn" only shows); `metadata` holds the evidence."""
+    blocking check guards, "warn" only shows); `metadata` holds the evidence; `message`, for a
+    failure, says in one sentence what was observed against which threshold and which setting
+    to change (it is what `aiops run` prints when a blocking check stops a partition)."""
 
     name: str
     passed: bool
     severity: CheckSeverity = "warn"
     metadata: dict[str, Any] = field(default_factory=dict)
+    message: str = ""

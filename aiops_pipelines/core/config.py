@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -530,7 +531,23 @@ class StorageConfig(_Strict):
 class AppConfig(_Strict):
     storage: StorageConfig
     tenants: list[TenantConfig]
-    start_date: str = Field("2025-01-01", description="first day that may be monitored")
+    start_date: str | None = Field(
+        None,
+        description="first day that may be monitored (YYYY-MM-DD): the first daily partition; "
+        "default January 1st five years ago",
+    )
+
+    @field_validator("start_date")
+    @classmethod
+    def _iso_day(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                date.fromisoformat(str(v))
+            except ValueError:
+                raise ValueError(f"expected a day as YYYY-MM-DD, got {v!r}") from None
+            return str(v)
+        return v
+
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     path: str = Field("", description="the file this config was loaded from")
 

@@ -7,12 +7,36 @@ change and no redeploy.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+
 import dagster as dg
 
+from aiops_pipelines.core.config import default_config_path, load_config
+
 MODELS = "models"
+FALLBACK_YEARS = 5
+"""Without a config to read, daily partitions go back this many years (from January 1st)."""
+
+
+def first_day() -> str:
+    """The first daily partition: the config's `start_date` ($AIOPS_CONFIG, else the demo's).
+
+    Dagster needs the partitions when the code location loads, so this is the one setting read
+    at import time (`aiops run --config` sets $AIOPS_CONFIG before loading it). Without a
+    readable config, or without `start_date` in it, January 1st `FALLBACK_YEARS` years ago.
+    """
+    fallback = date(datetime.now(UTC).year - FALLBACK_YEARS, 1, 1).isoformat()
+    path = default_config_path()
+    if not path.exists():
+        return fallback
+    try:
+        return load_config(path).start_date or fallback
+    except Exception:  # a broken config fails later with its own error, where it is used
+        return fallback
+
 
 model_partitions = dg.DynamicPartitionsDefinition(name=MODELS)
-daily_partitions = dg.DailyPartitionsDefinition(start_date="2025-01-01", end_offset=0)
+daily_partitions = dg.DailyPartitionsDefinition(start_date=first_day(), end_offset=0)
 date_x_model = dg.MultiPartitionsDefinition({"date": daily_partitions, "model": model_partitions})
 
 

@@ -59,7 +59,11 @@ def check_result(check: Check) -> dg.AssetCheckResult:
         dg.AssetCheckSeverity.ERROR if check.severity == "error" else dg.AssetCheckSeverity.WARN
     )
     return dg.AssetCheckResult(
-        check_name=check.name, passed=check.passed, severity=severity, metadata=check.metadata
+        check_name=check.name,
+        passed=check.passed,
+        severity=severity,
+        metadata=check.metadata,
+        description=check.message or None,
     )
 
 

@@ -81,6 +81,14 @@ class RangeOutcome:
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The failed blocking checks' own explanations, else the first failed step's error."""
+    blocked = [
+        f"{e.asset_key.to_user_string()} check '{e.check_name}' failed: {e.description}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR and e.description
+    ]
+    if blocked:
+        return "; ".join(blocked)
     return root_error(result.all_events) or "run failed (see the Dagster UI for the run's logs)"
 
 
@@ -250,6 +258,14 @@ def run_range(
     failed_refs = {o.model for o in outcome.failed}
     last = daily_partitions.get_last_partition_key()
     days = days_between(start, end)
+    first = daily_partitions.get_first_partition_key()
+    if first is not None and days[0] < first:
+        raise ConfigError(
+            f"--start {days[0]} is before the first daily partition {first}: set "
+            f"`start_date: {days[0]}` (or earlier) at the top of the config to monitor it",
+            path=config.path,
+            field="start_date",
+        )
     launcher = _Launcher(instance, resources, quiet)
     for i, day in enumerate(days):
         day_end = (date.fromisoformat(day) + timedelta(days=1)).isoformat() + "T00:00:00+00:00"

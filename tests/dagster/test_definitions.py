@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from aiops_pipelines.orchestration.definitions import defs
-from aiops_pipelines.orchestration.partitions import MODELS
+from aiops_pipelines.orchestration.partitions import FALLBACK_YEARS, MODELS, first_day
 
 END = date(2026, 3, 14)
 
@@ -112,3 +113,16 @@ def test_the_code_location_loads_the_way_dagster_dev_and_dg_load_it() -> None:
     check = _cli("dg", "check", "defs")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "All definitions loaded successfully" in check.stdout + check.stderr
+
+
+def test_daily_partitions_start_at_the_configs_start_date(tmp_path, monkeypatch) -> None:
+    cfg = tmp_path / "c.yaml"
+    storage = {"store_url": "sqlite://", "mlflow_tracking_uri": "sqlite://"}
+    raw = {"storage": {**storage, "artifacts_dir": str(tmp_path)}, "tenants": []}
+    cfg.write_text(yaml.safe_dump({**raw, "start_date": "2021-06-01"}))
+    monkeypatch.setenv("AIOPS_CONFIG", str(cfg))
+    assert first_day() == "2021-06-01"
+    cfg.write_text(yaml.safe_dump(raw))  # no start_date: a rolling default, no fixed year
+    assert first_day() == f"{datetime.now(UTC).year - FALLBACK_YEARS}-01-01"
+    monkeypatch.setenv("AIOPS_CONFIG", str(tmp_path / "missing.yaml"))
+    assert first_day() == f"{datetime.now(UTC).year - FALLBACK_YEARS}-01-01"

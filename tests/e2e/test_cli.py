@@ -94,3 +94,30 @@ def test_run_reports_a_failed_partition_and_exits_nonzero(world, capsys) -> None
     )
     assert code == 1
     assert "partition 2030-01-01 is not closed yet" in capsys.readouterr().err
+
+
+def test_a_blocking_check_says_what_it_saw_and_what_to_change(world, capsys) -> None:
+    """A day with 40 predictions (min_rows 100): the error names the model, the partition,
+    the observed value, the threshold and the setting, not only the check's name."""
+    import sqlite3
+
+    with sqlite3.connect(world.home / "world.db") as con:
+        con.execute(
+            "DELETE FROM acme_intent_predictions WHERE timestamp >= '2026-03-06' "
+            "AND timestamp < '2026-03-07' AND rowid NOT IN (SELECT rowid FROM "
+            "acme_intent_predictions WHERE timestamp >= '2026-03-06' AND timestamp < "
+            "'2026-03-07' LIMIT 40)"
+        )
+    cfg = str(world.config_path)
+    day = ["--start", "2026-03-06", "--end", "2026-03-06", "--model", "acme.intent", "--no-html"]
+    assert main(["run", "--config", cfg, *day]) == 1
+    err = capsys.readouterr().err
+    assert "FAILED acme.intent 2026-03-06" in err
+    assert "check 'row_count' failed" in err and "40 predictions" in err
+    assert "thresholds.min_rows = 100" in err
+    # a day before the first daily partition: the error names the setting, not Dagster's key
+    old = ["--start", "2019-06-01", "--end", "2019-06-01", "--model", "acme.intent", "--no-html"]
+    assert main(["run", "--config", cfg, *old]) != 0
+    err = capsys.readouterr().err
+    assert "field 'start_date'" in err and "start_date: 2019-06-01" in err
+    assert "DagsterUnknownPartitionError" not in err

@@ -143,6 +143,10 @@ class ReferenceResult:
                 self.n_rows >= min_rows,
                 "error",
                 {"rows": self.n_rows, "threshold": min_rows},
+                message=f"model {model.key}: the reference has {self.n_rows:,} rows, fewer than "
+                f"{min_rows:,} ({REFERENCE_MIN_ROWS_FACTOR} x thresholds.min_rows = "
+                f"{model.thresholds.min_rows}) needed for stable bins: give the model a larger "
+                "`reference` or lower `thresholds.min_rows`",
             )
         ]
 
@@ -232,18 +236,29 @@ class ProfileDay:
             for c, share in self.unseen_share().items()
             if share >= th.unseen_share[0]
         }
+        where = f"model {model.key}, partition {self.partition}"
+        problems = [f"column '{c}' changed type {change}" for c, change in changed.items()] + [
+            f"column '{c}' is null in all {cols[c].n_rows:,} rows" for c in all_null
+        ]
         return [
             Check(
                 "row_count",
                 self.n_rows >= th.min_rows,
                 "error",
                 {"rows": self.n_rows, "threshold": th.min_rows},
+                message=f"{where}: {self.n_rows:,} predictions, fewer than thresholds.min_rows = "
+                f"{th.min_rows:,}: too few to judge the day (lower `thresholds.min_rows` if such "
+                "days are normal for this model)",
             ),
             Check(
                 "schema",
                 not changed and not all_null,
                 "error",
                 {"dtype_changes": json.dumps(changed), "all_null_columns": ", ".join(all_null)},
+                message=f"{where}: {'; '.join(problems)} (reference types: "
+                + ", ".join(f"{c}={reference_dtypes.get(c, '?')}" for c in [*changed, *all_null])
+                + "): fix the source, or declare the column's kind in `features.numeric` / "
+                "`features.categorical` and re-run `reference_profile`",
             ),
             Check(
                 "null_rate",
