@@ -53,6 +53,8 @@ mlflow-ui: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_drift.py
 	$(BIN)/python benchmarks/bench_alerts.py
+	$(BIN)/python benchmarks/bench_calibration.py
+	$(BIN)/python benchmarks/bench_changepoints.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -333,6 +333,15 @@ class OpsPolicy(_Strict):
     z: float = Field(4.0, gt=0, description="robust z-score beyond which an hour is anomalous")
     persistence: int = Field(2, ge=1, description="consecutive anomalous hours before a finding")
     history_days: int = Field(28, ge=1, description="days of history for the seasonal baseline")
+    level_shift_min_change: float = Field(
+        0.2,
+        gt=0,
+        description="smallest lasting change reported: relative, for throughput (either way) "
+        "and latency p95 (up); the critical level is 2.5 times it",
+    )
+    level_shift_min_error_rate: float = Field(
+        0.01, gt=0, le=1, description="smallest lasting increase of the error rate (absolute)"
+    )
 
 
 SEVERITY_NAMES = ("info", "warning", "critical")

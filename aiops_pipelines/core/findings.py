@@ -72,6 +72,7 @@ class Signal(StrEnum):
     LATENCY_REGRESSION = "latency_regression"
     ERROR_RATE_ANOMALY = "error_rate_anomaly"
     RESIDUAL_ANOMALY = "residual_anomaly"
+    LEVEL_SHIFT = "level_shift"
     PIPELINE_FAILURE = "pipeline_failure"
 
 

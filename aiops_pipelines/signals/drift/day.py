@@ -211,7 +211,12 @@ _METHOD_NAMES = {
 }
 
 
-_TEST_NAMES = {"ks": "KS", "ks+mean": "KS/mean", "chisquare": "chi-square"}
+_TEST_NAMES = {
+    "ks": "KS",
+    "ks+mean": "KS/mean",
+    "chisquare": "chi-square",
+    "chisquare+share": "chi-square/share",
+}
 
 
 def _column_finding(c: ColumnDrift, signal: Signal, base: dict[str, str]) -> Finding:

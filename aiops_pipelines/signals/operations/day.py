@@ -8,6 +8,7 @@ week's exactly and memory does not grow with traffic.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from typing import Any
@@ -18,10 +19,12 @@ import pandas as pd
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.errors import DataError
-from aiops_pipelines.core.findings import Asset, Finding
+from aiops_pipelines.core.findings import Asset, Finding, Severity, Signal
+from aiops_pipelines.core.values import fmt_number
 from aiops_pipelines.io.sources import Source, day_window
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.signals.anomaly import Anomaly, anomaly_findings, detect
+from aiops_pipelines.signals.changepoints import LevelShift, current_shift
 from aiops_pipelines.signals.operations.latency import histogram_quantile, latency_histogram
 
 HOURS = 24
@@ -179,6 +182,8 @@ class OperationsDay:
     findings: list[Finding]
     metrics: dict[tuple[str, str], float]
     """Rows of the store's metric history (`OpsDay.metrics`)."""
+    shifts: dict[str, LevelShift] = field(default_factory=dict)
+    """Lasting level shifts the hourly series are in at the end of the day, by series."""
 
     @property
     def mlflow_metrics(self) -> dict[str, float]:
@@ -195,6 +200,10 @@ class OperationsDay:
             "peak_hour_requests": int(self.ops.hourly_requests.max()),
             "versions": ", ".join(f"v{v}: {o.n}" for v, o in sorted(self.ops.versions.items())),
             "n_anomalies": len(self.findings),
+            "level_shifts": ", ".join(
+                f"{k} {v.direction} since {v.onset:%Y-%m-%d %H:%M}" for k, v in self.shifts.items()
+            )
+            or "none",
             "baseline_warming_up": ", ".join(self.warming_up) or "no",
         }
         if self.ops.cost_per_1000 is not None:
@@ -232,6 +241,7 @@ def operations_for_day(model: ModelConfig, day: str, store: MonitoringStore) -> 
     )
     anomalies: dict[str, list[Anomaly]] = {}
     warming: list[str] = []
+    series: dict[str, pd.Series] = {}
     for metric, kind in SERIES.items():
         history = _hourly(stored[stored["metric"] == metric])
         today = _hourly(
@@ -242,6 +252,7 @@ def operations_for_day(model: ModelConfig, day: str, store: MonitoringStore) -> 
                 }
             )
         )
+        series[kind] = pd.concat([history, today]).sort_index()
         history_days = history.index.normalize().nunique() if len(history) else 0
         if history_days < MIN_HISTORY_DAYS:  # a baseline of a few days alarms on noise
             anomalies[kind] = []
@@ -268,4 +279,89 @@ def operations_for_day(model: ModelConfig, day: str, store: MonitoringStore) -> 
         for f in anomaly_findings([a], tenant=model.tenant, model=model.name, partition=day):
             f.evidence["episodes_that_day"] = episodes[k]
             findings.append(replace(f, column=a.direction))
-    return OperationsDay(ops, anomalies, warming, findings, metrics)
+    shifts = level_shifts(series, model, day) if "throughput" not in warming else {}
+    findings += [shift_finding(name, sh, model, day) for name, sh in shifts.items()]
+    return OperationsDay(ops, anomalies, warming, findings, metrics, shifts)
+
+
+def _regular(s: pd.Series, day: str) -> pd.Series:
+    """An hourly series on every hour up to the day's end (missing hours NaN)."""
+    end = pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=23)
+    if s.empty:
+        return s
+    return s[~s.index.duplicated(keep="last")].reindex(pd.date_range(s.index[0], end, freq="h"))
+
+
+def level_shifts(
+    series: dict[str, pd.Series], model: ModelConfig, day: str
+) -> dict[str, LevelShift]:
+    """The lasting shifts (`signals.changepoints`) of throughput, latency p95 and error rate
+    at the end of the day, large enough to report: a relative change of at least
+    `ops.level_shift_min_change` (throughput either way, latency up), an error rate up by at
+    least `ops.level_shift_min_error_rate`."""
+    thr = _regular(series.get("throughput", pd.Series(dtype=float)), day)
+    if thr.dropna().index.normalize().nunique() < MIN_HISTORY_DAYS:
+        return {}
+    period = 168 if len(thr) >= 3 * 168 else 24
+    policy = model.ops
+    out: dict[str, LevelShift] = {}
+    sh = current_shift(thr.fillna(0.0).clip(lower=0.5), period=period, scale="log")
+    if sh is not None and abs(math.log(sh.ratio)) >= math.log1p(policy.level_shift_min_change):
+        out["throughput"] = sh
+    lat = _regular(series.get("latency", pd.Series(dtype=float)), day)
+    if lat.notna().sum() >= 2 * 24:
+        sh = current_shift(lat.ffill().bfill(), period=period, scale="log")
+        if sh is not None and sh.ratio >= 1 + policy.level_shift_min_change:
+            out["latency_p95"] = sh
+    errors = _regular(series.get("errors", pd.Series(dtype=float)), day).reindex(thr.index)
+    rate = (errors.fillna(0.0) / thr.where(thr > 0)).ffill().bfill()
+    if rate.notna().all() and len(rate) >= 2 * 24:
+        sh = current_shift(rate, period=period, scale="linear")
+        if sh is not None and sh.after - sh.before >= policy.level_shift_min_error_rate:
+            out["error_rate"] = sh
+    return out
+
+
+def shift_finding(name: str, sh: LevelShift, model: ModelConfig, day: str) -> Finding:
+    """A level-shift finding: raised every day the series stays at its new level, with the
+    same onset, so the alert keeps firing until the level returns."""
+    policy = model.ops
+    if name == "error_rate":
+        change, gate = sh.after - sh.before, policy.level_shift_min_error_rate
+        what = f"{sh.before:.2%} -> {sh.after:.2%} of requests failing"
+    else:
+        change = abs(math.log(sh.ratio))
+        gate = math.log1p(policy.level_shift_min_change)
+        what = (
+            f"{fmt_number(sh.after, '.4g')} vs {fmt_number(sh.before, '.4g')} before "
+            f"({sh.ratio:.0%} of the level before)"
+        )
+    critical = change >= 2.5 * gate
+    since = (pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1) - sh.onset).total_seconds()
+    return Finding(
+        tenant=model.tenant,
+        model=model.name,
+        partition=day,
+        asset=Asset.OPS_REPORT,
+        signal=Signal.LEVEL_SHIFT.value,
+        severity=Severity.CRITICAL if critical else Severity.WARNING,
+        value=float(sh.ratio if name != "error_rate" else sh.after - sh.before),
+        threshold=float(
+            1 + policy.level_shift_min_change
+            if name != "error_rate"
+            else policy.level_shift_min_error_rate
+        ),
+        column=name,
+        message=f"{name} shifted {sh.direction} since {sh.onset:%Y-%m-%d %H:%M} UTC "
+        f"({since / 86400:.1f} days, lasting): {what}, {sh.sigmas:.1f} noise sigmas",
+        evidence={
+            "onset": sh.onset.isoformat(),
+            "before": sh.before,
+            "after": sh.after,
+            "ratio": sh.ratio,
+            "sigmas": sh.sigmas,
+            "hours_since_onset": sh.points,
+            "method": "PELT segmentation of the history window (ruptures), seasonal shape "
+            "removed, steps >= 1 sigma that a trend does not explain",
+        },
+    )
