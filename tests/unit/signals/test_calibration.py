@@ -161,10 +161,13 @@ def test_unchanged_days_stay_quiet_with_correlated_rows(
     assert _false_alarm_share(n, grouped, shuffled, days=60) <= 2 / 60
 
 
-def _first_detection(n: int, change: t.Change, column: str, seed: int) -> tuple[int, object]:
+def _first_detection(
+    n: int, change: t.Change, column: str, seed: int, windows: tuple[int, ...] = (1, 3, 7)
+) -> tuple[int, object]:
     ref = t.reference(0, 50_000, grouped=False)
+    model = t.trial_model(windows=windows)
     for d, res in t.run_days(
-        t.trial_model(), ref, seed=seed, n=n, days=change.start + 8, grouped=False, change=change
+        model, ref, seed=seed, n=n, days=change.start + 8, grouped=False, change=change
     ):
         hits = [f for f in res.findings if f.column == column and f.signal == "feature_drift"]
         if d >= change.start and hits:
@@ -179,12 +182,19 @@ def test_a_shift_is_found_on_its_first_day_at_ten_thousand_rows() -> None:
     assert "design effect" in finding.message and finding.threshold in (0.1, 0.2)
 
 
-def test_a_small_lasting_category_change_is_found_by_a_window() -> None:
-    """+5 points of one plan on 1,000 rows a day: too little for one day's test, found by the
-    trailing 3-day window."""
+def test_a_category_change_is_found_within_three_days_at_a_thousand_rows() -> None:
     days, finding = _first_detection(1000, t.Change(7, category_points=5.0), "plan", 12)
-    assert 1 < days <= 3 and finding.evidence["window_days"] == 3
+    assert days <= 3 and finding.evidence["significance_test"] == "chisquare+share"
+
+
+def test_a_change_too_small_for_one_day_is_found_by_a_window() -> None:
+    """+3 points of one plan on 1,000 rows a day: the day alone never sees it (in 8 days),
+    the trailing 3-day window does on the third day."""
+    small = t.Change(7, category_points=3.0)
+    days, finding = _first_detection(1000, small, "plan", 12)
+    assert days == 3 and finding.evidence["window_days"] == 3
     assert finding.evidence["n_current"] == pytest.approx(3000, rel=0.01)
+    assert _first_detection(1000, small, "plan", 12, windows=(1,)) == (99, None)
 
 
 def test_windows_need_every_day_on_the_same_bins() -> None:
