@@ -110,6 +110,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from aiops_pipelines.io.store import MonitoringStore
+    from aiops_pipelines.views.report import model_summary, without_hourly
 
     config = load_config(args.config)
     models = [config.model(args.model)] if args.model else config.models
@@ -129,6 +130,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             finds.append(store.findings(m.tenant, m.name, start=args.start, end=args.end))
     history = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     findings = pd.concat(finds, ignore_index=True) if finds else pd.DataFrame()
+    if not (args.hourly or args.metric):
+        history = without_hourly(history)
     if args.format == "json":
         print(
             json.dumps(
@@ -144,6 +147,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             findings.drop(columns=["evidence"], errors="ignore").to_csv(sys.stdout, index=False)
         else:
             history.to_csv(sys.stdout, index=False)
+    elif not (args.metric or args.asset or args.column or args.findings or args.hourly):
+        # the default: one readable summary per model
+        for m, h, f in zip(models, frames, finds, strict=True):
+            print(model_summary(m, h, f))
+            print()
     else:
         if not args.findings:
             if history.empty:
@@ -399,7 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-html", action="store_true", help="skip Evidently's HTML reports")
     r.set_defaults(func=cmd_run)
 
-    rep = sub.add_parser("report", help="metric history and findings from the store")
+    rep = sub.add_parser(
+        "report",
+        help="a summary per model (default), or the metric history and findings from the store",
+    )
     rep.add_argument("--config", required=True)
     rep.add_argument("--model", help="tenant.model (default all)")
     rep.add_argument("--format", choices=["table", "csv", "json"], default="table")
@@ -409,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--start", type=_date, help="first partition (YYYY-MM-DD)")
     rep.add_argument("--end", type=_date, help="last partition (YYYY-MM-DD)")
     rep.add_argument("--findings", action="store_true", help="table/csv: findings only")
+    rep.add_argument(
+        "--hourly",
+        action="store_true",
+        help="include the hourly series (left out unless asked, or named by --metric)",
+    )
     rep.set_defaults(func=cmd_report)
     c = sub.add_parser(
         "canary",

@@ -70,6 +70,13 @@ def fmt_percent(value: Any, digits: int = 0) -> str:
     return f"{number:.{digits}%}" if math.isfinite(number) else MISSING
 
 
+def version_label(version: Any) -> str:
+    """A model version as people write it: "v3" for 3; a version the log already names
+    ("v3", "V3", "blue-7") is shown as it is, never "vv3"."""
+    text = as_text(version).strip()
+    return f"v{text}" if text[:1].isdigit() else text
+
+
 def fmt_count(value: Any) -> str:
     number = as_number(value)
     return f"{number:,.0f}" if math.isfinite(number) else MISSING

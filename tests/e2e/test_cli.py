@@ -50,6 +50,19 @@ def test_run_then_report_then_rerun_without_duplicates(world, capsys) -> None:
     table = capsys.readouterr().out
     assert "drift_share" in table and "acme" in table
 
+    # the default: a few readable lines per model, no hourly series
+    assert main(["report", "--config", cfg, "--model", "acme.intent"]) == 0
+    summary = capsys.readouterr().out
+    assert "acme.intent  2026-03-05 .. 2026-03-06 (2 days)" in summary
+    assert "drift share" in summary and "rows a day" in summary and len(summary) < 4000
+    assert not any(m["metric"].endswith("_hour") for m in report["metrics"])
+    assert (
+        main(["report", "--config", cfg, "--model", "acme.intent", "--format", "json", "--hourly"])
+        == 0
+    )
+    hourly = json.loads(capsys.readouterr().out)["metrics"]
+    assert {m["metric"] for m in hourly} >= {"throughput_hour", "latency_p95_hour"}
+
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
     # the reference once, then two days twice, each followed by that day's overview page

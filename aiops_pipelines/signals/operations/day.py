@@ -20,7 +20,7 @@ from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.core.findings import Asset, Finding, Severity, Signal
-from aiops_pipelines.core.values import fmt_number
+from aiops_pipelines.core.values import fmt_number, version_label
 from aiops_pipelines.io.sources import Source, day_window
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.signals.anomaly import Anomaly, anomaly_findings, detect
@@ -95,10 +95,10 @@ class OpsDay:
         if self.cost_per_1000 is not None:
             out[("cost_per_1000", "")] = self.cost_per_1000
         for version, v in self.versions.items():
-            out[("throughput_day", f"v{version}")] = float(v.n)
-            out[("error_rate", f"v{version}")] = v.error_rate
+            out[("throughput_day", version_label(version))] = float(v.n)
+            out[("error_rate", version_label(version))] = v.error_rate
             for q, name in ((0.50, "latency_p50"), (0.95, "latency_p95"), (0.99, "latency_p99")):
-                out[(name, f"v{version}")] = v.latency(q)
+                out[(name, version_label(version))] = v.latency(q)
         p95 = self.hourly_p95()
         err = self.hourly_error_rate()
         for h in range(HOURS):
@@ -198,7 +198,9 @@ class OperationsDay:
             "latency_p95": float(total.latency(0.95)),
             "latency_p99": float(total.latency(0.99)),
             "peak_hour_requests": int(self.ops.hourly_requests.max()),
-            "versions": ", ".join(f"v{v}: {o.n}" for v, o in sorted(self.ops.versions.items())),
+            "versions": ", ".join(
+                f"{version_label(v)}: {o.n}" for v, o in sorted(self.ops.versions.items())
+            ),
             "n_anomalies": len(self.findings),
             "level_shifts": ", ".join(
                 f"{k} {v.direction} since {v.onset:%Y-%m-%d %H:%M}" for k, v in self.shifts.items()
