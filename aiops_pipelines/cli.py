@@ -37,12 +37,25 @@ def _quiet_libraries() -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    print(f"{config.path}: OK")
+    print(f"{config.path}: the config is valid")
+    problems = []
     for m in config.models:
         print(
             f"  {m.key:<28} {m.task.value:<26} {len(m.features.numeric)} numeric, "
             f"{len(m.features.categorical)} categorical features"
         )
+        if not args.no_data:
+            from aiops_pipelines.io.contract import check_sources
+
+            problems += check_sources(m, sample_rows=args.sample_rows)
+    if args.no_data:
+        return 0
+    if problems:
+        print(f"{len(problems)} data contract problem(s):", file=sys.stderr)
+        for p in problems:
+            print(f"  {p}", file=sys.stderr)
+        return 1
+    print(f"every source opened and its first {args.sample_rows:,} rows keep the contract: OK")
     return 0
 
 
@@ -395,8 +408,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-html", action="store_true", help="skip Evidently's HTML reports")
     d.set_defaults(func=cmd_demo)
 
-    v = sub.add_parser("validate", help="validate a config file")
+    v = sub.add_parser(
+        "validate", help="validate a config file and the data contract of every source"
+    )
     v.add_argument("--config", required=True)
+    v.add_argument(
+        "--sample-rows", type=int, default=2000, help="rows read from each source (default 2000)"
+    )
+    v.add_argument("--no-data", action="store_true", help="check the config file only")
     v.set_defaults(func=cmd_validate)
 
     r = sub.add_parser("run", help="materialize the daily assets over a date range")

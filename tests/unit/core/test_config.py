@@ -100,7 +100,7 @@ def test_duplicate_model_names_and_missing_file(tmp_path: Path) -> None:
 
 def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     good = _write(tmp_path, _config(tmp_path))
-    assert main(["validate", "--config", str(good)]) == 0
+    assert main(["validate", "--config", str(good), "--no-data"]) == 0
     assert "acme.churn" in capsys.readouterr().out
     raw = _config(tmp_path)
     raw["tenants"][0]["name"] = "Acme Corp"
@@ -108,3 +108,55 @@ def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["validate", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "tenant 'Acme Corp'" in err and "field 'name'" in err
+
+
+def _tables(tmp_path: Path, *, broken: bool) -> None:
+    import numpy as np
+    import pandas as pd
+    import sqlalchemy as sa
+
+    n = 50
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame(
+        {"age": rng.normal(40, 9, n), "tenure": rng.integers(0, 60, n), "plan": "basic"}
+    )
+    (tmp_path / "ref").mkdir(exist_ok=True)
+    ref.to_parquet(tmp_path / "ref" / "part-0.parquet")
+    stamps = pd.date_range("2026-03-01", periods=n, freq="min", tz="UTC")
+    preds = ref.assign(
+        request_id=[f"r{i}" for i in range(n)],
+        timestamp=stamps.strftime("%Y-%m-%d %H:%M:%S+00:00"),
+        model_version="1",
+        prediction=1,
+        score=0.7,
+    )
+    if broken:
+        preds["timestamp"] = stamps.strftime("%Y-%m-%d %H:%M:%S")  # no offset
+        preds.loc[3, "request_id"] = "r2"
+        preds["age"] = "forty"
+        preds = preds.drop(columns=["tenure"])
+    eng = sa.create_engine(f"sqlite:///{tmp_path / 'world.db'}")
+    preds.to_sql("preds", eng, index=False, if_exists="replace")
+    eng.dispose()
+
+
+def test_validate_opens_every_source_and_lists_each_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    path = _write(tmp_path, _config(tmp_path))
+    _tables(tmp_path, broken=True)
+    assert main(["validate", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    lines = [x.strip() for x in err.splitlines()]
+    assert lines[0] == "4 data contract problem(s):"
+    where = "acme.churn predictions ("
+    assert any(x.startswith(where) and "column 'tenure': column is missing" in x for x in lines)
+    assert any("column 'timestamp'" in x and "timezone-naive" in x for x in lines)
+    assert any("column 'request_id'" in x and "duplicate request ids" in x for x in lines)
+    assert any("column 'age'" in x and "features.categorical" in x for x in lines)
+    _tables(tmp_path, broken=False)
+    assert main(["validate", "--config", str(path)]) == 0
+    assert "keep the contract: OK" in capsys.readouterr().out
+    (tmp_path / "ref" / "part-0.parquet").unlink()  # a reference that is not there
+    assert main(["validate", "--config", str(path)]) == 1
+    assert "acme.churn reference" in capsys.readouterr().err
