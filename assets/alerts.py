@@ -1,12 +1,19 @@
 """Alerts per day and model, and the daily AI-Ops overview page."""
 
+from datetime import timedelta
+
 import dagster as dg
 
 from aiops_pipelines.alerting.day import alerts_for_day
 from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.orchestration.partitions import daily_partitions, date_x_model
 from aiops_pipelines.orchestration.publish import check_result, model_day
-from aiops_pipelines.orchestration.resources import MlflowResource, MonitoringConfig, StoreResource
+from aiops_pipelines.orchestration.resources import (
+    Clock,
+    MlflowResource,
+    MonitoringConfig,
+    StoreResource,
+)
 from aiops_pipelines.views.markdown import alerts_table
 from assets.monitoring import GROUP, OWNERS, drift_report
 from assets.operations import ops_report
@@ -40,6 +47,7 @@ def model_alerts(
     context: dg.AssetExecutionContext,
     monitoring_config: MonitoringConfig,
     store: StoreResource,
+    clock: Clock,
 ) -> dg.MaterializeResult:
     """The alert rules replayed over the model's findings up to this day (persistence,
     keep-firing, repeat, inhibition, silences from the config), the alert states stored, new
@@ -47,7 +55,11 @@ def model_alerts(
     route, tenant and model, with retries). A route that fails keeps its notifications pending
     for the next run; the check turns yellow."""
     md = model_day(context, monitoring_config, store)
-    res = alerts_for_day(md.store, md.config.alerting, md.model.tenant, md.model.name, md.partition)
+    # "now" is the clock's: the wall clock, or the end of the day being replayed (the demo)
+    today = (clock.now() - timedelta(seconds=1)).date().isoformat()
+    res = alerts_for_day(
+        md.store, md.config.alerting, md.model.tenant, md.model.name, md.partition, today=today
+    )
     for route, error in res.delivery.errors.items():
         context.log.warning(f"alert route '{route}' failed, notifications kept pending: {error}")
     return dg.MaterializeResult(

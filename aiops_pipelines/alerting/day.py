@@ -62,10 +62,17 @@ class AlertsDay:
 
 
 def alerts_for_day(
-    store: MonitoringStore, cfg: AlertingConfig, tenant: str, model: str, day: str
+    store: MonitoringStore,
+    cfg: AlertingConfig,
+    tenant: str,
+    model: str,
+    day: str,
+    *,
+    today: str | None = None,
 ) -> AlertsDay:
-    """Replay the model's alert rules up to `day`, store the states and new notifications,
-    and deliver everything pending."""
-    evaluation = evaluate_and_store(store, cfg, tenant, model, day)
+    """Replay the model's alert rules up to `day`, store the states and new notifications
+    (none for events more than `max_event_age_days` before `today`, the clock's day), and
+    deliver everything pending."""
+    evaluation = evaluate_and_store(store, cfg, tenant, model, day, today=today)
     delivery = deliver(store, cfg)
     return AlertsDay(evaluation, delivery, store.deliveries(status="pending"))

@@ -211,8 +211,13 @@ def evaluate(
     *,
     day: str,
     notified: pd.DataFrame | None = None,
+    today: str | None = None,
 ) -> Evaluation:
     """Replay the alert rules over one model's findings up to `day` (inclusive).
+
+    Events more than `max_event_age_days` before `today` (the clock's day; default `day`)
+    change the alert states but are not stored or sent: a backfill of last year updates what
+    is firing without paging anyone about last year.
 
     `findings` are the model's stored findings (any partitions; later ones are ignored);
     `notified` the alert events already stored for the model: an episode that was notified is
@@ -244,7 +249,8 @@ def evaluate(
         )
     sent = _sent_by_fingerprint(notified)
     inhibit_pairs = {(r.source, r.target): Severity(r.source_severity).rank for r in cfg.inhibit}
-    min_event_day = (_day(day) - timedelta(days=cfg.max_event_age_days)).isoformat()
+    now = max(day, today) if today else day
+    min_event_day = (_day(now) - timedelta(days=cfg.max_event_age_days)).isoformat()
     events: list[dict[str, Any]] = []
 
     for d in _days(first, day):
@@ -463,14 +469,21 @@ def route_matches(route: Route, event: Mapping[str, Any]) -> bool:
 
 
 def evaluate_and_store(
-    store: MonitoringStore, cfg: AlertingConfig, tenant: str, model: str, day: str
+    store: MonitoringStore,
+    cfg: AlertingConfig,
+    tenant: str,
+    model: str,
+    day: str,
+    *,
+    today: str | None = None,
 ) -> Evaluation:
     """Evaluate one model's alerts as of `day`, store their states and the new events with
-    one pending delivery per matching route. Idempotent: a second call stores nothing new."""
+    one pending delivery per matching route (events too old relative to `today` are not
+    stored: see `evaluate`). Idempotent: a second call stores nothing new."""
     start = (_day(day) - timedelta(days=cfg.horizon_days - 1)).isoformat()
     findings = store.findings(tenant, model, start=start, end=day)
     notified = store.alert_events(tenant, model)
-    result = evaluate(findings, cfg, day=day, notified=notified)
+    result = evaluate(findings, cfg, day=day, notified=notified, today=today)
     store.save_alert_states(tenant, model, day, [a.row() for a in result.alerts])
 
     def routes_for(ev: Mapping[str, Any]) -> list[str]:

@@ -121,7 +121,8 @@ CATALOGUE: dict[str, IncidentKind] = {
     "throughput_drop": IncidentKind(
         columns=[],
         expected=[Signal.THROUGHPUT_ANOMALY],
-        allowed=[],
+        # the drop is also a level shift once it has lasted (not required: two days is short)
+        allowed=[Signal.LEVEL_SHIFT],
         params={"factor": THROUGHPUT_FACTOR},
         describe=lambda p: (
             f"An upstream outage: only ~{p['factor']:.0%} of the usual requests arrive."

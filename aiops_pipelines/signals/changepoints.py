@@ -10,9 +10,9 @@ Method (`change_points`)
 1. **Scale.** Ratio series (throughput, latency) are taken in logs, so "halved" is the same
    step at any volume; rates and daily metrics stay as they are.
 2. **Seasonality.** With a period (24 for hourly series, 168 once three weeks are known), the
-   seasonal shape is removed: per phase, the median over cycles of the value minus its
-   cycle's median. A level shift moves whole cycles and leaves the shape alone, so the shape
-   is not bent by the shifts it must not hide.
+   seasonal shape is removed: per phase, the median over cycles of the value minus the running
+   median of the period around it. A trend or a level shift moves the running median along,
+   so the shape is not bent by the changes it must not hide.
 3. **Noise.** sigma = 1.4826 * MAD of the first differences / sqrt(2): differences cancel
    the level, so a shift (one large difference) or an outlier (two) barely moves it.
 4. **Segmentation.** `ruptures` PELT (`KernelCPD` with the linear kernel: the least-squares
@@ -66,16 +66,22 @@ def deseasonalise(values: np.ndarray, period: int | None) -> tuple[np.ndarray, n
     if not period or n < 2 * period:
         return values.copy(), np.zeros(n)
     n_cycles = math.ceil(n / period)
+    # each value against the running median of the period around it: a trend or a level shift
+    # moves the running median along, so neither bends the shape (a shift distorts one cycle,
+    # which the median over cycles ignores)
+    local = (
+        pd.Series(values).rolling(period, center=True, min_periods=period // 2).median().to_numpy()
+    )
     cycles = np.full((n_cycles, period), np.nan)
-    cycles.flat[:n] = values
-    centred = cycles - np.nanmedian(cycles, axis=1, keepdims=True)
-    shape = np.nanmedian(centred, axis=0)
+    cycles.flat[:n] = values - local
+    shape = np.nanmedian(cycles, axis=0)
     shape = np.where(np.isfinite(shape), shape - np.nanmedian(shape), 0.0)
-    # a median of k noisy values has a standard error of ~1.25 sigma / sqrt(k)
-    noise = robust_sigma(values) * 1.25 / math.sqrt(n_cycles)
+    per_point = np.resize(shape, n)
+    # a median of k noisy values has a standard error of ~1.25 sigma / sqrt(k); sigma from
+    # what is left once the shape is out (the raw hour-to-hour swings are the shape itself)
+    noise = robust_sigma(values - per_point) * 1.25 / math.sqrt(n_cycles)
     if not np.std(shape) > 2 * noise:
         return values.copy(), np.zeros(n)
-    per_point = np.resize(shape, n)
     return values - per_point, per_point
 
 
@@ -175,13 +181,18 @@ def current_shift(
     min_shift: float = MIN_SHIFT,
     min_size: int = MIN_SIZE,
     min_baseline: int = 24,
+    settled: int = 168,
+    min_duration: int = 12,
 ) -> LevelShift | None:
     """The shift the series' last segment is in, if any: its onset (the first of consecutive
     same-direction steps), the level before and the level now (medians of the deseasonalised
     segments, back in the series' units), and the step in noise sigmas. None when the last
     segment is the first one, the last step went back to the level before it (recovery), the
-    level before held for fewer than `min_baseline` points (a window's edge, not a level), or
-    the medians differ by less than `min_shift` sigmas.
+    level before held for fewer than `min_baseline` points, or for fewer than the new one and
+    `settled` points (the window starts inside an old episode: what came after it is the
+    norm), the new level has held for fewer than `min_duration` points (the end of a
+    window is where a segment is least certain: a change late in the day is reported the next
+    day), or the medians differ by less than `min_shift` sigmas.
     """
     s = series.sort_index()
     values = s.to_numpy(dtype=np.float64)
@@ -210,7 +221,14 @@ def current_shift(
     while k < last and abs(levels[k] - levels[k - 1]) < 0.25 * total:
         k += 1
     before, after = levels[first - 1], levels[last]
-    if edges[first] - edges[first - 1] < min_baseline or abs(after - before) < min_shift * sigma:
+    held = edges[first] - edges[first - 1]
+    since = len(y) - edges[first]
+    if (
+        held < min_baseline
+        or held < min(since, settled)
+        or len(y) - edges[k] < min_duration
+        or abs(after - before) < min_shift * sigma
+    ):
         return None
     if scale == "log":
         before, after = math.exp(before), math.exp(after)

@@ -16,7 +16,7 @@ from aiops_pipelines.demo.receiver import AlertReceiver
 from aiops_pipelines.demo.world import DEMO_WEBHOOK_ENV, DemoWorld
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.orchestration.partitions import MODELS, partition_key
-from aiops_pipelines.orchestration.resources import MonitoringConfig, default_resources
+from aiops_pipelines.orchestration.resources import Clock, MonitoringConfig, default_resources
 from aiops_pipelines.orchestration.runner import ALL_ASSETS
 from assets.alerts import model_alerts
 from assets.monitoring import feature_profile, reference_profile
@@ -41,8 +41,13 @@ def test_failed_run_is_recorded_as_a_pipeline_failure_finding(
     churn["predictions"]["table"] = "acme_churn_predictions_gone"
     cfg = world.home / "broken.yaml"
     cfg.write_text(yaml.safe_dump(raw))
-    resources = {**default_resources(), "monitoring_config": MonitoringConfig(config_path=str(cfg))}
     day = world.manifest["start"]
+    # it is the evening of that day: the failure is news, not a backfill of the past
+    resources = {
+        **default_resources(),
+        "monitoring_config": MonitoringConfig(config_path=str(cfg)),
+        "clock": Clock(now_iso=f"{day}T22:00:00+00:00"),
+    }
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(MODELS, ["acme.churn"])
         assert dg.materialize(

@@ -537,3 +537,21 @@ def test_an_alert_keeps_the_last_measured_message(store: MonitoringStore) -> Non
     (row,) = store.alerts(T, M).to_dict("records")
     assert row["message"] == "auc 0.71 on day 0" and row["value"] == 0.71
     assert row["last_seen"] == d(1)
+
+
+def test_a_backfill_updates_states_without_paging_about_the_past(
+    store: MonitoringStore,
+) -> None:
+    """Events older than max_event_age_days before *today* (the clock), not before the day
+    evaluated: a backfill of old days stores their states and sends nothing."""
+    cfg = alerting(max_event_age_days=5, repeat_interval_days=4)
+    for i in range(10):
+        put(store, i, finding(i))
+    today = (date.fromisoformat(d(9)) + timedelta(days=30)).isoformat()
+    for i in range(10):
+        evaluate_and_store(store, cfg, T, M, d(i), today=today)
+    assert events(store) == []
+    assert store.alerts(T, M)["state"].tolist() == ["firing"]
+    # the same days judged as they happened (a replay's clock) page as before
+    evaluate_and_store(store, cfg, T, M, d(9), today=d(9))
+    assert [e[0] for e in events(store)] == ["repeat", "repeat"]
