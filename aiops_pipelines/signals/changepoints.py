@@ -121,17 +121,36 @@ def change_points(
     Missing values are filled with the previous value (the segmentation needs a regular
     series); an all-constant or too short series has none.
     """
+    prepared = _prepare(values, period, scale, min_size)
+    if prepared is None:
+        return []
+    return _segment(*prepared, penalty=penalty, min_shift=min_shift, min_size=min_size)
+
+
+def _prepare(
+    values: np.ndarray | pd.Series, period: int | None, scale: Scale, min_size: int
+) -> tuple[np.ndarray, float] | None:
+    """The series to segment (scaled, gaps filled, seasonal shape removed) and its noise
+    sigma; None when too short or not finite."""
     x = np.asarray(values, dtype=np.float64)
     if scale == "log":
         x = np.log(np.clip(x, 1e-9, None))
     x = pd.Series(x).ffill().bfill().to_numpy()
-    n = x.size
-    if n < 2 * min_size or not np.isfinite(x).all():
-        return []
+    if x.size < 2 * min_size or not np.isfinite(x).all():
+        return None
     y, _ = deseasonalise(x, period)
     sigma = robust_sigma(y)
     if not math.isfinite(sigma) or sigma <= 0:
         sigma = float(np.std(y)) or 1.0
+    return y, sigma
+
+
+def _segment(
+    y: np.ndarray, sigma: float, *, penalty: float, min_shift: float, min_size: int
+) -> list[int]:
+    """PELT on the prepared series, then the pruning of steps too small or that a line
+    explains (module docstring, steps 4 and 5)."""
+    n = y.size
     pen = penalty * math.log(n)
     y = _clip_outliers(y, sigma, min_size)
     # the linear kernel's cost is the least-squares cost; ruptures runs it in C (5,000x faster
@@ -195,16 +214,13 @@ def current_shift(
     day), or the medians differ by less than `min_shift` sigmas.
     """
     s = series.sort_index()
-    values = s.to_numpy(dtype=np.float64)
-    cps = change_points(
-        values, period=period, penalty=penalty, min_shift=min_shift, min_size=min_size, scale=scale
-    )
+    prepared = _prepare(s.to_numpy(dtype=np.float64), period, scale, min_size)
+    if prepared is None:
+        return None
+    y, sigma = prepared
+    cps = _segment(y, sigma, penalty=penalty, min_shift=min_shift, min_size=min_size)
     if not cps:
         return None
-    x = np.log(np.clip(values, 1e-9, None)) if scale == "log" else values
-    x = pd.Series(x).ffill().bfill().to_numpy()
-    y, _ = deseasonalise(x, period)
-    sigma = robust_sigma(y) or 1.0
     edges = [0, *cps, len(y)]
     levels = [float(np.median(y[a:b])) for a, b in zip(edges[:-1], edges[1:], strict=True)]
     last = len(levels) - 1

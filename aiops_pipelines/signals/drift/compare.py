@@ -291,18 +291,27 @@ def _pool_sparse(r: np.ndarray, c: np.ndarray, deff: float) -> tuple[np.ndarray,
     return np.append(r[keep], r[take].sum()), np.append(c[keep], c[take].sum())
 
 
-def pooled_chisquare(ref_counts: np.ndarray, cur_counts: np.ndarray, deff: float) -> float:
-    """p-value of the chi-square homogeneity test on counts divided by the design effect, the
-    bins expected to hold fewer than 5 effective current rows pooled (smallest first) so the
-    chi-square distribution holds; 1.0 when fewer than two bins remain."""
+def _pooled_counts(
+    ref_counts: np.ndarray, cur_counts: np.ndarray, deff: float
+) -> tuple[np.ndarray, np.ndarray] | float:
+    """Both count vectors with sparse bins pooled, or the p-value when there is nothing to
+    test (NaN: a side is empty; 1.0: fewer than two bins)."""
     r = np.asarray(ref_counts, np.float64)
     c = np.asarray(cur_counts, np.float64)
     if r.sum() <= 0 or c.sum() <= 0:
         return math.nan
     r, c = _pool_sparse(r, c, deff)
-    if len(r) < 2:
-        return 1.0
-    res = chisquare(r, c)
+    return (r, c) if len(r) >= 2 else 1.0
+
+
+def pooled_chisquare(ref_counts: np.ndarray, cur_counts: np.ndarray, deff: float) -> float:
+    """p-value of the chi-square homogeneity test on counts divided by the design effect, the
+    bins expected to hold fewer than 5 effective current rows pooled (smallest first) so the
+    chi-square distribution holds; 1.0 when fewer than two bins remain."""
+    pooled = _pooled_counts(ref_counts, cur_counts, deff)
+    if isinstance(pooled, float):
+        return pooled
+    res = chisquare(*pooled)
     return float(stats.chi2.sf(res.statistic / max(deff, 1.0), res.dof)) if res.dof else 1.0
 
 
@@ -311,13 +320,10 @@ def category_share_test(ref_counts: np.ndarray, cur_counts: np.ndarray, deff: fl
     (pooled) bin against the rest, its variance times the design effect, the smallest p
     times the number of bins (Bonferroni). Far more powerful than chi-square when one
     category moved (a 5-point change of one share among 5 categories); NaN if not testable."""
-    r = np.asarray(ref_counts, np.float64)
-    c = np.asarray(cur_counts, np.float64)
-    if r.sum() <= 0 or c.sum() <= 0:
-        return math.nan
-    r, c = _pool_sparse(r, c, deff)
-    if len(r) < 2:
-        return 1.0
+    pooled = _pooled_counts(ref_counts, cur_counts, deff)
+    if isinstance(pooled, float):
+        return pooled
+    r, c = pooled
     n1, n2 = r.sum(), c.sum()
     pooled = (r + c) / (n1 + n2)
     se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2) * max(deff, 1.0))
