@@ -65,7 +65,8 @@ def _run(
     end: date,
     models: list[str] | None,
     render_html: bool,
-    replay: bool = False,
+    labels: str = "replay",
+    live: bool = False,
     expected_failures: set[tuple[str, str]] | None = None,
 ) -> int:
     from tqdm import tqdm
@@ -80,6 +81,7 @@ def _run(
     n_models = len(models) if models else len(config.models)
     total = len(days_between(start, end)) * n_models
     bar = tqdm(total=total, unit="partition", desc="monitoring", file=sys.stderr)
+    started = datetime.now(UTC)
 
     def progress(o) -> None:
         if o.kind == "daily":
@@ -95,7 +97,8 @@ def _run(
         end,
         models=models,
         render_html=render_html,
-        replay=replay,
+        labels=labels,
+        live=live,
         on_progress=progress,
     )
     bar.close()
@@ -109,14 +112,45 @@ def _run(
             counts[0 if o.success else 1] += 1
     for name, (ok, bad) in sorted(by_sensor.items()):
         print(f"{name}: launched {ok + bad} runs ({bad} failed)")
+    _print_held(config, started)
     unexpected = [o for o in outcome.failed if (o.model, o.partition) not in expected]
     if len(unexpected) < len(outcome.failed):
         print(f"{len(outcome.failed) - len(unexpected)} failed as injected (expected)")
     return 1 if unexpected else 0
 
 
+def _print_held(config, since: datetime) -> None:
+    """What this run held back instead of sending (events too old to page about)."""
+    from aiops_pipelines.io.store import MonitoringStore
+
+    with MonitoringStore(config.storage.store_url) as store:
+        held = store.deliveries(status="held")
+    held = held[held["created_at"] >= since]
+    if held.empty:
+        return
+    age = config.alerting.max_event_age_days
+    told = held.dropna(subset=["message_id"]).groupby("route")["message_id"].nunique()
+    print(
+        f"{len(held)} alert notification(s) older than {age} days recorded, not sent "
+        f"(alerting.max_event_age_days); summary lines sent: "
+        + (", ".join(f"{r}: {n}" for r, n in told.items()) or "none")
+    )
+    for route, rows in held[held["message_id"].isna()].groupby("route"):
+        print(
+            f"  route {route}: the summary of {len(rows)} is kept for the next run: "
+            f"{rows['last_error'].dropna().iloc[-1] if rows['last_error'].notna().any() else ''}"
+        )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run(Path(args.config), args.start, args.end, args.model, not args.no_html)
+    return _run(
+        Path(args.config),
+        args.start,
+        args.end,
+        args.model,
+        not args.no_html,
+        labels="now" if args.labels_now else "replay",
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -246,7 +280,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 end,
                 None,
                 not args.no_html,
-                replay=True,
+                labels="replay",
+                live=True,
                 expected_failures=expected,
             )
         finally:
@@ -339,6 +374,7 @@ def _day_or_latest(args: argparse.Namespace, store) -> str | None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from aiops_pipelines.alerting.rules import alerts_as_of
     from aiops_pipelines.io.store import MonitoringStore
     from aiops_pipelines.views.status import status_text
 
@@ -347,7 +383,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         day = _day_or_latest(args, store)
         if day is None:
             return 0
-        alerts = store.alerts()
+        alerts = alerts_as_of(store, config.alerting, day)  # as they were that day
         color = args.color == "always" or (args.color == "auto" and sys.stdout.isatty())
         kinds = [k.strip() for k in args.only.split(",")] if args.only else None
         text = status_text(
@@ -358,6 +394,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
+    from aiops_pipelines.alerting.rules import alerts_as_of
     from aiops_pipelines.io.store import MonitoringStore
     from aiops_pipelines.views.prometheus import render_metrics, serve_metrics
 
@@ -366,9 +403,13 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     with MonitoringStore(config.storage.store_url) as store:
 
         def build() -> str:
-            return render_metrics(
-                store, config, day=day, alerts=store.alerts(), deliveries=store.deliveries()
-            )
+            if day is None:
+                alerts, deliveries = store.alerts(), store.deliveries()
+            else:  # as they were that day
+                alerts = alerts_as_of(store, config.alerting, day)
+                deliveries = store.deliveries()
+                deliveries = deliveries[deliveries["partition"] <= day]
+            return render_metrics(store, config, day=day, alerts=alerts, deliveries=deliveries)
 
         if args.serve is None:
             print(build(), end="")
@@ -424,6 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--end", type=_date, required=True)
     r.add_argument("--model", action="append", help="tenant.model (repeatable; default all)")
     r.add_argument("--no-html", action="store_true", help="skip Evidently's HTML reports")
+    r.add_argument(
+        "--labels-now",
+        action="store_true",
+        help="judge every day with the outcomes known now (default: each day with those "
+        "observed by its end, as on-call saw it, late labels re-judged as they arrived)",
+    )
     r.set_defaults(func=cmd_run)
 
     rep = sub.add_parser(

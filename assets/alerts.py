@@ -51,12 +51,13 @@ def model_alerts(
 ) -> dg.MaterializeResult:
     """The alert rules replayed over the model's findings up to this day (persistence,
     keep-firing, repeat, inhibition, silences from the config), the alert states stored, new
-    notifications queued per route, and every pending notification delivered (grouped per
+    notifications queued per route (held back, with one summary line per route, when older
+    than `max_event_age_days`), and every pending notification delivered (grouped per
     route, tenant and model, with retries). A route that fails keeps its notifications pending
     for the next run; the check turns yellow."""
     md = model_day(context, monitoring_config, store)
-    # "now" is the clock's: the wall clock, or the end of the day being replayed (the demo)
-    today = (clock.now() - timedelta(seconds=1)).date().isoformat()
+    # notifications are aged from the wall clock, or (the demo) the end of the replayed day
+    today = (clock.alerts_now() - timedelta(seconds=1)).date().isoformat()
     res = alerts_for_day(
         md.store, md.config.alerting, md.model.tenant, md.model.name, md.partition, today=today
     )

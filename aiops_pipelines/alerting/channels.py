@@ -68,6 +68,18 @@ def _lines(events: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _message_lines(message: dict[str, Any]) -> list[str]:
+    """A message's alerts as lines (a held-back summary is its one line)."""
+    if not message["alerts"]:
+        return [message["summary"]]
+    return _lines(
+        [
+            {"kind": a["kind"], "severity": a["severity"], "partition": a["day"], "payload": a}
+            for a in message["alerts"]
+        ]
+    )
+
+
 def build_message(
     route: Route, tenant: str, model: str, events: list[dict[str, Any]], message_id: str
 ) -> dict[str, Any]:
@@ -85,6 +97,51 @@ def build_message(
         "alerts": [
             {"event_key": e["event_key"], "kind": e["kind"], **e["payload"]} for e in events
         ],
+        "sent_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def build_held_summary(
+    route: Route,
+    tenant: str,
+    held: list[dict[str, Any]],
+    message_id: str,
+    max_age_days: int,
+) -> dict[str, Any]:
+    """One line telling a route what was held back for a tenant: notifications too old to
+    send (a backfill's), recorded in the store instead. The document has the webhook
+    message's keys, `status` "held_back", no `alerts`, and `held` with the counts."""
+    kinds: dict[str, int] = {}
+    for h in held:
+        kinds[str(h["kind"])] = kinds.get(str(h["kind"]), 0) + 1
+    days = sorted(str(h["partition"]) for h in held)
+    models = sorted({str(h["model"]) for h in held})
+    worst = max((Severity(h["severity"]) for h in held), key=lambda x: x.rank)
+    parts = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    summary = (
+        f"[HELD BACK] {tenant}: {len(held)} notification(s) about {days[0]} .. {days[-1]} "
+        f"({parts}; worst {worst}; {len(models)} model(s)) were recorded, not sent: older than "
+        f"{max_age_days} days. See `aiops status --day DAY` for the state on any day."
+    )
+    return {
+        "version": "1",
+        "message_id": message_id,
+        "route": route.name,
+        "group_key": f"{tenant}/held",
+        "status": "held_back",
+        "tenant": tenant,
+        "model": "",
+        "summary": summary,
+        "alerts": [],
+        "held": {
+            "count": len(held),
+            "kinds": kinds,
+            "first_day": days[0],
+            "last_day": days[-1],
+            "models": models,
+            "worst_severity": str(worst),
+            "max_event_age_days": max_age_days,
+        },
         "sent_at": datetime.now(UTC).isoformat(),
     }
 
@@ -116,12 +173,7 @@ def _slack_escape(text: str) -> str:
 
 def _slack_body(route: Route, message: dict[str, Any]) -> dict[str, Any]:
     """Slack incoming-webhook format: `text` (fallback) plus mrkdwn blocks."""
-    lines = _lines(
-        [
-            {"kind": a["kind"], "severity": a["severity"], "partition": a["day"], "payload": a}
-            for a in message["alerts"]
-        ]
-    )
+    lines = _message_lines(message)
     return {
         "text": _slack_escape(message["summary"]),
         "blocks": [
@@ -158,12 +210,7 @@ def _send_email(route: Route, message: dict[str, Any]) -> None:
     msg["From"] = route.sender or ""
     msg["To"] = ", ".join(route.to)
     msg["Message-ID"] = f"<{message['message_id']}@aiops-pipelines>"
-    lines = _lines(
-        [
-            {"kind": a["kind"], "severity": a["severity"], "partition": a["day"], "payload": a}
-            for a in message["alerts"]
-        ]
-    )
+    lines = _message_lines(message)
     msg.set_content(message["summary"] + "\n\n" + "\n".join(lines) + "\n")
     password = os.environ.get(route.password_env or "") if route.password_env else None
     smtp_cls = smtplib.SMTP_SSL if route.ssl else smtplib.SMTP
@@ -181,7 +228,7 @@ def _send_email(route: Route, message: dict[str, Any]) -> None:
 def send(route: Route, message: dict[str, Any]) -> None:
     """Deliver one grouped message over the route; raises DeliveryError when refused."""
     if route.type == "log":
-        level = logging.INFO if message["status"] == "resolved" else logging.WARNING
+        level = logging.WARNING if message["status"] == "firing" else logging.INFO
         log.log(
             level,
             "%s\n%s",

@@ -17,6 +17,9 @@ fingerprint, `evaluate` replays the days of the look-back horizon up to the eval
   signal (another column); `inhibit` rules in the config add pairs of signals.
 - **silences** from the config mute matching alerts between two days; an alert that is still
   firing when its silence ends is notified then.
+- **held back**: an event more than `max_event_age_days` before "now" (a backfill of last
+  year) is recorded with its deliveries held, not sent; `outbox.summarise_held` later sends
+  each route one summary line about them.
 
 The replay is a pure function of the stored findings (and the events already notified), so
 evaluating a day twice gives the same state and no second notification: events are stored
@@ -40,6 +43,7 @@ from aiops_pipelines.core.config import (
     Silence,
 )
 from aiops_pipelines.core.findings import Severity, Signal, jsonable
+from aiops_pipelines.io.schema import ALERT_COLUMNS
 from aiops_pipelines.io.store import MonitoringStore
 
 #: Signals whose findings arrive with the labels, days after the partition.
@@ -116,7 +120,8 @@ class AlertState:
     notified: int = 0
     last_notified_day: str | None = None
     last_notified_rank: int = -1
-    emitted: bool = False  # a notification of this episode was stored or sent (not too old)
+    emitted: bool = False  # a notification of this episode was sent (not held back)
+    resume_after: str = ""  # a carried-over episode's state holds until after this day
     events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -172,7 +177,9 @@ def _observations(findings: pd.DataFrame, cfg: AlertingConfig) -> dict[str, dict
     return out
 
 
-def _event(a: AlertState, kind: str, day: str, episode_start: str) -> dict[str, Any]:
+def _event(
+    a: AlertState, kind: str, day: str, episode_start: str, *, held: bool = False
+) -> dict[str, Any]:
     payload = {
         "fingerprint": a.fingerprint,
         "tenant": a.tenant,
@@ -190,7 +197,10 @@ def _event(a: AlertState, kind: str, day: str, episode_start: str) -> dict[str, 
         "value": a.value,
         "threshold": a.threshold,
     }
+    if held:
+        payload["held_back"] = True
     return {
+        "held": held,
         "event_key": f"{a.fingerprint}:{episode_start}:{kind}:{day}",
         "fingerprint": a.fingerprint,
         "tenant": a.tenant,
@@ -216,8 +226,9 @@ def evaluate(
     """Replay the alert rules over one model's findings up to `day` (inclusive).
 
     Events more than `max_event_age_days` before `today` (the clock's day; default `day`)
-    change the alert states but are not stored or sent: a backfill of last year updates what
-    is firing without paging anyone about last year.
+    are returned with `held=True`: stored, but not sent (a backfill of last year records what
+    fired without paging anyone about last year). A resolution is held too when nobody was
+    sent the episode's firing.
 
     `findings` are the model's stored findings (any partitions; later ones are ignored);
     `notified` the alert events already stored for the model: an episode that was notified is
@@ -229,7 +240,7 @@ def evaluate(
         findings = findings[(findings["partition"] >= start) & (findings["partition"] <= day)]
     obs = _observations(findings, cfg)
     # episodes notified before the horizon and not resolved go on from their stored state
-    alerts = _carried_over(notified, cfg, start=start, day=day)
+    alerts = _carried_over(notified, cfg, start=start, day=day, observed=set(obs))
     for fp in alerts:
         obs.setdefault(fp, {})
     if not obs:
@@ -255,7 +266,8 @@ def evaluate(
 
     for d in _days(first, day):
         for fp, a in alerts.items():
-            _step(a, obs[fp].get(d), d)
+            if d > a.resume_after:
+                _step(a, obs[fp].get(d), d)
         for a in alerts.values():
             if a.state == "resolved" and a.resolved_on == d:
                 _notify_resolved(a, d, sent.get(a.fingerprint), events, min_event_day)
@@ -283,13 +295,21 @@ def evaluate(
 
 
 def _carried_over(
-    notified: pd.DataFrame | None, cfg: AlertingConfig, *, start: str, day: str
+    notified: pd.DataFrame | None,
+    cfg: AlertingConfig,
+    *,
+    start: str,
+    day: str,
+    observed: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, AlertState]:
-    """Alerts whose notified episode began before the horizon and was not resolved by then.
+    """Alerts whose notified episode was not resolved by `day` and that the horizon's
+    findings cannot rebuild: it began before the horizon, or its findings are gone (`observed`
+    are the fingerprints with findings; a re-run that fixed a failed day removes its finding).
 
     The replay only sees the horizon's findings; without this an episode longer than the
     horizon would start afresh (and be notified again), and one whose last finding left the
-    horizon would vanish without its resolution.
+    horizon or was removed would vanish without its resolution. A vanished episode resumes
+    after its last day seen (`resume_after`): quiet from then on, it resolves by keep-firing.
     """
     out: dict[str, AlertState] = {}
     if notified is None or notified.empty:
@@ -297,13 +317,14 @@ def _carried_over(
     past = notified[notified["partition"] <= day].sort_values(["partition", "id"])
     for fp, group in past.groupby("fingerprint", sort=False):
         last = group.iloc[-1]
-        if last["kind"] == "resolved" or last["episode_start"] >= start:
+        vanished = last["episode_start"] >= start and fp not in observed
+        if last["kind"] == "resolved" or (last["episode_start"] >= start and not vanished):
             continue
         episode = group[group["episode_start"] == last["episode_start"]]
         payload = last["payload"] if isinstance(last["payload"], dict) else {}
         last_seen = str(payload.get("last_seen") or last["partition"])
         rule = rule_for(cfg, str(last["signal"]))
-        quiet = max(0, (_day(start) - _day(last_seen)).days - 1)
+        quiet = 0 if vanished else max(0, (_day(start) - _day(last_seen)).days - 1)
         out[str(fp)] = AlertState(
             fingerprint=str(fp),
             tenant=str(last["tenant"]),
@@ -324,19 +345,26 @@ def _carried_over(
             notified=len(episode),
             last_notified_day=str(last["partition"]),
             last_notified_rank=max(Severity(x).rank for x in episode["severity"]),
-            emitted=True,
+            emitted=not all(isinstance(p, dict) and p.get("held_back") for p in episode["payload"]),
+            resume_after=last_seen if vanished else "",
         )
     return out
 
 
-def _sent_by_fingerprint(notified: pd.DataFrame | None) -> dict[str, list[tuple[str, str, str]]]:
-    """fingerprint -> [(day, kind, severity)] of the events already stored, oldest first."""
-    out: dict[str, list[tuple[str, str, str]]] = {}
+Sent = list[tuple[str, str, str, bool]]
+"""(day, kind, severity, held) of a fingerprint's stored events, oldest first."""
+
+
+def _sent_by_fingerprint(notified: pd.DataFrame | None) -> dict[str, Sent]:
+    """fingerprint -> its stored events (`Sent`)."""
+    out: dict[str, Sent] = {}
     if notified is None or notified.empty:
         return out
     for rec in notified.sort_values("partition").to_dict("records"):
+        payload = rec.get("payload")
+        held = bool(isinstance(payload, dict) and payload.get("held_back"))
         out.setdefault(rec["fingerprint"], []).append(
-            (rec["partition"], rec["kind"], rec["severity"])
+            (rec["partition"], rec["kind"], rec["severity"], held)
         )
     return out
 
@@ -389,7 +417,7 @@ def _num(x: Any) -> float | None:
     return v if v == v and abs(v) != float("inf") else None
 
 
-def _episode_history(a: AlertState, sent: list[tuple[str, str, str]] | None) -> list[tuple]:
+def _episode_history(a: AlertState, sent: Sent | None) -> Sent:
     if not sent:
         return []
     end = a.resolved_on or "9999-12-31"
@@ -399,16 +427,16 @@ def _episode_history(a: AlertState, sent: list[tuple[str, str, str]] | None) -> 
 def _notify(
     a: AlertState,
     d: str,
-    sent: list[tuple[str, str, str]] | None,
+    sent: Sent | None,
     events: list[dict[str, Any]],
     min_event_day: str,
 ) -> None:
     """Emit a firing/repeat event for a firing alert on day `d` when one is due."""
     history = [s for s in _episode_history(a, sent) if s[1] != "resolved"]
     stored_upto = [s for s in history if s[0] <= d]
-    if stored_upto:  # what was already notified in this episode counts as notified
+    if stored_upto:  # what was already notified (or held) in this episode counts as notified
         last = stored_upto[-1]
-        a.emitted = True
+        a.emitted = a.emitted or any(not s[3] for s in stored_upto)
         a.notified = max(a.notified, len(stored_upto))
         if a.last_notified_day is None or last[0] >= a.last_notified_day:
             a.last_notified_day = last[0]
@@ -430,27 +458,29 @@ def _notify(
     a.notified += 1
     a.last_notified_day = d
     a.last_notified_rank = max(a.last_notified_rank, a.rank) if kind == "repeat" else a.rank
-    if d >= min_event_day:
-        a.emitted = True
-        events.append(_event(a, kind, d, a.first_seen))
+    held = d < min_event_day
+    a.emitted = a.emitted or not held
+    events.append(_event(a, kind, d, a.first_seen, held=held))
 
 
 def _notify_resolved(
     a: AlertState,
     d: str,
-    sent: list[tuple[str, str, str]] | None,
+    sent: Sent | None,
     events: list[dict[str, Any]],
     min_event_day: str,
 ) -> None:
     history = _episode_history(a, sent)
-    if not a.emitted and not history:
-        return  # nobody was told it fired (never notified, or only too long ago to be sent)
+    if not a.notified and not history:
+        return  # never notified (silenced, inhibited, or resolved while pending)
+    # sent only when someone was sent the firing, and not too old itself
+    told = a.emitted or any(not s[3] for s in history if s[1] != "resolved")
+    held = d < min_event_day or not told
     # the resolution goes wherever the worst notification of the episode went
     rank = max([a.last_notified_rank, *(Severity(s[2]).rank for s in history)])
-    if d >= min_event_day:
-        ev = _event(a, "resolved", d, a.first_seen)
-        ev["severity"] = ev["payload"]["severity"] = [s.value for s in Severity][max(rank, 0)]
-        events.append(ev)
+    ev = _event(a, "resolved", d, a.first_seen, held=held)
+    ev["severity"] = ev["payload"]["severity"] = [s.value for s in Severity][max(rank, 0)]
+    events.append(ev)
 
 
 def route_matches(route: Route, event: Mapping[str, Any]) -> bool:
@@ -478,8 +508,8 @@ def evaluate_and_store(
     today: str | None = None,
 ) -> Evaluation:
     """Evaluate one model's alerts as of `day`, store their states and the new events with
-    one pending delivery per matching route (events too old relative to `today` are not
-    stored: see `evaluate`). Idempotent: a second call stores nothing new."""
+    one delivery per matching route: pending, or held for an event too old relative to
+    `today` (see `evaluate`). Idempotent: a second call stores nothing new."""
     start = (_day(day) - timedelta(days=cfg.horizon_days - 1)).isoformat()
     findings = store.findings(tenant, model, start=start, end=day)
     notified = store.alert_events(tenant, model)
@@ -491,3 +521,39 @@ def evaluate_and_store(
 
     store.add_alert_events(result.events, routes_for)
     return result
+
+
+def alerts_as_of(
+    store: MonitoringStore,
+    cfg: AlertingConfig,
+    day: str,
+    *,
+    tenant: str | None = None,
+    model: str | None = None,
+) -> pd.DataFrame:
+    """Every model's alert states as they were on `day` (the store's `alerts()` columns):
+    the rules replayed over the findings up to `day` and the events notified by then.
+
+    The stored states are those of the latest day evaluated; after a backfill, `aiops status
+    --day D` must show D's, not today's. (Findings re-judged later with more labels are
+    read as they are stored now.)
+    """
+    start = (_day(day) - timedelta(days=cfg.horizon_days - 1)).isoformat()
+    rows: list[dict[str, Any]] = []
+    for t, m in store.models():
+        if (tenant is not None and t != tenant) or (model is not None and m != model):
+            continue
+        findings = store.findings(t, m, start=start, end=day)
+        events = store.alert_events(t, m)
+        events = events[events["partition"] <= day]
+        result = evaluate(findings, cfg, day=day, notified=events, today=day)
+        rows += [{**a.row(), "as_of": day, "updated_at": None} for a in result.alerts]
+    frame = pd.DataFrame(rows, columns=ALERT_COLUMNS)
+    for name in ("value", "threshold"):
+        frame[name] = frame[name].astype("float64")
+    frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)
+    rank = [-Severity(s).rank for s in frame["severity"]]
+    order = frame.assign(_rank=rank).sort_values(
+        ["_rank", "tenant", "model", "signal", "column"], kind="stable"
+    )
+    return order.drop(columns="_rank").reset_index(drop=True)

@@ -47,7 +47,7 @@ MODEL_LEVEL_SIGNALS: frozenset[str] = frozenset(
         Signal.ERROR_RATE_ANOMALY.value,
         Signal.RESIDUAL_ANOMALY.value,
         Signal.LEVEL_SHIFT.value,  # its column is the series (throughput, latency_p95, ...)
-        Signal.PIPELINE_FAILURE.value,  # its column is the run id
+        Signal.PIPELINE_FAILURE.value,  # its column is the asset that failed
     }
 )
 

@@ -182,10 +182,14 @@ alert_events_table = sa.Table(
     sa.Index("ix_alert_events_fingerprint", "fingerprint", "partition"),
 )
 
+DELIVERY_STATUSES = ("pending", "sending", "sent", "held")
+DELIVERY_STATUS_CHECK = "status IN ({})".format(", ".join(f"'{s}'" for s in DELIVERY_STATUSES))
+
 alert_deliveries_table = sa.Table(
     "alert_deliveries",
     metadata,
-    # The outbox: one row per (event, route), pending until the route accepted it.
+    # The outbox: one row per (event, route), pending until the route accepted it; "held"
+    # for an event too old to send (a backfill), its `message_id` the summary that told of it.
     sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
     sa.Column("event_id", sa.BigInteger(), nullable=False),
     sa.Column("route", sa.String(), nullable=False),
@@ -200,9 +204,7 @@ alert_deliveries_table = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("sent_at", UTCDateTime(), nullable=True),
     sa.UniqueConstraint("event_id", "route", name="uq_alert_deliveries_event_route"),
-    sa.CheckConstraint(
-        "status IN ('pending', 'sending', 'sent')", name="ck_alert_deliveries_status"
-    ),
+    sa.CheckConstraint(DELIVERY_STATUS_CHECK, name="ck_alert_deliveries_status"),
     sa.Index("ix_alert_deliveries_status", "status", "route"),
 )
 
@@ -239,6 +241,40 @@ DELIVERY_COLUMNS = [
     "message_id",
     "event_key",
 ]
+
+
+def outdated(conn: Connection) -> list[str]:
+    """What a store created by an older version lacks (empty when it is current)."""
+    checks = sa.inspect(conn).get_check_constraints(alert_deliveries_table.name)
+    status = [c for c in checks if c.get("name") == "ck_alert_deliveries_status"]
+    if status and "'held'" not in str(status[0].get("sqltext", "")):
+        return ["alert_deliveries.status: the 'held' state (notifications held back)"]
+    return []
+
+
+def upgrade(conn: Connection) -> list[str]:
+    """Bring an older store up to date in the caller's write transaction; rows are kept
+    (same ids). Returns what was changed."""
+    changed = outdated(conn)
+    if not changed:
+        return []
+    t = alert_deliveries_table
+    if conn.dialect.name == "sqlite":
+        # SQLite cannot alter a constraint: rebuild the table around the same rows
+        conn.exec_driver_sql(f"ALTER TABLE {t.name} RENAME TO {t.name}_old")
+        for index in t.indexes:
+            conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
+        t.create(conn)
+        cols = ", ".join(c.name for c in t.columns)
+        conn.exec_driver_sql(f"INSERT INTO {t.name} ({cols}) SELECT {cols} FROM {t.name}_old")
+        conn.exec_driver_sql(f"DROP TABLE {t.name}_old")
+    else:
+        conn.exec_driver_sql(f"ALTER TABLE {t.name} DROP CONSTRAINT ck_alert_deliveries_status")
+        conn.exec_driver_sql(
+            f"ALTER TABLE {t.name} ADD CONSTRAINT ck_alert_deliveries_status "
+            f"CHECK ({DELIVERY_STATUS_CHECK})"
+        )
+    return changed
 
 
 def prepare_engine(url: str) -> Engine:

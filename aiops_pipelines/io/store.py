@@ -41,8 +41,10 @@ from aiops_pipelines.io.schema import (
     findings_table,
     metadata,
     metric_history_table,
+    outdated,
     prepare_engine,
     profiles_table,
+    upgrade,
 )
 
 ProfileKind = Literal["reference", "daily"]
@@ -167,6 +169,10 @@ class MonitoringStore:
         with self.engine.connect() as conn:
             inspector = sa.inspect(conn)
             missing = [t.name for t in TABLES if not inspector.has_table(t.name)]
+            stale = not missing and outdated(conn)
+        if stale:  # created by an older version: upgrade in place, once
+            with self._begin_write(ensure=False) as conn:
+                upgrade(conn)
         if not missing:
             self._schema_ready = True
             return
@@ -344,6 +350,24 @@ class MonitoringStore:
         with self._begin_write() as conn:
             conn.execute(findings_table.delete().where(*_where(findings_table, **key)))
             conn.execute(findings_table.insert(), [row])
+
+    def clear_findings(
+        self, tenant: str, model: str, partition: str, *, asset: str, signal: str, column: str
+    ) -> int:
+        """Remove what `record_finding` stored under this exact key (a failure that a later
+        run fixed). Returns the number of findings removed."""
+        key = {
+            "tenant": tenant,
+            "model": model,
+            "partition": _check_partition(partition),
+            "asset": asset,
+            "signal": signal,
+            "column": column,
+        }
+        # plain equality, not `_where`: a None there would drop its filter and widen the delete
+        clauses = [findings_table.c[name] == value for name, value in key.items()]
+        with self._begin_write() as conn:
+            return conn.execute(findings_table.delete().where(*clauses)).rowcount
 
     @staticmethod
     def _finding_row(
@@ -573,8 +597,9 @@ class MonitoringStore:
         return _sorted(frame, ["id"])
 
     def add_alert_events(self, events: Sequence[Mapping[str, Any]], routes_for: Any) -> list[int]:
-        """Store new events (an `event_key` already stored is skipped) and one pending
-        delivery per route that `routes_for(event)` names, in one transaction.
+        """Store new events (an `event_key` already stored is skipped) and one delivery per
+        route that `routes_for(event)` names (pending; held when the event says `held`), in one
+        transaction.
         Returns the ids of the events inserted now."""
         if not events:
             return []
@@ -606,7 +631,7 @@ class MonitoringStore:
                                 "route": route,
                                 "tenant": ev["tenant"],
                                 "model": ev["model"],
-                                "status": "pending",
+                                "status": "held" if ev.get("held") else "pending",
                                 "attempts": 0,
                                 "created_at": now,
                             }
@@ -665,6 +690,61 @@ class MonitoringStore:
         frame = pd.DataFrame([tuple(r) for r in rows], columns=cols)
         frame["payload"] = [json.loads(p) for p in frame["payload"]]
         return _sorted(frame, ["route", "tenant", "model", "event_id"])
+
+    def claim_held(
+        self, claim: str, *, stale_after: dt.timedelta = dt.timedelta(minutes=10)
+    ) -> pd.DataFrame:
+        """Atomically take the held deliveries no summary has told of yet (and any claimed by
+        a run that died more than `stale_after` ago), with their event's tenant, model, kind,
+        severity and partition; `finish_held` ends the claim."""
+        now = _now()
+        d, e = alert_deliveries_table, alert_events_table
+        with self._begin_write() as conn:
+            conn.execute(
+                d.update()
+                .where(
+                    d.c.status == "held",
+                    d.c.message_id.is_(None),
+                    sa.or_(d.c.claim.is_(None), d.c.claimed_at < now - stale_after),
+                )
+                .values(claim=claim, claimed_at=now)
+            )
+        cols = ["id", "route", "tenant", "model", "kind", "severity", "partition"]
+        query = (
+            sa.select(d.c.id, d.c.route, e.c.tenant, e.c.model, e.c.kind, e.c.severity)
+            .add_columns(e.c.partition)
+            .select_from(d.join(e, d.c.event_id == e.c.id))
+            .where(d.c.claim == claim, d.c.status == "held")
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return _sorted(pd.DataFrame([tuple(r) for r in rows], columns=cols), ["route", "id"])
+
+    def finish_held(
+        self,
+        ids: Sequence[int],
+        claim: str,
+        *,
+        attempts: int,
+        message_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """End a `claim_held`: with `message_id` the summary that told of them was accepted
+        (they stay held: each was never sent on its own), else the error is kept for later."""
+        if not ids:
+            return
+        d = alert_deliveries_table
+        values: dict[str, Any] = {
+            "attempts": d.c.attempts + attempts,
+            "claim": None,
+            "last_error": None if message_id else (error or "failed")[:4000],
+        }
+        if message_id:
+            values.update(message_id=message_id, sent_at=_now())
+        with self._begin_write() as conn:
+            conn.execute(
+                d.update().where(d.c.id.in_(list(ids)), d.c.claim == claim).values(**values)
+            )
 
     def finish_deliveries(
         self,

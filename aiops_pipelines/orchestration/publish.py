@@ -3,8 +3,9 @@ result, log it to MLflow and report it to Dagster, the same way for every signal
 
 An asset is then three steps: `model_day` (which model and day, the config, the store and the
 tracker), one call into the engine, and `publish` (the store's rows for the partition replaced
-in one transaction, the MLflow run of the (asset, partition) updated, the MaterializeResult
-with numeric metadata and the engine's checks).
+in one transaction, a failure of the asset recorded for that partition cleared, the MLflow run
+of the (asset, partition) updated, the MaterializeResult with numeric metadata and the
+engine's checks).
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ import dagster as dg
 
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import AppConfig, ModelConfig
-from aiops_pipelines.core.findings import Finding
+from aiops_pipelines.core.findings import Finding, Signal
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 from aiops_pipelines.io.tracking import Tracker
 from aiops_pipelines.orchestration.partitions import split_key
 from aiops_pipelines.orchestration.resources import MlflowResource, MonitoringConfig, StoreResource
+
+#: The `asset` of a failed run's finding (`sensors.failures`): no asset produced it; its
+#: `column` names the asset (step) that failed.
+PIPELINE_ASSET = "pipeline"
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,9 @@ def publish(
     metadata: Mapping[str, Any],
     checks: Sequence[Check] = (),
 ) -> dg.MaterializeResult:
-    """Store the partition's rows (replacing a previous run's), log the MLflow run, and build
-    the MaterializeResult.
+    """Store the partition's rows (replacing a previous run's), clear the partition's
+    `pipeline_failure` finding of this asset (the run that failed on it is fixed), log the MLflow
+    run, and build the MaterializeResult.
 
     Each artifact is uploaded to the run and its local file removed (one copy: the MLflow
     artifact under the home folder); the metadata entry of the same name links to it. Without
@@ -97,6 +103,16 @@ def publish(
         metrics=dict(metrics),
         findings=list(findings),
         profile=profile,
+    )
+    # the failure sensor keys a failed run's finding by the asset that failed: this success
+    # fixes that one, and a failure of another asset in the partition stays
+    md.store.clear_findings(
+        m.tenant,
+        m.name,
+        md.partition,
+        asset=PIPELINE_ASSET,
+        signal=Signal.PIPELINE_FAILURE.value,
+        column=asset,
     )
     out = dict(metadata)
     links: dict[str, Any] = {

@@ -85,15 +85,27 @@ class Clock(dg.ConfigurableResource):
     """What time it is for label arrival: the real clock, or a fixed time for replays/tests.
 
     Late labels make "now" part of a result (a day's coverage depends on when you look), so
-    the demo replays its 64 days by setting this, and tests pin it.
+    `aiops run` judges each past day at the end of that day, the demo replays its 64 days, and
+    tests pin it. How old an alert notification is, is measured from `alerts_now`: in a
+    backfill that is the real time (the past is recorded, not paged), in the demo's simulated
+    life the replayed one.
     """
 
     now_iso: str = Field(default="", description="pretend it is this UTC time; empty: now")
+    alerts_from_wall_clock: bool = Field(
+        default=False,
+        description="age alert notifications from the real time even when now_iso pretends "
+        "another (a backfill replays label arrival but must not page about the past)",
+    )
 
     def now(self) -> datetime:
         if not self.now_iso:
             return datetime.now(UTC)
         return parse_utc(self.now_iso)
+
+    def alerts_now(self) -> datetime:
+        """The time alert notifications are aged from (see the class docstring)."""
+        return datetime.now(UTC) if self.alerts_from_wall_clock else self.now()
 
     def at(self, as_of: str = "") -> datetime:
         """`as_of` (a run's config asking for another time), else now."""

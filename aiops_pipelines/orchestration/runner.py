@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 
+from aiops_pipelines.alerting.outbox import DeliveryReport, summarise_held
 from aiops_pipelines.core.config import AppConfig, aiops_home, load_config
 from aiops_pipelines.core.errors import AiopsError, ConfigError
 from aiops_pipelines.io.store import MonitoringStore
@@ -74,6 +76,8 @@ class PartitionOutcome:
 @dataclass
 class RangeOutcome:
     outcomes: list[PartitionOutcome] = field(default_factory=list)
+    held: DeliveryReport = field(default_factory=DeliveryReport)
+    """The held-back summaries sent at the end (see `run_range`)."""
 
     @property
     def failed(self) -> list[PartitionOutcome]:
@@ -106,8 +110,23 @@ class _Launcher:
         self.resources = resources
         self.quiet = quiet
         self.cursors: dict[str, str | None] = {}
+        self.launched: set[str] = set()
 
-    def tick(self, sensor: dg.SensorDefinition, selection: list | None, record) -> int:
+    def tick(
+        self,
+        sensor: dg.SensorDefinition,
+        selection: list | None,
+        record,
+        days: Sequence[str] | None = None,
+        *,
+        rerun: bool = False,
+    ) -> int:
+        """Evaluate the sensor once and run what it requests (for a partitioned request, only
+        when its day is in `days`, if given: a backfill re-judges the days it covers).
+
+        A run key is launched once, like the daemon does; with `rerun` once per invocation
+        (re-judging a range again must replay its late labels again, or a second run of the
+        same range would leave each day as first judged, not as the labels left it)."""
         ctx = dg.build_sensor_context(
             definitions=defs,
             instance=self.instance,
@@ -120,13 +139,29 @@ class _Launcher:
         self.cursors[sensor.name] = result.cursor
         launched = 0
         for req in result.run_requests or []:
-            launched += self._launch(req, selection, sensor.name, record)
+            day = str(req.partition_key or "").split("|")[0]
+            if days is not None and req.partition_key is not None and day not in days:
+                continue
+            launched += self._launch(req, selection, sensor.name, record, rerun=rerun)
         return launched
 
-    def _launch(self, req: dg.RunRequest, selection: list | None, sensor_name: str, record) -> int:
+    def _launch(
+        self,
+        req: dg.RunRequest,
+        selection: list | None,
+        sensor_name: str,
+        record,
+        *,
+        rerun: bool = False,
+    ) -> int:
         tags = {"dagster/run_key": req.run_key, "dagster/sensor_name": sensor_name}
-        if req.run_key and self.instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1):
+        if req.run_key and (
+            req.run_key in self.launched
+            or (not rerun and self.instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1))
+        ):
             return 0  # the daemon never launches the same run key twice
+        if req.run_key:
+            self.launched.add(req.run_key)
         run_config = {**(req.run_config or {}), **self.quiet}
         if req.job_name and selection is None:  # an op job (rollback, promotion)
             res = defs.resolve_job_def(req.job_name).execute_in_process(
@@ -196,7 +231,8 @@ def run_range(
     instance: dg.DagsterInstance | None = None,
     render_html: bool = True,
     refresh_reference: bool = False,
-    replay: bool = False,
+    labels: Literal["replay", "now"] = "replay",
+    live: bool = False,
     label_tick_days: int = 7,
     overview: bool = True,
     on_progress: Callable[[PartitionOutcome], None] | None = None,
@@ -205,9 +241,17 @@ def run_range(
     performance_report for every (day, model) in the range. A failed partition is recorded and
     the rest go on.
 
-    With `replay`, time is simulated: each day is judged at the end of that day (only the
-    outcomes observed by then exist), and every `label_tick_days` the late-labels and retrain
-    sensors tick as the daemon would, their requested runs executed in-process.
+    `labels="replay"` (the default) judges each day as on-call saw it: at the end of that day,
+    with only the outcomes observed by then, and every `label_tick_days` the late-labels
+    sensor ticks as the daemon would (its re-judging runs executed in-process), so the stored
+    history is what the daemon would have left. `labels="now"` judges every day with the
+    outcomes known now.
+
+    A backfill records alerts but does not page about the past: notifications are aged from
+    the real time, those older than `alerting.max_event_age_days` are held, and each route
+    gets one summary line about them (with the first recent day, else at the end). With
+    `live` (the demo's simulated life) the replayed clock is "now" for notifications too, and
+    the canary-verdict and retrain sensors tick and act as well.
     """
     config: AppConfig = load_config(config_path)
     keys = [m.key for m in config.models]
@@ -267,10 +311,12 @@ def run_range(
             field="start_date",
         )
     launcher = _Launcher(instance, resources, quiet)
+    replay = labels == "replay"
     for i, day in enumerate(days):
         day_end = (date.fromisoformat(day) + timedelta(days=1)).isoformat() + "T00:00:00+00:00"
         if replay:
-            launcher.resources = {**resources, "clock": Clock(now_iso=day_end)}
+            clock = Clock(now_iso=day_end, alerts_from_wall_clock=not live)
+            launcher.resources = {**resources, "clock": clock}
         for key in keys:
             if last is None or day > last:
                 record(
@@ -305,9 +351,19 @@ def run_range(
                     kind="overview",
                 )
             )
-        if replay:
+        if replay and live:
             launcher.tick(canary_verdict_sensor, None, record)  # cheap: it reads verdicts
         if replay and (i % label_tick_days == label_tick_days - 1 or i == len(days) - 1):
-            launcher.tick(late_labels_sensor, [performance_report], record)
-            launcher.tick(retrain_sensor, [retrained_model], record)
+            launcher.tick(
+                late_labels_sensor,
+                [performance_report],
+                record,
+                None if live else days,
+                rerun=not live,
+            )
+            if live:
+                launcher.tick(retrain_sensor, [retrained_model], record)
+    # a range that never reached a recent day: its held-back notifications are summarised now
+    # (a route that fails keeps them for the next run, as pending notifications wait)
+    outcome.held = summarise_held(store, config.alerting)
     return outcome

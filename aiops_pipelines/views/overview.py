@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -260,7 +260,12 @@ def action_message(actor: str, action: str, details: Any) -> tuple[str, str]:
     return version, text
 
 
-def _alert_events(alerts: pd.DataFrame, first: str, day: str) -> list[dict[str, Any]]:
+def _alert_events(
+    alerts: pd.DataFrame, first: str, day: str, said: Mapping[tuple[str, str], str]
+) -> list[dict[str, Any]]:
+    """Feed rows for the alert state changes in [first, day]. Each row quotes the finding of
+    the day it is dated (`said`: (fingerprint, partition) -> message), not the alert's latest:
+    a row dated the day an alert fired says what was seen that day."""
     rows: list[dict[str, Any]] = []
     for a in alerts.itertuples(index=False):
         flags = [f for f in ("silenced", "inhibited") if bool(getattr(a, f))]
@@ -274,6 +279,13 @@ def _alert_events(alerts: pd.DataFrame, first: str, day: str) -> list[dict[str, 
             events.append(("resolved", as_text(a.resolved_on)))
         for event, when in events:
             current = event == a.state
+            fp = as_text(a.fingerprint)
+            if event == "resolved":
+                seen = as_text(a.last_seen)
+                quote = said.get((fp, seen))
+                text = f"last seen {seen}: {quote}" if quote else as_text(a.message)
+            else:
+                text = said.get((fp, when)) or as_text(a.message)
             rows.append(
                 {
                     "when": when,
@@ -285,7 +297,7 @@ def _alert_events(alerts: pd.DataFrame, first: str, day: str) -> list[dict[str, 
                     "severity": as_text(a.severity),
                     "signal": as_text(a.signal),
                     "column": as_text(a.column),
-                    "message": f"alert {event}{suffix}: {as_text(a.message)}",
+                    "message": f"alert {event}{suffix}: {text}",
                     "value": as_number(a.value),
                     "threshold": as_number(a.threshold),
                     "source": event,
@@ -306,7 +318,7 @@ def feed(
     """The anomaly/incident feed of the `days` days ending with `day`, newest first.
 
     Rows (`FEED_COLUMNS`): warning and critical findings (kind 'finding'; a failed run's
-    column is its run id), audit-trail actions (kind 'action', severity 'info'; `signal` is
+    column is the failed asset), audit-trail actions (kind 'action', severity 'info'; `signal` is
     the action) and alert state changes when `alerts` is given (kind 'alert'; `source` is the
     event: pending, firing or resolved). `when` is the partition the entry is about (an action
     without one: the day it was taken); `ts` the time it was recorded, when known.
@@ -360,7 +372,14 @@ def feed(
         al = al[al["tenant"] == tenant]
     if model is not None:
         al = al[al["model"] == model]
-    rows += _alert_events(al, first, day)
+    # the resolved row quotes the last finding, which may precede the window
+    resolving = al.loc[[first <= as_text(r) <= day for r in al["resolved_on"]]]
+    horizon = min([first, *(as_text(x) for x in resolving["last_seen"] if as_text(x))])
+    seen = found
+    if horizon < first:
+        seen = store.findings(tenant, model, start=horizon, end=day, min_severity=Severity.WARNING)
+    said = {(f.fingerprint, f.partition): f.message for f in seen.itertuples(index=False)}
+    rows += _alert_events(al, first, day, said)
 
     out = pd.DataFrame(rows, columns=FEED_COLUMNS)
     out["ts"] = pd.to_datetime(out["ts"], utc=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from aiops_pipelines.alerting.rules import alerts_as_of
 from aiops_pipelines.core.config import AppConfig
 from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.core.values import as_text, fmt_count, fmt_number, fmt_percent, one_line
@@ -563,8 +564,11 @@ def write_overview(
     path: Path | None = None,
 ) -> OverviewPage:
     """Render the day's page to `path`, by default `<artifacts>/overview/overview_<day>.html`
-    (alerts, deliveries and the feed read once for the whole page)."""
-    alerts, deliveries = store.alerts(), store.deliveries()
+    (alerts, deliveries and the feed read once for the whole page), as of `day`: the alert
+    states of that day and the deliveries of events up to it."""
+    alerts = alerts_as_of(store, cfg.alerting, day)
+    deliveries = store.deliveries()
+    deliveries = deliveries[deliveries["partition"] <= day].reset_index(drop=True)
     items = feed(store, day=day, days=window_days, alerts=alerts)
     html = render_overview(
         store,

@@ -99,7 +99,7 @@ def test_failed_run_is_recorded_as_a_pipeline_failure_finding(
         ((body,),) = receiver.received.values()
         (alert,) = body["alerts"]
         assert alert["signal"] == "pipeline_failure" and alert["kind"] == "firing"
-        assert alert["column"] == failed.dagster_run.run_id
+        assert alert["column"] == "feature_profile"  # what failed, the same on a re-run
         assert body["summary"].startswith("[CRITICAL] acme/churn")
         (check,) = alerted.get_asset_check_evaluations()
         assert check.passed
@@ -109,6 +109,7 @@ def test_failed_run_is_recorded_as_a_pipeline_failure_finding(
     assert len(found) == 1
     row = found.iloc[0]
     assert row["severity"] == "critical" and row["partition"] == day
-    assert row["column"] == failed.dagster_run.run_id
+    assert row["column"] == "feature_profile"
+    assert row["evidence"]["run_id"] == failed.dagster_run.run_id
     assert "acme_churn_predictions_gone" in row["evidence"]["error"]
     assert "model=acme.churn" in row["evidence"]["error"]

@@ -23,11 +23,13 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from aiops_pipelines.alerting.outbox import deliver
-from aiops_pipelines.alerting.rules import evaluate_and_store, route_matches
+from aiops_pipelines.alerting.day import alerts_for_day
+from aiops_pipelines.alerting.outbox import deliver, summarise_held
+from aiops_pipelines.alerting.rules import alerts_as_of, evaluate_and_store, route_matches
 from aiops_pipelines.core.config import AlertingConfig
 from aiops_pipelines.core.findings import Finding, Severity
 from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.views.overview import feed
 
 T, M = "acme", "churn"
 START = date(2025, 3, 1)
@@ -75,8 +77,12 @@ def run_days(store: MonitoringStore, cfg: AlertingConfig, days: range, model: st
         evaluate_and_store(store, cfg, T, model, d(i))
 
 
-def events(store: MonitoringStore, model: str = M) -> list[tuple[str, str, str, str]]:
+def events(
+    store: MonitoringStore, model: str = M, *, held: bool = False
+) -> list[tuple[str, str, str, str]]:
+    """The model's stored events to be sent (`held=True`: those recorded but held back)."""
     ev = store.alert_events(T, model)
+    ev = ev[[bool(p.get("held_back")) == held for p in ev["payload"]]]
     return list(zip(ev["kind"], ev["partition"], ev["column"], ev["severity"], strict=True))
 
 
@@ -246,6 +252,17 @@ def test_old_events_of_a_first_backfill_are_not_sent(store: MonitoringStore) -> 
         ("repeat", d(24), "age", "warning"),
         ("repeat", d(28), "age", "warning"),
     ]
+    # the older ones are recorded, their deliveries held (never claimed for sending)
+    assert [e[:2] for e in events(store, held=True)] == [
+        ("firing", d(0)),
+        *(("repeat", d(i)) for i in (4, 8, 12, 16, 20)),
+    ]
+    status = store.deliveries(T, M).groupby("status")["partition"].apply(list).to_dict()
+    assert status == {
+        "held": [d(i) for i in (0, 4, 8, 12, 16, 20)],
+        "pending": [d(24), d(28)],
+    }
+    assert sorted(store.claim_deliveries("c1")["partition"]) == [d(24), d(28)]
 
 
 def test_info_findings_and_route_filters(store: MonitoringStore) -> None:
@@ -551,7 +568,138 @@ def test_a_backfill_updates_states_without_paging_about_the_past(
     for i in range(10):
         evaluate_and_store(store, cfg, T, M, d(i), today=today)
     assert events(store) == []
+    assert [e[:2] for e in events(store, held=True)] == [
+        ("firing", d(0)),
+        ("repeat", d(4)),
+        ("repeat", d(8)),
+    ]
     assert store.alerts(T, M)["state"].tolist() == ["firing"]
-    # the same days judged as they happened (a replay's clock) page as before
+    # recorded once: judging the same day again, even with a replay's clock, pages nobody
     evaluate_and_store(store, cfg, T, M, d(9), today=d(9))
-    assert [e[0] for e in events(store)] == ["repeat", "repeat"]
+    assert events(store) == [] and len(events(store, held=True)) == 3
+
+
+# -- backfills: held back, summarised, and the state as of a past day ---------------------------
+
+
+def globex_finding(i: int) -> Finding:
+    return Finding(
+        tenant="globex",
+        model="eta",
+        partition=d(i),
+        asset="drift_report",
+        signal="feature_drift",
+        severity=Severity.CRITICAL,
+        value=0.5,
+        threshold=0.1,
+        column="km",
+        message=f"km drifted on {d(i)}",
+    )
+
+
+def test_a_backfill_tells_each_route_once_what_it_held_back(
+    store: MonitoringStore, receiver: Receiver, smtp: tuple[FlakySMTP, int], tmp_path: Path
+) -> None:
+    """30 old days of two tenants: nothing is sent per event; each route gets one summary line
+    per tenant when the backfill reaches a recent day, and a second call sends nothing."""
+    handler, port = smtp
+    routes = routes_for(receiver, port, tmp_path)
+    cfg = alerting(routes=routes, max_event_age_days=5, repeat_interval_days=4, backoff_seconds=0)
+    for i in range(30):
+        put(store, i, finding(i), finding(i, column="b", severity="critical"))
+        store.replace_partition(
+            "globex", "eta", d(i), "drift_report", metrics={}, findings=[globex_finding(i)]
+        )
+    today = d(33)  # the wall clock: days 0..27 are older than 5 days
+    for i in range(30):
+        for tenant, model in ((T, M), ("globex", "eta")):
+            res = alerts_for_day(store, cfg, tenant, model, d(i), today=today)
+            # the summary goes out with the first recent day (28), once: a line per tenant for
+            # hook, jsonl, ops-log and slack (critical: both tenants), one for mail (acme only)
+            assert sum(res.held.messages.values()) == (0 if i != 28 or tenant != T else 9)
+    held = store.deliveries(status="held")
+    assert len(held) and set(held["partition"]) <= {d(i) for i in range(28)}
+    assert held["message_id"].notna().all()
+    summaries = [b for p, _, b in receiver.requests if p == "/hook" and b["status"] == "held_back"]
+    assert {b["group_key"] for b in summaries} == {"acme/held", "globex/held"}
+    acme = next(b for b in summaries if b["tenant"] == T)
+    n_acme = int(((held["route"] == "hook") & (held["tenant"] == T)).sum())
+    assert acme["held"]["count"] == n_acme and acme["held"]["first_day"] == d(0)
+    assert acme["summary"].startswith(f"[HELD BACK] acme: {n_acme} notification(s) about {d(0)}")
+    assert "max_event_age" not in acme["summary"] and "older than 5 days" in acme["summary"]
+    # Slack (critical only: acme's column b and globex) and email (acme only) get one line too
+    slack = [b for p, _, b in receiver.requests if p == "/slack" and "HELD BACK" in b["text"]]
+    assert len(slack) == 2
+    subjects = [m["Subject"] for _, m in handler.messages if "HELD BACK" in m["Subject"]]
+    assert len(subjects) == 1 and "acme" in subjects[0]
+    # no event of the backfill was sent on its own; the recent days' were
+    hooked = [a["day"] for b in receiver.accepted for a in b.get("alerts", [])]
+    assert hooked and min(hooked) >= d(28)
+    # nothing more to tell
+    assert summarise_held(store, cfg).messages == {}
+
+
+def test_a_held_back_summary_that_fails_is_sent_later(
+    store: MonitoringStore, receiver: Receiver
+) -> None:
+    cfg = alerting(
+        routes=[{"name": "hook", "type": "webhook", "url": f"{receiver.url}/hook"}],
+        max_event_age_days=2,
+        max_attempts=2,
+        backoff_seconds=0,
+    )
+    for i in range(6):
+        put(store, i, finding(i))
+    evaluate_and_store(store, cfg, T, M, d(5), today=d(20))
+    n = len(store.deliveries(status="held"))
+    assert n == 1  # the firing of day 0 (still firing on day 5)
+    receiver.codes = [503, 503]
+    report = summarise_held(store, cfg)
+    assert report.failed == {"hook": n} and "503" in report.errors["hook"]
+    held = store.deliveries(status="held")
+    assert held["message_id"].isna().all() and set(held["attempts"]) == {2}
+    report = summarise_held(store, cfg)
+    assert report.messages == {"hook": 1} and report.sent == {"hook": n}
+    assert store.deliveries(status="held")["message_id"].notna().all()
+
+
+def test_alert_states_and_feed_as_of_a_past_day(store: MonitoringStore) -> None:
+    """After the whole range ran, the state of day 2 is day 2's (firing), not the latest
+    (resolved), and each feed row quotes the finding of the day it is dated."""
+    cfg = alerting(keep_firing_days=1)
+    for i in range(4):
+        put(store, i, finding(i))
+    run_days(store, cfg, range(10))
+    assert store.alerts(T, M)["state"].tolist() == ["resolved"]
+    then = alerts_as_of(store, cfg, d(2))
+    assert then[["state", "fired_on", "last_seen"]].values.tolist() == [["firing", d(0), d(2)]]
+    assert then["message"].tolist() == [f"feature_drift on age (warning) on {d(2)}"]
+    assert alerts_as_of(store, cfg, d(9))["state"].tolist() == ["resolved"]
+    assert alerts_as_of(store, cfg, d(9), tenant="globex").empty
+    rows = feed(store, day=d(9), days=10, alerts=alerts_as_of(store, cfg, d(9)))
+    alert_rows = rows[rows["kind"] == "alert"].set_index("source")["message"].to_dict()
+    assert alert_rows["firing"] == f"alert firing: feature_drift on age (warning) on {d(0)}"
+    assert alert_rows["resolved"] == (
+        f"alert resolved: last seen {d(3)}: feature_drift on age (warning) on {d(3)}"
+    )
+
+
+def test_a_notified_episode_whose_findings_are_gone_still_resolves(
+    store: MonitoringStore,
+) -> None:
+    """A re-run that fixed the day (a failed run re-run, corrected data) removes the finding
+    of a notified episode: it resolves by keep-firing, it does not vanish without a word."""
+    cfg = alerting(keep_firing_days=2)
+    put(store, 0, finding(0))
+    put(store, 1, finding(1))
+    run_days(store, cfg, range(2))
+    for i in (0, 1):
+        put(store, i)  # re-run: nothing found any more
+    run_days(store, cfg, range(2, 6))
+    # quiet from the last sighting its notification recorded (day 0), 2 days kept firing
+    assert events(store) == [
+        ("firing", d(0), "age", "warning"),
+        ("resolved", d(3), "age", "warning"),
+    ]
+    (row,) = store.alerts(T, M).to_dict("records")
+    assert (row["state"], row["resolved_on"]) == ("resolved", d(3))

@@ -216,6 +216,9 @@ def test_no_resolution_for_a_firing_too_old_to_be_sent(store: MonitoringStore) -
         put(store, i, finding(i))
     evaluate_and_store(store, cfg, T, M, d(29))  # a first backfill: resolved on day 26
     assert events(store) == []
+    # recorded, held: the firing is too old, and its recent resolution told nobody anything
+    assert [e[0] for e in events(store, held=True)] == ["firing", "resolved"]
+    assert set(store.deliveries(T, M)["status"]) == {"held"}
 
 
 def test_an_episode_longer_than_the_horizon_is_not_renotified(store: MonitoringStore) -> None:
