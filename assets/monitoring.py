@@ -20,6 +20,7 @@ from aiops_pipelines.orchestration.resources import (
     SourceSettings,
     StoreResource,
 )
+from aiops_pipelines.signals.daily_shifts import daily_history
 from aiops_pipelines.signals.drift.calibration import RECENT_DAYS, ReferenceCalibration
 from aiops_pipelines.signals.drift.day import StoredDay, drift_for_day
 from aiops_pipelines.signals.profile.day import profile_for_day, reference_for_model, sample_path
@@ -211,7 +212,8 @@ def drift_report(
 ) -> dg.MaterializeResult:
     """Data and prediction drift of the day against the reference, computed on the stored
     profiles (cost independent of row count): per-column tests with Benjamini-Hochberg control
-    over the model's features, null-rate and unseen-category drift, the dataset drift share.
+    over the model's features, null-rate and unseen-category drift, the dataset drift share, and
+    a `level_shift` while the drift share stays risen (change points over the last 90 days).
     Findings carry their evidence; Evidently renders the HTML on bounded samples."""
     md = model_day(context, monitoring_config, store, mlflow)
     model, day, home = md.model, md.partition, md.config.artifacts_path
@@ -234,6 +236,7 @@ def drift_report(
         today,
         calibration=ReferenceCalibration.from_dict(ref_payload.get("calibration")),
         history=history,
+        metric_history=daily_history(md.store, model, day, Asset.DRIFT_REPORT),
     )
     samples = (
         {

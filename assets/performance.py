@@ -57,7 +57,9 @@ def performance_report(
     a sampling band; a label-free (CBPE-style) estimate for classifiers; and the decay state
     (persistence and hysteresis over labelled days). For regression models, the day's mean
     absolute residual (MAE) against a robust seasonal baseline of the previous labelled days: a
-    `residual_anomaly` after 2 consecutive labelled days beyond `ops.z`. Re-materialized by
+    `residual_anomaly` after 2 consecutive labelled days beyond `ops.z`. A `level_shift` while
+    the primary metric (days with enough labels) or the label coverage (days whose label window
+    has closed) stays at a worse level (change points over 90 days). Re-materialized by
     late_labels_sensor as labels arrive: the partition is replaced, and each attempt stays in
     the MLflow run's metric history."""
     md = model_day(context, monitoring_config, store, mlflow)

@@ -170,6 +170,14 @@ class DriftThresholds(_Strict):
     drift_share: tuple[float, float] = Field(
         (0.3, 0.5), description="share of drifted features for dataset drift"
     )
+    drift_share_shift: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="smallest lasting rise of the drift share reported as a level_shift, "
+        "whatever each day's share; default: one feature's share (1 / features tested), since "
+        "every drifted feature already passed a calibrated test and an effect-size gate",
+    )
     min_rows: int = Field(100, ge=1, description="fewer rows in a day fails the row_count check")
 
     @field_validator("windows")
@@ -259,6 +267,14 @@ class PerformancePolicy(_Strict):
     persistence: int = Field(2, ge=1, description="consecutive labelled days before firing")
     clear_after: int = Field(2, ge=1, description="consecutive good days before clearing")
     label_window_days: int = Field(30, ge=1, description="labels later than this are ignored")
+    coverage_drop: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="smallest lasting relative drop of label coverage reported as a level_shift "
+        "(days whose label window closed): the label feed is a throughput of outcomes, held to "
+        "the same 20% as ops.level_shift_min_change",
+    )
     estimate_warning: bool = Field(True, description="label-free estimate may raise a warning")
 
 

@@ -57,8 +57,9 @@ CATALOGUE: dict[str, IncidentKind] = {
     "covariate_drift": IncidentKind(
         columns=["tenure_months", "monthly_charges"],
         expected=[_DRIFT],
-        # scores follow the features, so the label-free estimate moves too
-        allowed=[_PRED, Signal.DATASET_DRIFT, _ESTIMATE],
+        # scores follow the features, so the label-free estimate moves too; the drift share
+        # rises by two features' share and stays: a daily level shift once it has lasted
+        allowed=[_PRED, Signal.DATASET_DRIFT, _ESTIMATE, Signal.LEVEL_SHIFT],
         params={"tenure_shift_sd": TENURE_SHIFT_SD, "charges_shift_sd": CHARGES_SHIFT_SD},
         describe=lambda p: (
             "A new-customer campaign and a price rise: tenure_months drops by "
@@ -69,7 +70,8 @@ CATALOGUE: dict[str, IncidentKind] = {
     "concept_shift": IncidentKind(
         columns=[],
         expected=[Signal.PERFORMANCE_DECAY, Signal.RESIDUAL_ANOMALY],
-        allowed=[],
+        # the MAE's lasting rise is a daily level shift after 14 labelled days (not required)
+        allowed=[Signal.LEVEL_SHIFT],
         params={"factor": CONCEPT_FACTOR, "add_minutes": CONCEPT_ADD_MIN},
         describe=lambda p: (
             f"Couriers start batching orders: delivery takes ~{p['factor'] - 1:.0%} longer plus "
@@ -90,7 +92,8 @@ CATALOGUE: dict[str, IncidentKind] = {
     "unseen_category": IncidentKind(
         columns=["channel"],
         expected=[Signal.UNSEEN_CATEGORY],
-        allowed=[_DRIFT, _PRED, _ESTIMATE],
+        # the channel stays drifted: the drift share's lasting rise is a daily level shift
+        allowed=[_DRIFT, _PRED, _ESTIMATE, Signal.LEVEL_SHIFT],
         params={"value": UNSEEN_VALUE, "share": UNSEEN_SHARE},
         describe=lambda p: (
             f"A new support channel '{p['value']}' goes live and carries ~{p['share']:.0%} of "
@@ -100,8 +103,8 @@ CATALOGUE: dict[str, IncidentKind] = {
     "canary": IncidentKind(
         columns=[],
         expected=[Signal.CANARY_FAIL],
-        # the worse version really lowers the blended performance of the model
-        allowed=[_PRED, Signal.PERFORMANCE_DECAY, _ESTIMATE],
+        # the worse version really lowers the blended performance of the model, and lastingly
+        allowed=[_PRED, Signal.PERFORMANCE_DECAY, _ESTIMATE, Signal.LEVEL_SHIFT],
         params={"canary_version": "2", "champion_version": "1", "share": CANARY_SHARE},
         describe=lambda p: (
             f"Version 2 (trained on a small, noisy sample) serves ~{p['share']:.0%} of the "

@@ -14,7 +14,9 @@ Method (`change_points`)
    median of the period around it. A trend or a level shift moves the running median along,
    so the shape is not bent by the changes it must not hide.
 3. **Noise.** sigma = 1.4826 * MAD of the first differences / sqrt(2): differences cancel
-   the level, so a shift (one large difference) or an outlier (two) barely moves it.
+   the level, so a shift (one large difference) or an outlier (two) barely moves it. A
+   quantised series (a share of a few features) can sit on one value for weeks, so that most
+   differences are 0: `min_sigma`, its resolution, is then the floor.
 4. **Segmentation.** `ruptures` PELT (`KernelCPD` with the linear kernel: the least-squares
    cost, in C) on the standardised series, outliers beyond 3 sigmas of a running median
    pulled in first, minimum segment `min_size` points (an outlier or a one-hour blip cannot
@@ -115,23 +117,28 @@ def change_points(
     min_shift: float = MIN_SHIFT,
     min_size: int = MIN_SIZE,
     scale: Scale = "linear",
+    min_sigma: float = 0.0,
 ) -> list[int]:
     """Indices where a new level starts (0 < i < n), in order; see the module docstring.
 
     Missing values are filled with the previous value (the segmentation needs a regular
     series); an all-constant or too short series has none.
     """
-    prepared = _prepare(values, period, scale, min_size)
+    prepared = _prepare(values, period, scale, min_size, min_sigma)
     if prepared is None:
         return []
     return _segment(*prepared, penalty=penalty, min_shift=min_shift, min_size=min_size)
 
 
 def _prepare(
-    values: np.ndarray | pd.Series, period: int | None, scale: Scale, min_size: int
+    values: np.ndarray | pd.Series,
+    period: int | None,
+    scale: Scale,
+    min_size: int,
+    min_sigma: float = 0.0,
 ) -> tuple[np.ndarray, float] | None:
     """The series to segment (scaled, gaps filled, seasonal shape removed) and its noise
-    sigma; None when too short or not finite."""
+    sigma, at least `min_sigma`; None when too short or not finite."""
     x = np.asarray(values, dtype=np.float64)
     if scale == "log":
         x = np.log(np.clip(x, 1e-9, None))
@@ -140,6 +147,8 @@ def _prepare(
         return None
     y, _ = deseasonalise(x, period)
     sigma = robust_sigma(y)
+    if min_sigma > 0:
+        sigma = max(sigma, min_sigma) if math.isfinite(sigma) else min_sigma
     if not math.isfinite(sigma) or sigma <= 0:
         sigma = float(np.std(y)) or 1.0
     return y, sigma
@@ -202,6 +211,7 @@ def current_shift(
     min_baseline: int = 24,
     settled: int = 168,
     min_duration: int = 12,
+    min_sigma: float = 0.0,
 ) -> LevelShift | None:
     """The shift the series' last segment is in, if any: its onset (the first of consecutive
     same-direction steps), the level before and the level now (medians of the deseasonalised
@@ -211,10 +221,11 @@ def current_shift(
     `settled` points (the window starts inside an old episode: what came after it is the
     norm), the new level has held for fewer than `min_duration` points (the end of a
     window is where a segment is least certain: a change late in the day is reported the next
-    day), or the medians differ by less than `min_shift` sigmas.
+    day), or the medians differ by less than `min_shift` sigmas. `min_sigma` floors the noise
+    sigma (the series' resolution, for a quantised series that often repeats a value).
     """
     s = series.sort_index()
-    prepared = _prepare(s.to_numpy(dtype=np.float64), period, scale, min_size)
+    prepared = _prepare(s.to_numpy(dtype=np.float64), period, scale, min_size, min_sigma)
     if prepared is None:
         return None
     y, sigma = prepared

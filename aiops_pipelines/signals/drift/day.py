@@ -8,10 +8,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import pandas as pd
+
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.findings import Asset, Finding, Severity, Signal
 from aiops_pipelines.core.values import fmt_number
+from aiops_pipelines.signals.daily_shifts import DailyShift, daily_shifts, shift_findings
 from aiops_pipelines.signals.drift.calibration import (
     RECENT_DAYS,
     ReferenceCalibration,
@@ -34,6 +37,8 @@ class DriftResult:
     report: DriftReport
     findings: list[Finding]
     metrics: dict[tuple[str, str], float]
+    shifts: list[DailyShift] = field(default_factory=list)
+    """The lasting level shift of the drift share the day is in, if any (`daily_shifts`)."""
 
     @property
     def columns(self) -> list[ColumnDrift]:
@@ -61,6 +66,10 @@ class DriftResult:
             "n_drifted": int(rep.n_drifted),
             "max_statistic": float(max((c.statistic for c in rep.features), default=0.0)),
             "n_findings": len(self.findings),
+            "level_shifts": ", ".join(
+                f"{s.series} {s.shift.direction} since {s.onset_day}" for s in self.shifts
+            )
+            or "none",
         }
         out.update({f"{c.method}/{c.column}": float(c.statistic) for c in self.columns})
         return out
@@ -142,6 +151,7 @@ def drift_for_day(
     *,
     calibration: ReferenceCalibration | None = None,
     history: Sequence[StoredDay] = (),
+    metric_history: pd.DataFrame | None = None,
 ) -> DriftResult:
     """Drift of a day's profile against the reference, with findings and metric history rows.
 
@@ -151,6 +161,9 @@ def drift_for_day(
     within-day statistics of the last seven days in `history`). `fdr_alpha` is split evenly
     over the (window, family) pairs tested plus the null-rate family, so it bounds the chance
     of any drift finding on a model-day without change.
+
+    `metric_history` (the store's drift_report rows of the days before, `daily_history`) adds
+    the lasting level shift of the drift share (`signals.daily_shifts`) the day is in.
     """
     today = current if isinstance(current, StoredDay) else StoredDay(partition, current)
     cols = profiled_columns(model)
@@ -199,7 +212,13 @@ def drift_for_day(
         metrics[("design_effect", cd.column)] = float(cd.design_effect)
         if cd.p_value is not None:
             metrics[("p_value", cd.column)] = float(cd.p_value)
-    return DriftResult(report, findings, metrics)
+    shifts = (
+        daily_shifts(model, partition, metric_history, asset=Asset.DRIFT_REPORT, today=metrics)
+        if metric_history is not None
+        else []
+    )
+    findings += shift_findings(model, partition, shifts)
+    return DriftResult(report, findings, metrics, shifts)
 
 
 _METHOD_NAMES = {

@@ -11,7 +11,7 @@ more labels arrive replaces its result; a finding keeps the time it was first ra
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -21,6 +21,12 @@ from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.core.findings import LEVEL_CODES, Asset, Finding, jsonable, level_name
 from aiops_pipelines.io.labels import read_day_outcomes, read_day_predictions
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
+from aiops_pipelines.signals.daily_shifts import (
+    DailyShift,
+    daily_history,
+    daily_shifts,
+    shift_findings,
+)
 from aiops_pipelines.signals.performance.estimate import estimate_performance
 from aiops_pipelines.signals.performance.join import LabelledDay, join_outcomes
 from aiops_pipelines.signals.performance.metrics import realized_metrics, segment_metrics
@@ -77,6 +83,8 @@ class PerformanceDay:
     residual: ResidualVerdict
     segments: dict[str, dict[str, dict]]
     findings: list[Finding]
+    shifts: list[DailyShift] = field(default_factory=list)
+    """Lasting level shifts of the primary metric and label coverage (`daily_shifts`)."""
 
     @property
     def metrics(self) -> dict[tuple[str, str], float]:
@@ -133,6 +141,10 @@ class PerformanceDay:
             out["residual_status"] = self.residual.status
         if math.isfinite(self.residual.z):
             out["residual_z"] = self.residual.z
+        out["level_shifts"] = (
+            ", ".join(f"{s.series} {s.shift.direction} since {s.onset_day}" for s in self.shifts)
+            or "none"
+        )
         return out
 
     def checks(self, model: ModelConfig) -> list[Check]:
@@ -205,7 +217,9 @@ def performance_for_day(
     """Judge the day's performance with the outcomes observed up to `as_of`.
 
     The store gives what earlier runs decided: the reference performance, the daily levels
-    (for the decay's persistence), the residual history and when findings were first raised.
+    (for the decay's persistence), the residual history, the daily series of the primary metric
+    and label coverage (for their lasting level shifts, `signals.daily_shifts`) and when
+    findings were first raised.
     """
     ref = stored_reference_performance(store, model, day)
     if model.outcomes is None:
@@ -226,10 +240,7 @@ def performance_for_day(
     findings = performance_findings(model, day, judgement, state, est_judgement)
     residual = residual_verdict(store, model, day, realized, labelled.n_labelled)
     findings.extend(residual.findings)
-    first_raised = _first_raised(store, model, day)
-    for f in findings:
-        f.evidence["detected_at"] = first_raised.get((f.signal, f.column)) or as_of.isoformat()
-    return PerformanceDay(
+    result = PerformanceDay(
         partition=day,
         as_of=as_of,
         labelled=labelled,
@@ -242,3 +253,16 @@ def performance_for_day(
         segments=segment_metrics(model, labelled.labelled),
         findings=findings,
     )
+    result.shifts = daily_shifts(
+        model,
+        day,
+        daily_history(store, model, day, Asset.PERFORMANCE_REPORT),
+        asset=Asset.PERFORMANCE_REPORT,
+        today=result.metrics,
+        as_of=as_of,
+    )
+    findings.extend(shift_findings(model, day, result.shifts))
+    first_raised = _first_raised(store, model, day)
+    for f in findings:
+        f.evidence["detected_at"] = first_raised.get((f.signal, f.column)) or as_of.isoformat()
+    return result
