@@ -61,8 +61,9 @@ class TaskType(StrEnum):
 class SourceConfig(_Strict):
     """Where rows come from: a SQLAlchemy URL with a table or a query, or Parquet files.
 
-    A query may use the bind parameters `:start` and `:end` (the partition's UTC window); without
-    them the rows are filtered on the timestamp column after reading.
+    A query may use the bind parameters `:start` and `:end` (the partition's UTC window; on SQLite
+    UTC text 'YYYY-MM-DD HH:MM:SS', which compares right only with text written in UTC); the
+    window is applied around the query in the database either way.
     """
 
     url: str | None = Field(None, description="SQLAlchemy URL, e.g. sqlite:////path/world.db")

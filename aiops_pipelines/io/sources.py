@@ -5,9 +5,14 @@ profile a day does not grow with the day's size. Timestamps must carry their tim
 tz-naive timestamp is ambiguous (is it UTC? the server's local time?) and is refused with a
 `DataError` naming the column.
 
-SQLite stores timestamps as text. They must be ISO-8601 in UTC with an explicit offset
-('2026-03-01 13:45:12.123+00:00'): the day window is then selected with an index-friendly
-string comparison and re-checked exactly after parsing.
+A window is a range of instants, whatever offset the rows were written with:
+'2026-03-05T23:30:00-05:00' belongs to 2026-03-06 UTC. Where the database holds instants
+(PostgreSQL timestamptz, typed Parquet) it compares them itself. Where it holds text (SQLite,
+text columns, string Parquet columns), text must not be compared with the window's bounds: the
+written date is the local one. The database then selects an index-friendly range of written
+dates one day wider on each side (no offset moves a date further), keeps the rows its own
+parser puts near the window (SQLite and PostgreSQL parse ISO-8601 offsets), and the window is
+applied exactly after parsing here.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ from aiops_pipelines.core.errors import DataError
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _HAS_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)\s*$"
 _ENGINES: dict[str, sa.Engine] = {}
+# SQL parsers round text instants (SQLite to the millisecond, a '.9996' fraction up into the
+# next second): the database keeps rows this close to a bound, the exact filter here decides
+_SLACK = timedelta(milliseconds=2)
+_PG_TEXT_TYPES = {25, 1042, 1043}  # text, char(n), varchar(n): PostgreSQL type oids
+_UNIX_EPOCH_JULIAN_DAY = 2440587.5
 
 
 def served(chunk: pd.DataFrame, prediction: str, status: str | None) -> pd.DataFrame:
@@ -46,6 +56,21 @@ def day_window(day: date | str) -> tuple[datetime, datetime]:
     d = date.fromisoformat(day) if isinstance(day, str) else day
     start = datetime(d.year, d.month, d.day, tzinfo=UTC)
     return start, start + timedelta(days=1)
+
+
+def written_dates(start: datetime, end: datetime) -> tuple[str, str]:
+    """Date prefixes [lo, hi) bracketing how every instant in [start, end) can be written as
+    ISO-8601 text with any UTC offset (less than a day): the local date is at most one day off.
+
+    As prefixes they compare correctly with text whatever separates date and time ('T' or ' ').
+    """
+    lo = start.astimezone(UTC).date() - timedelta(days=1)
+    hi = (end.astimezone(UTC) - timedelta(microseconds=1)).date() + timedelta(days=2)
+    return lo.isoformat(), hi.isoformat()
+
+
+def _julian_day(t: datetime) -> float:
+    return t.timestamp() / 86400 + _UNIX_EPOCH_JULIAN_DAY
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -95,6 +120,7 @@ class Source:
     def __init__(self, config: SourceConfig, *, chunk_rows: int | None = None) -> None:
         self.config = config
         self.chunk_rows = chunk_rows or config.chunk_rows
+        self._text_columns: dict[str, bool] = {}
 
     def describe(self) -> str:
         c = self.config
@@ -132,6 +158,7 @@ class Source:
         columns: Sequence[str] | None = None,
     ) -> Iterator[pd.DataFrame]:
         """Rows whose `timestamp_col` lies in [start, end), chunked, timestamps parsed to UTC."""
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
         window = (timestamp_col, start, end)
         chunks = (
             self._parquet_chunks(columns, window)
@@ -205,11 +232,64 @@ class Source:
             )
 
     # ---------------------------------------------------------------- SQL
-    def _bounds(self, eng: sa.Engine, start: datetime, end: datetime) -> tuple[object, object]:
+    def _query_params(self, eng: sa.Engine, start: datetime, end: datetime) -> dict[str, object]:
+        """The `:start`/`:end` a query may use: the window's UTC bounds, as text on SQLite."""
+        if ":start" not in (self.config.query or "") and ":end" not in (self.config.query or ""):
+            return {}
         if eng.dialect.name == "sqlite":
-            # ISO text compares lexicographically; 'YYYY-MM-DD HH:MM:SS' prefixes sort correctly
-            return start.strftime("%Y-%m-%d %H:%M:%S"), end.strftime("%Y-%m-%d %H:%M:%S")
-        return start, end
+            return {"start": f"{start:%Y-%m-%d %H:%M:%S}", "end": f"{end:%Y-%m-%d %H:%M:%S}"}
+        return {"start": start, "end": end}
+
+    def _from(self, eng: sa.Engine) -> str:
+        if self.config.table:
+            return _quote(eng, self.config.table, "table")
+        return f"({(self.config.query or '').strip().rstrip(';')}) AS q"
+
+    def _text_timestamps(self, eng: sa.Engine, window: tuple[str, datetime, datetime]) -> bool:
+        """Whether the database holds the timestamp column as text rather than as instants."""
+        if eng.dialect.name == "sqlite":
+            return True  # SQLite has no timestamp type: ISO-8601 text
+        if eng.dialect.name != "postgresql":
+            return False
+        ts = window[0]
+        if ts not in self._text_columns:
+            sql = f"SELECT {_quote(eng, ts, 'column')} FROM {self._from(eng)} LIMIT 0"
+            params = self._query_params(eng, window[1], window[2])
+            with eng.connect() as conn:
+                try:
+                    described = conn.execute(sa.text(sql), params).cursor.description
+                except sa.exc.SQLAlchemyError as exc:
+                    raise DataError(
+                        f"reading {self.describe()} failed: {exc.orig or exc}"
+                    ) from None
+            self._text_columns[ts] = described[0].type_code in _PG_TEXT_TYPES
+        return self._text_columns[ts]
+
+    def _window_where(
+        self, eng: sa.Engine, window: tuple[str, datetime, datetime]
+    ) -> tuple[str, dict[str, object]]:
+        """The WHERE clause selecting the window, and its parameters.
+
+        Text: an index-friendly range of written dates (`written_dates`), narrowed by the
+        database's own parse to the window and `_SLACK` around it; `iter_window` filters exactly.
+        """
+        ts, start, end = window
+        qts = _quote(eng, ts, "column")
+        if not self._text_timestamps(eng, window):
+            return f"{qts} >= :w_start AND {qts} < :w_end", {"w_start": start, "w_end": end}
+        lo, hi = written_dates(start, end)
+        where = f"{qts} >= :w_lo AND {qts} < :w_hi"
+        params: dict[str, object] = {"w_lo": lo, "w_hi": hi}
+        if eng.dialect.name == "sqlite":
+            instant = f"julianday({qts})"
+            params |= {"w_from": _julian_day(start - _SLACK), "w_to": _julian_day(end + _SLACK)}
+            # NULL: a form SQLite does not parse (e.g. '+0500'); kept for the exact parse here
+            where += f" AND IFNULL({instant} BETWEEN :w_from AND :w_to, 1)"
+        else:
+            instant = f"CAST({qts} AS TIMESTAMPTZ)"
+            params |= {"w_from": start - _SLACK, "w_to": end + _SLACK}
+            where += f" AND {instant} BETWEEN :w_from AND :w_to"
+        return where, params
 
     def _sql_select(
         self,
@@ -218,24 +298,12 @@ class Source:
         window: tuple[str, datetime, datetime] | None,
     ) -> tuple[str, dict[str, object]]:
         cols = ", ".join(_quote(eng, c, "column") for c in columns) if columns else "*"
-        params: dict[str, object] = {}
-        if self.config.table:
-            table = _quote(eng, self.config.table, "table")
-            sql = f"SELECT {cols} FROM {table}"
-            if window:
-                ts, start, end = window
-                qts = _quote(eng, ts, "column")
-                sql += f" WHERE {qts} >= :start AND {qts} < :end"
-                params["start"], params["end"] = self._bounds(eng, start, end)
-            return sql, params
-        query = (self.config.query or "").strip().rstrip(";")
-        sql = f"SELECT {cols} FROM ({query}) AS q"
-        if window:
-            params["start"], params["end"] = self._bounds(eng, window[1], window[2])
-            if ":start" not in query:  # the query does not window itself: the database does
-                sql += f" WHERE {_quote(eng, window[0], 'column')} >= :start"
-                sql += f" AND {_quote(eng, window[0], 'column')} < :end"
-        return sql, params
+        sql = f"SELECT {cols} FROM {self._from(eng)}"
+        if not window:
+            return sql, {}
+        # a query using :start/:end windows itself; the window is applied around it all the same
+        where, params = self._window_where(eng, window)
+        return f"{sql} WHERE {where}", {**self._query_params(eng, window[1], window[2]), **params}
 
     def _sql_chunks(
         self, columns: Sequence[str] | None, window: tuple[str, datetime, datetime] | None
@@ -273,16 +341,20 @@ class Source:
         if ts not in ds.schema.names:
             raise DataError("timestamp column is missing", column=ts)
         typ = ds.schema.field(ts).type
+        field = pads.field(ts)
         if pa.types.is_timestamp(typ):
             if typ.tz is None:
                 raise DataError(
                     "timestamps are timezone-naive; store them in UTC with an explicit time zone",
                     column=ts,
                 )
-            return (pads.field(ts) >= pa.scalar(start, type=typ)) & (
-                pads.field(ts) < pa.scalar(end, type=typ)
-            )
-        return None  # text timestamps: filtered exactly after parsing
+            return (field >= pa.scalar(start, type=typ)) & (field < pa.scalar(end, type=typ))
+        if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+            # written dates around the window (row groups outside it are skipped); the exact
+            # window after parsing. Rows without a timestamp are read, to be refused.
+            lo, hi = written_dates(start, end)
+            return ((field >= lo) & (field < hi)) | field.is_null()
+        return None
 
     def _parquet_chunks(
         self, columns: Sequence[str] | None, window: tuple[str, datetime, datetime] | None

@@ -1,0 +1,260 @@
+"""A row belongs to the UTC day of its instant, whatever offset it was written with.
+
+Issue 11: a log stamped `-05:00` passed every check while SQLite compared the day's bounds with
+the written text; 902 of 995 rows were profiled, exit code 0, no warning.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from aiops_pipelines.core.config import ModelConfig, SourceConfig, parse_config
+from aiops_pipelines.io.labels import read_day_outcomes, read_day_predictions
+from aiops_pipelines.io.sources import Source, day_window
+from aiops_pipelines.signals.operations.day import stream_operations
+from aiops_pipelines.signals.profile.day import profile_for_day, profile_reference
+
+DAYS = ["2026-03-04", "2026-03-05", "2026-03-06"]
+EST, JST = timezone(timedelta(hours=-5)), timezone(timedelta(hours=9))
+
+# (UTC instant, offset written): the rows whose written date is not their UTC date, at and
+# next to the midnights around 2026-03-05
+EDGES = [
+    (datetime(2026, 3, 5, tzinfo=UTC), EST),  # '2026-03-04T19:00:00-05:00': day 03-05
+    (datetime(2026, 3, 4, 23, 59, 59, 999999, tzinfo=UTC), JST),  # '2026-03-05T08:59...+09:00'
+    (datetime(2026, 3, 6, tzinfo=UTC), JST),  # '2026-03-06T09:00:00+09:00': day 03-06
+    (datetime(2026, 3, 5, 23, 59, 59, 999999, tzinfo=UTC), EST),  # SQLite rounds it to 03-06
+    (datetime(2026, 3, 5, 23, 59, 59, 999600, tzinfo=UTC), EST),  # SQLite rounds it up too
+    (datetime(2026, 3, 6, 4, 30, tzinfo=UTC), EST),  # '2026-03-05T23:30:00-05:00': day 03-06
+    (datetime(2026, 3, 5, 23, 30, tzinfo=UTC), JST),  # '2026-03-06T08:30:00+09:00': day 03-05
+]
+
+
+def _written(instant: datetime, tz: timezone, sep: str) -> str:
+    return instant.astimezone(tz).isoformat(sep=sep, timespec="microseconds")
+
+
+def _log(n: int = 1500, seed: int = 11, *, edges: bool = True) -> pd.DataFrame:
+    """Predictions over three UTC days and the two nights around them, each written at -05:00
+    or +09:00 ('T' or ' ' between date and time), the `EDGES` among them; `utc` is the truth."""
+    rng = np.random.default_rng(seed)
+    first = datetime(2026, 3, 3, 12, tzinfo=UTC)
+    instants = [first + timedelta(microseconds=int(u)) for u in rng.uniform(0, 4 * 86400e6, n)]
+    zones = [EST if z else JST for z in rng.integers(0, 2, n)]
+    if edges:
+        instants += [i for i, _ in EDGES]
+        zones += [z for _, z in EDGES]
+    seps = rng.choice(["T", " "], len(instants))
+    m = len(instants)
+    return pd.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(m)],
+            "timestamp": [_written(i, z, s) for i, z, s in zip(instants, zones, seps, strict=True)],
+            "utc": pd.to_datetime(instants, utc=True),
+            "model_version": "1",
+            "income": rng.normal(50, 10, m),
+            "plan": rng.choice(["basic", "plus", "pro"], m),
+            "prediction": rng.integers(0, 2, m),
+            "latency_ms": rng.lognormal(3, 0.3, m),
+            "status": "ok",
+        }
+    )
+
+
+def _expected_ids(log: pd.DataFrame, day: str) -> set[str]:
+    """The day's rows, by an independent parse of the written text."""
+    utc = pd.to_datetime(log["timestamp"], format="ISO8601", utc=True)
+    assert (utc == log["utc"]).all()
+    start, end = day_window(day)
+    return set(log.loc[(utc >= start) & (utc < end), "request_id"])
+
+
+def test_the_generated_log_puts_written_dates_and_utc_days_apart() -> None:
+    log = _log()
+    written_day = log["timestamp"].str.slice(0, 10)
+    assert (written_day != log["utc"].dt.strftime("%Y-%m-%d")).mean() > 0.2
+    assert "2026-03-05T23:30:00.000000-05:00" in set(log["timestamp"].str.replace(" ", "T"))
+    assert all(len(_expected_ids(log, d)) > 300 for d in DAYS)
+
+
+# ------------------------------------------------------------------ the sources, each kind
+
+
+def _pg_url() -> str:
+    url = os.environ.get("AIOPS_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("AIOPS_TEST_POSTGRES_URL is not set (PostgreSQL source test)")
+    return url
+
+
+def _sqlite_table(tmp_path: Path, log: pd.DataFrame) -> SourceConfig:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    eng = sa.create_engine(url)
+    log.drop(columns="utc").to_sql("preds", eng, index=False, if_exists="replace")
+    with eng.begin() as conn:
+        conn.execute(sa.text('CREATE INDEX ix_preds_ts ON preds ("timestamp")'))
+    eng.dispose()
+    return SourceConfig(url=url, table="preds", chunk_rows=1000)
+
+
+def _sqlite_query(tmp_path: Path, log: pd.DataFrame) -> SourceConfig:
+    url = _sqlite_table(tmp_path, log).url
+    return SourceConfig(url=url, query="SELECT * FROM preds WHERE status = 'ok'")
+
+
+@pytest.fixture
+def pg_table() -> Iterator[Callable[..., SourceConfig]]:
+    """Writes a frame to a throwaway PostgreSQL table (dropped afterwards)."""
+    names: list[str] = []
+
+    def write(frame: pd.DataFrame, timestamp: str = "timestamp") -> SourceConfig:
+        url = _pg_url()
+        names.append(f"log_{uuid.uuid4().hex[:8]}")
+        eng = sa.create_engine(url)
+        frame.to_sql(names[-1], eng, index=False)
+        with eng.begin() as conn:
+            conn.execute(sa.text(f'CREATE INDEX "ix_{names[-1]}" ON "{names[-1]}" ("{timestamp}")'))
+        eng.dispose()
+        return SourceConfig(url=url, table=names[-1], chunk_rows=1000)
+
+    yield write
+    if names:
+        eng = sa.create_engine(_pg_url())
+        with eng.begin() as conn:
+            for name in names:
+                conn.execute(sa.text(f'DROP TABLE "{name}"'))
+        eng.dispose()
+
+
+def _parquet(tmp_path: Path, frame: pd.DataFrame) -> SourceConfig:
+    folder = tmp_path / "pq"
+    folder.mkdir(exist_ok=True)
+    for i, lo in enumerate(range(0, len(frame), 400)):
+        part = pa.Table.from_pandas(frame.iloc[lo : lo + 400], preserve_index=False)
+        pq.write_table(part, folder / f"{i}.parquet")
+    return SourceConfig(parquet=str(folder), chunk_rows=1000)
+
+
+SOURCES: dict[str, Callable[..., SourceConfig]] = {
+    "sqlite-text-table": lambda tmp, log, pg: _sqlite_table(tmp, log),
+    "sqlite-text-query": lambda tmp, log, pg: _sqlite_query(tmp, log),
+    "postgres-text": lambda tmp, log, pg: pg(log.drop(columns="utc")),
+    "postgres-timestamptz": lambda tmp, log, pg: pg(
+        log.drop(columns="timestamp").rename(columns={"utc": "timestamp"})
+    ),
+    "parquet-text": lambda tmp, log, pg: _parquet(tmp, log.drop(columns="utc")),
+    "parquet-timestamp-at-offset": lambda tmp, log, pg: _parquet(
+        tmp, log.drop(columns="timestamp").assign(timestamp=log["utc"].dt.tz_convert(EST))
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param(k, marks=pytest.mark.postgres) if k.startswith("postgres") else k
+        for k in SOURCES
+    ],
+)
+def test_every_row_lands_in_the_utc_day_of_its_instant(
+    kind: str, tmp_path: Path, pg_table: Callable[..., SourceConfig]
+) -> None:
+    log = _log()
+    src = Source(SOURCES[kind](tmp_path, log, pg_table))
+    for day in DAYS:
+        start, end = day_window(day)
+        chunks = list(src.iter_window("timestamp", start, end, ["request_id", "timestamp"]))
+        got = pd.concat(chunks, ignore_index=True)
+        assert len(got) == got["request_id"].nunique()
+        assert set(got["request_id"]) == _expected_ids(log, day), day
+        assert got["timestamp"].min() >= start and got["timestamp"].max() < end
+        assert src.duplicate_ids("request_id", "timestamp", start, end) == []
+
+
+# ------------------------------------------------------------------ a model's day, end to end
+
+
+def _raw(predictions: SourceConfig, outcomes: SourceConfig, reference_url: str) -> dict:
+    return {
+        "storage": {
+            "store_url": "sqlite://",
+            "mlflow_tracking_uri": "sqlite://",
+            "artifacts_dir": "artifacts",
+        },
+        "tenants": [
+            {
+                "name": "acme",
+                "models": [
+                    {
+                        "name": "churn",
+                        "task": "binary_classification",
+                        "features": {"numeric": ["income"], "categorical": ["plan"]},
+                        "predictions": predictions.model_dump(),
+                        "outcomes": outcomes.model_dump(),
+                        "reference": {"url": reference_url, "table": "ref"},
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def _model(predictions: SourceConfig, outcomes: SourceConfig, reference_url: str) -> ModelConfig:
+    return parse_config(_raw(predictions, outcomes, reference_url)).models[0]
+
+
+def _outcomes(log: pd.DataFrame) -> pd.DataFrame:
+    """Every third request labelled 30 hours later, written at +09:00."""
+    part = log.iloc[::3]
+    return pd.DataFrame(
+        {
+            "request_id": part["request_id"],
+            "label": part["prediction"],
+            "observed_at": [
+                _written(t.to_pydatetime() + timedelta(hours=30), JST, "T") for t in part["utc"]
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_a_day_logged_at_minus_five_hours_is_profiled_whole(
+    backend: str, tmp_path: Path, pg_table: Callable[..., SourceConfig]
+) -> None:
+    log = _log()
+    url = f"sqlite:///{tmp_path / 'ref.db'}"
+    _log(2000, seed=1).drop(columns=["utc", "timestamp"]).to_sql("ref", sa.create_engine(url))
+    outcomes = _outcomes(log)
+    if backend == "sqlite":
+        preds = _sqlite_table(tmp_path, log)
+        outs = SourceConfig(url=preds.url, table="outs")
+        outcomes.to_sql("outs", sa.create_engine(preds.url), index=False)
+    else:
+        preds = pg_table(log.drop(columns="utc"))
+        outs = pg_table(outcomes, "observed_at")
+    model = _model(preds, outs, url)
+    ref = profile_reference(model).profile
+    for day in DAYS:
+        want = _expected_ids(log, day)
+        assert profile_for_day(model, day, ref).n_rows == len(want), day
+        assert set(read_day_predictions(model, day)["request_id"]) == want
+        assert stream_operations(model, day).total.n == len(want)
+        observed = pd.to_datetime(outcomes["observed_at"], format="ISO8601", utc=True)
+        start = day_window(day)[0]
+        until = start + timedelta(days=model.performance.label_window_days + 1)
+        labelled = outcomes[(observed >= start) & (observed < until)]
+        got = read_day_outcomes(model, day, as_of=until)
+        assert sorted(got["request_id"]) == sorted(labelled["request_id"])
