@@ -13,6 +13,10 @@ written date is the local one. The database then selects an index-friendly range
 dates one day wider on each side (no offset moves a date further), keeps the rows its own
 parser puts near the window (SQLite and PostgreSQL parse ISO-8601 offsets), and the window is
 applied exactly after parsing here.
+
+`Source.count_window` counts a window's rows without the read's filters, so a profiled day can
+be checked against it (`check_window_count`): a mismatch is a `DataError`, never a quietly
+smaller day.
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from __future__ import annotations
 import glob
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import sqlalchemy as sa
 
@@ -71,6 +77,39 @@ def written_dates(start: datetime, end: datetime) -> tuple[str, str]:
 
 def _julian_day(t: datetime) -> float:
     return t.timestamp() / 86400 + _UNIX_EPOCH_JULIAN_DAY
+
+
+@dataclass(frozen=True)
+class WindowCount:
+    """Rows the database counts in a window: `low` surely in it, `high` at most.
+
+    They differ only when a text timestamp lies within the database's rounding of a bound (or
+    is written in a form the database cannot parse); the exact count read is between them.
+    """
+
+    low: int
+    high: int
+
+    def admits(self, n: int) -> bool:
+        return self.low <= n <= self.high
+
+    def __str__(self) -> str:
+        return f"{self.low:,}" if self.low == self.high else f"{self.low:,} to {self.high:,}"
+
+
+def check_window_count(
+    source: str, column: str, start: datetime, end: datetime, counted: WindowCount, read: int
+) -> None:
+    """Fail when the rows read from a window are not the rows the source counts in it."""
+    if counted.admits(read):
+        return
+    raise DataError(
+        f"{source} has {counted} rows with {column} in [{start:%Y-%m-%d %H:%M:%S}, "
+        f"{end:%Y-%m-%d %H:%M:%S}) UTC but {read:,} were read, so the window is not judged on "
+        "its rows. Was the source written to during the read? Rerun; if it persists, report "
+        "it with a few of the source's timestamps",
+        column=column,
+    )
 
 
 def engine_for(url: str) -> sa.Engine:
@@ -175,6 +214,50 @@ class Source:
                 chunk = chunk.loc[keep.to_numpy()]
             if len(chunk):
                 yield chunk.reset_index(drop=True)
+
+    def count_window(self, timestamp_col: str, start: datetime, end: datetime) -> WindowCount:
+        """The rows whose `timestamp_col` lies in [start, end), as the source itself counts them.
+
+        Written apart from the read's filters, to check them: instants are compared by the
+        database; text is counted over its written dates (`written_dates`) by the database's
+        own parse (Arrow's for Parquet), with the rows it cannot place exactly as a range.
+        """
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
+        window = (timestamp_col, start, end)
+        if self.config.parquet:
+            return self._parquet_count(self._dataset(), window)
+        eng = engine_for(self.config.url or "")
+        qts = _quote(eng, timestamp_col, "column")
+        params = self._query_params(eng, start, end)
+        if not self._text_timestamps(eng, window):
+            sql = (
+                f"SELECT COUNT(*) FROM {self._from(eng)} WHERE {qts} >= :c_start AND {qts} < :c_end"
+            )
+            params |= {"c_start": start, "c_end": end}
+        else:
+            lo, hi = written_dates(start, end)
+            sure, near = (start + _SLACK, end - _SLACK), (start - _SLACK, end + _SLACK)
+            if eng.dialect.name == "sqlite":
+                instant = f"julianday({qts})"
+                sure, near = tuple(map(_julian_day, sure)), tuple(map(_julian_day, near))
+            else:
+                instant = f"CAST({qts} AS TIMESTAMPTZ)"
+            # a row the database cannot parse (NULL) may be in the window: counted as unsure
+            sql = (
+                f"SELECT COALESCE(SUM(CASE WHEN {instant} BETWEEN :c_sure_from AND :c_sure_to "
+                "THEN 1 ELSE 0 END), 0), "
+                f"COALESCE(SUM(CASE WHEN COALESCE({instant} BETWEEN :c_from AND :c_to, TRUE) "
+                f"THEN 1 ELSE 0 END), 0) FROM {self._from(eng)} "
+                f"WHERE {qts} >= :c_lo AND {qts} < :c_hi"
+            )
+            params |= {"c_sure_from": sure[0], "c_sure_to": sure[1], "c_from": near[0]}
+            params |= {"c_to": near[1], "c_lo": lo, "c_hi": hi}
+        with eng.connect() as conn:
+            try:
+                row = conn.execute(sa.text(sql), params).one()
+            except sa.exc.SQLAlchemyError as exc:
+                raise DataError(f"counting {self.describe()} failed: {exc.orig or exc}") from None
+        return WindowCount(int(row[0]), int(row[-1]))
 
     def lookup(
         self, id_col: str, ids: Sequence[str], columns: Sequence[str], batch: int = 500
@@ -370,6 +453,27 @@ class Source:
         for batch in scanner.to_batches():
             if batch.num_rows:
                 yield batch.to_pandas()
+
+    def _parquet_count(
+        self, ds: pads.Dataset, window: tuple[str, datetime, datetime]
+    ) -> WindowCount:
+        """The rows in the window as Arrow counts them: its own ISO-8601 parse for text."""
+        ts, start, end = window
+        flt = self._parquet_filter(ds, window)
+        if pa.types.is_timestamp(ds.schema.field(ts).type):
+            n = ds.count_rows(filter=flt)
+            return WindowCount(n, n)
+        n = 0
+        utc = pa.timestamp("ns", "UTC")
+        lo, hi = pa.scalar(start, type=utc), pa.scalar(end, type=utc)
+        for batch in ds.scanner(columns=[ts], filter=flt, batch_size=self.chunk_rows).to_batches():
+            try:
+                instants = pc.cast(batch.column(ts), utc)
+            except pa.ArrowInvalid:  # a form Arrow does not parse: count with the read's parser
+                instants = pa.array(parse_timestamps(batch.column(ts).to_pandas(), column=ts))
+            inside = pc.and_(pc.greater_equal(instants, lo), pc.less(instants, hi))
+            n += pc.sum(inside).as_py() or 0
+        return WindowCount(n, n)
 
     def _parquet_duplicates(
         self, id_col: str, timestamp_col: str, start: datetime, end: datetime, limit: int

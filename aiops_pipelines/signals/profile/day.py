@@ -25,7 +25,7 @@ from aiops_pipelines.core.config import ModelConfig, TaskType
 from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.core.findings import Finding
 from aiops_pipelines.io.labels import read_reference_labelled
-from aiops_pipelines.io.sources import Source, day_window, served
+from aiops_pipelines.io.sources import Source, check_window_count, day_window, served
 from aiops_pipelines.io.store import REFERENCE_PARTITION
 from aiops_pipelines.signals.drift.calibration import (
     DayBlocks,
@@ -443,11 +443,12 @@ def profile_for_day(
     builder = ProfileBuilder(reference.spec, cols.numeric, cols.categorical)
     blocks = DayBlocks(reference, cols.all)
     keeper = SampleKeeper(sample_rows, seed=seed + int(partition.replace("-", "")))
-    n_rows = n_chunks = n_errors = 0
+    n_read = n_rows = n_chunks = n_errors = 0
     versions: dict[str, int] = {}
     dtypes: dict[str, str] = {}
     try:
         for chunk in src.iter_window(c.timestamp, start, end, read_cols):
+            n_read += len(chunk)
             if c.status and c.status in chunk.columns:
                 n_errors += int((chunk[c.status].astype(str) != "ok").sum())
             chunk = served(chunk, c.prediction, c.status)
@@ -463,6 +464,9 @@ def profile_for_day(
                 dtypes = dtype_families(chunk[cols.all])
             n_rows += len(chunk)
             n_chunks += 1
+        # a day judged on part of its rows must not pass for the whole day
+        counted = src.count_window(c.timestamp, start, end)
+        check_window_count(src.describe(), c.timestamp, start, end, counted, n_read)
         if n_rows == 0:
             raise DataError(f"no predictions in {src.describe()} for this day (empty partition)")
         dups = src.duplicate_ids(c.request_id, c.timestamp, start, end)

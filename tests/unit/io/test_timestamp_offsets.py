@@ -1,4 +1,5 @@
-"""A row belongs to the UTC day of its instant, whatever offset it was written with.
+"""A row belongs to the UTC day of its instant, whatever offset it was written with, and a
+day is never judged on part of its rows without saying so.
 
 Issue 11: a log stamped `-05:00` passed every check while SQLite compared the day's bounds with
 the written text; 902 of 995 rows were profiled, exit code 0, no warning.
@@ -20,8 +21,9 @@ import pytest
 import sqlalchemy as sa
 
 from aiops_pipelines.core.config import ModelConfig, SourceConfig, parse_config
+from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.io.labels import read_day_outcomes, read_day_predictions
-from aiops_pipelines.io.sources import Source, day_window
+from aiops_pipelines.io.sources import Source, WindowCount, check_window_count, day_window
 from aiops_pipelines.signals.operations.day import stream_operations
 from aiops_pipelines.signals.profile.day import profile_for_day, profile_reference
 
@@ -180,6 +182,9 @@ def test_every_row_lands_in_the_utc_day_of_its_instant(
         assert set(got["request_id"]) == _expected_ids(log, day), day
         assert got["timestamp"].min() >= start and got["timestamp"].max() < end
         assert src.duplicate_ids("request_id", "timestamp", start, end) == []
+        counted = src.count_window("timestamp", start, end)
+        assert counted.admits(len(got))
+        assert counted.high - counted.low <= len(EDGES)  # only rows at a midnight are unsure
 
 
 # ------------------------------------------------------------------ a model's day, end to end
@@ -258,3 +263,74 @@ def test_a_day_logged_at_minus_five_hours_is_profiled_whole(
         labelled = outcomes[(observed >= start) & (observed < until)]
         got = read_day_outcomes(model, day, as_of=until)
         assert sorted(got["request_id"]) == sorted(labelled["request_id"])
+
+
+# ------------------------------------------------------------------ the cross-check
+
+
+def test_rows_lost_between_the_database_and_the_profile_fail_the_day_naming_both_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _log(edges=False)  # no row near a midnight: the database counts the day exactly
+    url = f"sqlite:///{tmp_path / 'ref.db'}"
+    _log(2000, seed=1).drop(columns=["utc", "timestamp"]).to_sql("ref", sa.create_engine(url))
+    preds = _sqlite_table(tmp_path, log)
+    model = _model(preds, SourceConfig(url=preds.url, table="preds"), url)
+    ref = profile_reference(model).profile
+    read_sql = pd.read_sql_query
+
+    def drops_the_last_chunk(*args: object, **kwargs: object) -> Iterator[pd.DataFrame]:
+        *kept, _ = list(read_sql(*args, **kwargs))
+        return iter(kept)
+
+    monkeypatch.setattr(pd, "read_sql_query", drops_the_last_chunk)
+    day = "2026-03-05"
+    want = len(_expected_ids(log, day))
+    read = want - (want % 100 or 100)
+    with pytest.raises(DataError) as err:
+        profile_for_day(model, day, ref, chunk_rows=100)
+    message = str(err.value)
+    assert err.value.model == "acme.churn" and err.value.partition == day
+    assert err.value.column == "timestamp"
+    assert Source(preds).describe() in message
+    assert f"has {want:,} rows" in message and f"but {read:,} were read" in message
+
+
+def test_the_lexical_window_of_issue_11_fails_the_day_instead_of_profiling_part_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count does not share the read's filter: put back the text comparison the issue
+    found and the day fails, naming the rows it has and the rows the read got."""
+    log = _log(edges=False)
+    url = f"sqlite:///{tmp_path / 'ref.db'}"
+    _log(2000, seed=1).drop(columns=["utc", "timestamp"]).to_sql("ref", sa.create_engine(url))
+    preds = _sqlite_table(tmp_path, log)
+    model = _model(preds, SourceConfig(url=preds.url, table="preds"), url)
+    ref = profile_reference(model).profile
+
+    def lexical(self: Source, eng: sa.Engine, window: tuple) -> tuple[str, dict]:
+        _, start, end = window
+        bounds = {"w_start": f"{start:%Y-%m-%d %H:%M:%S}", "w_end": f"{end:%Y-%m-%d %H:%M:%S}"}
+        return '"timestamp" >= :w_start AND "timestamp" < :w_end', bounds
+
+    monkeypatch.setattr(Source, "_window_where", lexical)
+    day = "2026-03-05"
+    want = _expected_ids(log, day)
+    text = log["timestamp"]
+    lexical = (text >= f"{day} 00:00:00") & (text < "2026-03-06 00:00:00")
+    read = want & set(log.loc[lexical, "request_id"])
+    assert 0 < len(read) < len(want)
+    with pytest.raises(DataError) as err:
+        profile_for_day(model, day, ref)
+    assert err.value.model == "acme.churn" and err.value.partition == day
+    assert f"has {len(want):,} rows" in str(err.value)
+    assert f"but {len(read):,} were read" in str(err.value)
+
+
+def test_the_count_allows_only_the_rows_the_database_cannot_place_exactly() -> None:
+    start, end = day_window("2026-03-05")
+    counted = WindowCount(low=994, high=995)
+    for read in (994, 995):
+        check_window_count("sqlite:///w.db table preds", "timestamp", start, end, counted, read)
+    with pytest.raises(DataError, match=r"has 994 to 995 rows .* but 902 were read"):
+        check_window_count("sqlite:///w.db table preds", "timestamp", start, end, counted, 902)
