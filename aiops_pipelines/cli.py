@@ -50,6 +50,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
             problems += check_sources(m, sample_rows=args.sample_rows)
     if args.no_data:
         return 0
+    notes = [p for p in problems if not p.blocking]
+    problems = [p for p in problems if p.blocking]
+    if notes:
+        print(f"{len(notes)} note(s):")
+        for p in notes:
+            print(f"  {p}")
     if problems:
         print(f"{len(problems)} data contract problem(s):", file=sys.stderr)
         for p in problems:

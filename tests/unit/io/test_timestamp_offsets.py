@@ -19,9 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+import yaml
 
+from aiops_pipelines.cli import main
 from aiops_pipelines.core.config import ModelConfig, SourceConfig, parse_config
 from aiops_pipelines.core.errors import DataError
+from aiops_pipelines.io.contract import check_sources
 from aiops_pipelines.io.labels import read_day_outcomes, read_day_predictions
 from aiops_pipelines.io.sources import Source, WindowCount, check_window_count, day_window
 from aiops_pipelines.signals.operations.day import stream_operations
@@ -334,3 +337,36 @@ def test_the_count_allows_only_the_rows_the_database_cannot_place_exactly() -> N
         check_window_count("sqlite:///w.db table preds", "timestamp", start, end, counted, read)
     with pytest.raises(DataError, match=r"has 994 to 995 rows .* but 902 were read"):
         check_window_count("sqlite:///w.db table preds", "timestamp", start, end, counted, 902)
+
+
+# ------------------------------------------------------------------ aiops validate
+
+
+def test_validate_notes_offsets_and_refuses_naive_timestamps(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    log = _log(300)
+    url = f"sqlite:///{tmp_path / 'ref.db'}"
+    log.drop(columns=["utc", "timestamp"]).to_sql("ref", sa.create_engine(url))
+    preds = _sqlite_table(tmp_path, log)
+    model = _model(preds, SourceConfig(url=preds.url, table="outs"), url)
+    _outcomes(log).to_sql("outs", sa.create_engine(preds.url), index=False)
+    found = {(p.source.split(" ")[0], p.blocking): p for p in check_sources(model)}
+    assert set(found) == {("predictions", False), ("outcomes", False)}
+    mixed = found[("predictions", False)].message
+    assert "2 UTC offsets" in mixed and "-05:00" in mixed and "+09:00" in mixed
+    assert "UTC+09:00" in found[("outcomes", False)].message
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(_raw(preds, SourceConfig(url=preds.url, table="outs"), url)))
+    assert main(["validate", "--config", str(config)]) == 0  # notes inform, they do not fail
+    out = capsys.readouterr().out
+    assert "2 note(s):" in out and "days are UTC days" in out and "keep the contract: OK" in out
+
+    naive = log.assign(timestamp=log["utc"].dt.strftime("%Y-%m-%d %H:%M:%S"))
+    naive.loc[:9, "timestamp"] = log["timestamp"].iloc[:10]  # some rows with an offset
+    naive.drop(columns="utc").to_sql("preds", sa.create_engine(preds.url), if_exists="replace")
+    [problem] = [p for p in check_sources(model) if p.blocking]
+    assert problem.column == "timestamp"
+    assert f"{len(log) - 10} timestamps are timezone-naive" in problem.message
+    assert main(["validate", "--config", str(config)]) == 1
+    assert "timezone-naive" in capsys.readouterr().err
