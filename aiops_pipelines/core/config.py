@@ -502,6 +502,15 @@ class ModelConfig(_Named):
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
     ops: OpsPolicy = Field(default_factory=OpsPolicy)
     registered_model: str | None = Field(None, description="MLflow registry name")
+    max_string_length: int = Field(
+        256,
+        ge=16,
+        description="text values longer than this (categorical features, the version, a "
+        "classifier's predicted class) are cut to it as they are read, before they reach "
+        "profiles, metric columns, reports and logs, and a `long_string` warning names the "
+        "column: a category is a short name, and one hostile 10 MB value would otherwise be "
+        "copied into each of those",
+    )
     tenant: str = Field("", description="filled in from the enclosing tenant")
 
     @model_validator(mode="after")
