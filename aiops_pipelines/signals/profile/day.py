@@ -7,7 +7,8 @@ Contract checks happen here, on every chunk, before anything is stored: a missin
 wrong dtype, NaN/inf where a value is required, tz-naive timestamps, duplicate request ids or an
 empty day raise `DataError` naming the model, the partition and the column. Text values longer
 than `max_string_length` are cut as they are read (`io.sources.StringCap`) and reported as a
-`long_string` finding.
+`long_string` finding; a config whose features no longer match the stored reference's is
+refused (`require_reference_columns`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pandas as pd
 
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig, TaskType
-from aiops_pipelines.core.errors import DataError
+from aiops_pipelines.core.errors import ConfigError, DataError
 from aiops_pipelines.core.findings import Asset, Finding, Severity, Signal
 from aiops_pipelines.core.values import quoted
 from aiops_pipelines.io.labels import read_reference_labelled
@@ -78,6 +79,47 @@ def profiled_columns(model: ModelConfig, *, with_predictions: bool = True) -> Pr
 
 REFERENCE_MIN_ROWS_FACTOR = 10
 """The reference needs this many times a day's `min_rows` to fix stable bins."""
+
+
+def require_reference_columns(
+    model: ModelConfig, reference: DatasetProfile, *, config_path: str | None = None
+) -> None:
+    """Refuse to judge days against a reference profiled on other columns than the config's.
+
+    A day is profiled on the reference's columns and bins, so a feature added to the config
+    since the reference was built would be skipped without a word, a removed one still tested,
+    and one whose kind changed has no bins to be profiled on. Prediction columns the reference
+    lacks are fine (a reference without the champion's outputs has no prediction drift).
+    Raises `ConfigError` naming the model, the columns that differ and the command that
+    rebuilds the reference.
+    """
+    want = profiled_columns(model)
+    kinds = {c: "numeric" for c in want.numeric} | {c: "categorical" for c in want.categorical}
+    have = reference.columns
+    added = [f"{c} ({kinds[c]})" for c in want.features if c not in have]
+    removed = [c for c in have if c not in kinds]
+    changed = [
+        f"{c} ({have[c].kind} -> {kinds[c]})"
+        for c in want.all
+        if c in have and have[c].kind != kinds[c]
+    ]
+    if not (added or removed or changed):
+        return
+    diff = "; ".join(
+        f"{what}: {', '.join(names)}"
+        for what, names in (("added", added), ("removed", removed), ("kind changed", changed))
+        if names
+    )
+    raise ConfigError(
+        f"the features differ from those the stored reference profile was built on ({diff}), "
+        "so its days would be judged on the old columns: rebuild the reference with "
+        f"`aiops run --config FILE --start DAY --end DAY --model {model.key} "
+        f"--refresh-reference` (or materialize reference_profile for partition '{model.key}'), "
+        "or restore the features it was built on",
+        path=config_path,
+        where=f"model '{model.key}'",
+        field="features",
+    )
 
 
 def long_string_findings(
@@ -468,6 +510,7 @@ def profile_for_day(
     day's sample kept under `samples_dir` for the HTML report)."""
     partition = day if isinstance(day, str) else day.isoformat()
     t0 = time.perf_counter()
+    require_reference_columns(model, reference)
     full = profiled_columns(model)
     in_ref = set(reference.columns)  # prediction columns only when the reference has them
     cols = ProfiledColumns(

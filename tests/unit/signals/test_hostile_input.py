@@ -1,5 +1,6 @@
 """Hostile input: a huge category value is cut before it is profiled, stored or rendered, and
-reported; an error quotes an offending value shortly."""
+reported; a config whose features changed since the reference was built is refused, never judged
+on the columns the two happen to share."""
 
 from __future__ import annotations
 
@@ -158,6 +159,60 @@ def test_a_long_value_in_the_reference_is_reported_once_on_the_reference(tmp_pat
     assert cut.evidence == {"n_values": 2, "longest": 5000, "max_length": 256}
     assert _longest_text(ref.payload) <= 256
     assert ref.sample["plan"].str.len().max() <= 256
+
+
+@pytest.mark.parametrize(
+    ("features", "differs"),
+    [
+        ({"numeric": ["income", "age"], "categorical": ["plan"]}, "added: age (numeric)"),
+        ({"numeric": [], "categorical": ["plan"]}, "removed: income"),
+        (
+            {"numeric": ["income"], "categorical": ["plan", "age"]},
+            "added: age (categorical)",
+        ),
+        (
+            {"numeric": ["age"], "categorical": ["plan", "income"]},
+            "added: age (numeric); kind changed: income (numeric -> categorical)",
+        ),
+    ],
+    ids=["added", "removed", "added-categorical", "kind-changed"],
+)
+def test_a_config_whose_features_changed_is_refused_until_the_reference_is_rebuilt(
+    tmp_path: Path, features: dict, differs: str
+) -> None:
+    frame = _frame(2500, 1, DAY)
+    before = _model(tmp_path, frame)
+    ref = profile_reference(before).profile
+    old_day = profile_for_day(before, DAY, ref).profile
+    after = _model(tmp_path, frame, features=features, segments=["plan"])
+
+    for judge in (
+        lambda: profile_for_day(after, DAY, ref),
+        lambda: drift_for_day(after, DAY, ref, old_day),
+    ):
+        with pytest.raises(ConfigError) as err:
+            judge()
+        msg = str(err.value)
+        assert "model 'acme.churn'" in msg and "field 'features'" in msg
+        assert differs in msg
+        assert "--refresh-reference" in msg and "reference_profile" in msg
+
+    rebuilt = profile_reference(after).profile
+    day = profile_for_day(after, DAY, rebuilt)
+    assert set(after.features.all) <= set(day.profile.columns)
+    drift_for_day(after, DAY, rebuilt, day.profile)
+
+
+def test_a_reference_without_the_champions_outputs_is_not_a_changed_config(
+    tmp_path: Path,
+) -> None:
+    """Prediction columns the reference lacks mean no prediction drift, as before."""
+    model = _model(tmp_path, _frame(2500, 1, DAY), _frame(3000, 0, None).drop(columns=["score"]))
+    ref = profile_reference(model)
+    assert ref.columns.predictions == []
+    day = profile_for_day(model, DAY, ref.profile)
+    assert "score" not in day.profile.columns
+    drift_for_day(model, DAY, ref.profile, day.profile)
 
 
 def test_error_messages_quote_a_huge_offending_value_shortly(tmp_path: Path) -> None:
