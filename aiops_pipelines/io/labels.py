@@ -38,8 +38,9 @@ def prediction_columns(model: ModelConfig) -> list[str]:
 def read_day_predictions(model: ModelConfig, partition: str) -> pd.DataFrame:
     """The day's predictions (only the columns performance needs)."""
     start, end = day_window(partition)
-    # segment values become metric columns: cut as feature_profile cuts (and reports) them
-    src = Source(model.predictions, strings=StringCap.for_model(model))
+    # segment values become metric columns (`seg=value`): cut as feature_profile cuts (and
+    # reports) them; predictions stay whole, they are compared with the labels
+    src = Source(model.predictions, strings=StringCap(model.max_string_length, (*model.segments,)))
     c = model.columns
     cols = prediction_columns(model)
     try:

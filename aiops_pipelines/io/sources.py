@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import glob
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -103,12 +103,12 @@ class StringCap:
     longest: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def for_model(cls, model: ModelConfig, extra: Iterable[str] = ()) -> StringCap:
-        """The model's columns whose values become names downstream: categorical features
-        (profile keys, segment metric columns, unseen-category findings), the version (rows
-        per version) and a classifier's predicted class, plus `extra`."""
+    def for_model(cls, model: ModelConfig) -> StringCap:
+        """The model's columns whose values become names in its profiles: categorical features
+        (profile keys, unseen-category findings), the version (rows per version) and a
+        classifier's predicted class (prediction drift)."""
         c = model.columns
-        names = [*model.features.categorical, c.version, *extra]
+        names = [*model.features.categorical, c.version]
         if model.task.is_classification:
             names.append(c.prediction)
         return cls(model.max_string_length, tuple(dict.fromkeys(names)))

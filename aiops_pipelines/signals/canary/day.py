@@ -64,8 +64,9 @@ def canary_window(
     ]
     arms: dict[str, ArmStats] = {}
     daily: dict[str, dict[str, int]] = {}
-    # versions become keys of the stored evidence: cut as feature_profile cuts them
-    src = Source(model.predictions, strings=StringCap.for_model(model))
+    # versions become keys of the stored evidence: cut as feature_profile cuts (and reports)
+    # them; predictions stay whole, they are compared with the labels
+    src = Source(model.predictions, strings=StringCap(model.max_string_length, (c.version,)))
     for chunk in src.iter_window(c.timestamp, start, end, cols):
         chunk = chunk.assign(
             **{

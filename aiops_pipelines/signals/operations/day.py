@@ -120,7 +120,7 @@ def stream_operations(model: ModelConfig, partition: str) -> OpsDay:
     hourly_errors = np.zeros(HOURS, dtype=np.int64)
     hourly_latency = [latency_histogram(np.array([])) for _ in range(HOURS)]
     # versions become metric columns: cut as feature_profile cuts (and reports) them
-    src = Source(model.predictions, strings=StringCap.for_model(model))
+    src = Source(model.predictions, strings=StringCap(model.max_string_length, (c.version,)))
     try:
         for chunk in src.iter_window(c.timestamp, start, end, cols):
             hour = chunk[c.timestamp].dt.hour.to_numpy()
