@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_alerts.py
 	$(BIN)/python benchmarks/bench_calibration.py
 	$(BIN)/python benchmarks/bench_changepoints.py
+	$(BIN)/python benchmarks/bench_long_strings.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -74,6 +74,7 @@ def _run(
     labels: str = "replay",
     live: bool = False,
     expected_failures: set[tuple[str, str]] | None = None,
+    refresh_reference: bool = False,
 ) -> int:
     from tqdm import tqdm
 
@@ -97,17 +98,20 @@ def _run(
             note = " (injected)" if (o.model, o.partition) in expected else ""
             tqdm.write(f"FAILED{note} {o.model} {o.partition}: {o.error}", file=sys.stderr)
 
-    outcome = run_range(
-        config_path,
-        start,
-        end,
-        models=models,
-        render_html=render_html,
-        labels=labels,
-        live=live,
-        on_progress=progress,
-    )
-    bar.close()
+    try:
+        outcome = run_range(
+            config_path,
+            start,
+            end,
+            models=models,
+            render_html=render_html,
+            refresh_reference=refresh_reference,
+            labels=labels,
+            live=live,
+            on_progress=progress,
+        )
+    finally:
+        bar.close()  # before an error refusing the whole run is printed
     daily = [o for o in outcome.outcomes if o.kind == "daily"]
     failed_daily = [o for o in daily if not o.success]
     print(f"{len(daily) - len(failed_daily)} partitions succeeded, {len(failed_daily)} failed")
@@ -156,6 +160,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.model,
         not args.no_html,
         labels="now" if args.labels_now else "replay",
+        refresh_reference=args.refresh_reference,
     )
 
 
@@ -476,6 +481,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="judge every day with the outcomes known now (default: each day with those "
         "observed by its end, as on-call saw it, late labels re-judged as they arrived)",
+    )
+    r.add_argument(
+        "--refresh-reference",
+        action="store_true",
+        help="rebuild each model's reference profile first (needed after its features changed "
+        "in the config; the days after are judged against the new one)",
     )
     r.set_defaults(func=cmd_run)
 

@@ -9,6 +9,7 @@ folder holding the config file); relative file paths are resolved against the co
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from datetime import date
@@ -502,6 +503,15 @@ class ModelConfig(_Named):
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
     ops: OpsPolicy = Field(default_factory=OpsPolicy)
     registered_model: str | None = Field(None, description="MLflow registry name")
+    max_string_length: int = Field(
+        256,
+        ge=16,
+        description="text values longer than this (categorical features, the version, a "
+        "classifier's predicted class) are cut to it as they are read, before they reach "
+        "profiles, metric columns, reports and logs, and a `long_string` warning names the "
+        "column: a category is a short name, and one hostile 10 MB value would otherwise be "
+        "copied into each of those",
+    )
     tenant: str = Field("", description="filled in from the enclosing tenant")
 
     @model_validator(mode="after")
@@ -694,7 +704,7 @@ def parse_config(raw: Any, *, path: str = "<memory>", config_dir: Path | None = 
                         )
                     model["tenant"] = tenant.get("name", "")
     try:
-        return AppConfig.model_validate({**raw, "path": path})
+        config = AppConfig.model_validate({**raw, "path": path})
     except ValidationError as exc:
         err = exc.errors()[0]
         where, field = _locate(raw, tuple(err["loc"]))
@@ -705,6 +715,49 @@ def parse_config(raw: Any, *, path: str = "<memory>", config_dir: Path | None = 
             msg = "required field is missing"
         more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
         raise ConfigError(msg + more, path=path, where=where, field=field or None) from None
+    problems = route_problems(config)
+    if problems:
+        field = problems[0][0] if len(problems) == 1 else "alerting.routes"
+        raise ConfigError("; ".join(p for _, p in problems), path=path, field=field)
+    return config
+
+
+def route_problems(config: AppConfig) -> list[tuple[str, str]]:
+    """(field, problem) for every route glob that matches nothing declared.
+
+    A route whose `tenants` or `models` pattern matches no tenant or model (a typo such as
+    `acmee`, or a model key where a name is expected) would validate and then receive nothing,
+    silently. A `models` pattern is checked against the models of the tenants the route takes.
+    """
+    if not config.tenants:
+        return []
+    tenants = [t.name for t in config.tenants]
+    out = []
+    for i, route in enumerate(config.alerting.routes):
+        for pattern in route.tenants:
+            if not any(fnmatch.fnmatchcase(t, pattern) for t in tenants):
+                out.append(
+                    (
+                        f"alerting.routes.{i}.tenants",
+                        f"route '{route.name}': tenants pattern '{pattern}' matches no declared "
+                        f"tenant (declared: {', '.join(tenants)})",
+                    )
+                )
+        taken = [
+            t for t in config.tenants if any(fnmatch.fnmatchcase(t.name, p) for p in route.tenants)
+        ]
+        names = list(dict.fromkeys(m.name for t in taken for m in t.models))
+        for pattern in route.models if taken else []:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                out.append(
+                    (
+                        f"alerting.routes.{i}.models",
+                        f"route '{route.name}': models pattern '{pattern}' matches no model of "
+                        f"tenant(s) {', '.join(t.name for t in taken)} (models are matched by "
+                        f"name; declared: {', '.join(names)})",
+                    )
+                )
+    return out
 
 
 def load_config(path: str | os.PathLike[str]) -> AppConfig:

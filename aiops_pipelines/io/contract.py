@@ -19,6 +19,7 @@ from pandas.api import types as ptypes
 
 from aiops_pipelines.core.config import ModelConfig, SourceConfig
 from aiops_pipelines.core.errors import AiopsError, DataError
+from aiops_pipelines.core.values import quoted
 from aiops_pipelines.io.sources import Source, parse_timestamps
 
 _OFFSET = re.compile(r"(Z|[+-]\d\d:?\d\d)\s*$")
@@ -122,8 +123,9 @@ def _dtypes(model: ModelConfig, where: str, sample: pd.DataFrame) -> list[Proble
                     model.key,
                     where,
                     c,
-                    f"numeric feature has dtype {sample[c].dtype} (e.g. {sample[c].iloc[0]!r}): "
-                    "convert it upstream or list it under features.categorical",
+                    f"numeric feature has dtype {sample[c].dtype} "
+                    f"(e.g. {quoted(sample[c].iloc[0])}): convert it upstream "
+                    "or list it under features.categorical",
                 )
             )
     return out
@@ -161,7 +163,7 @@ def check_sources(model: ModelConfig, *, sample_rows: int = 2000) -> list[Proble
                         where,
                         cols.request_id,
                         f"{len(dups)} duplicate request ids in the first {len(pred)} rows "
-                        f"(e.g. {dups.iloc[0]!r})",
+                        f"(e.g. {quoted(dups.iloc[0])})",
                     )
                 )
         if cols.score and cols.score in pred.columns:
@@ -174,7 +176,7 @@ def check_sources(model: ModelConfig, *, sample_rows: int = 2000) -> list[Proble
                         where,
                         cols.score,
                         f"{int(bad.sum())} scores are missing or outside [0, 1] "
-                        f"(e.g. {pred[cols.score][bad].iloc[0]!r})",
+                        f"(e.g. {quoted(pred[cols.score][bad].iloc[0])})",
                     )
                 )
     if model.outcomes is not None:

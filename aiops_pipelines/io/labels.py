@@ -16,7 +16,7 @@ import pandas as pd
 
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.errors import DataError
-from aiops_pipelines.io.sources import Source, day_window, parse_timestamps, served
+from aiops_pipelines.io.sources import Source, StringCap, day_window, parse_timestamps, served
 from aiops_pipelines.io.store import MonitoringStore
 
 
@@ -38,7 +38,9 @@ def prediction_columns(model: ModelConfig) -> list[str]:
 def read_day_predictions(model: ModelConfig, partition: str) -> pd.DataFrame:
     """The day's predictions (only the columns performance needs)."""
     start, end = day_window(partition)
-    src = Source(model.predictions)
+    # segment values become metric columns (`seg=value`): cut as feature_profile cuts (and
+    # reports) them; predictions stay whole, they are compared with the labels
+    src = Source(model.predictions, strings=StringCap(model.max_string_length, (*model.segments,)))
     c = model.columns
     cols = prediction_columns(model)
     try:

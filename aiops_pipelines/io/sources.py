@@ -24,7 +24,7 @@ from __future__ import annotations
 import glob
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -34,8 +34,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import sqlalchemy as sa
 
-from aiops_pipelines.core.config import SourceConfig
+from aiops_pipelines.core.config import ModelConfig, SourceConfig
 from aiops_pipelines.core.errors import DataError
+from aiops_pipelines.core.values import cap_strings, quoted
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _HAS_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)\s*$"
@@ -143,7 +144,8 @@ def parse_timestamps(values: pd.Series, *, column: str) -> pd.Series:
     naive = ~text.str.contains(_HAS_OFFSET, regex=True)
     if naive.any():
         raise DataError(
-            f"{int(naive.sum())} timestamps are timezone-naive (e.g. {text[naive].iloc[0]!r}); "
+            f"{int(naive.sum())} timestamps are timezone-naive "
+            f"(e.g. {quoted(text[naive].iloc[0])}); "
             "store UTC with an explicit offset such as '+00:00'",
             column=column,
         )
@@ -153,13 +155,56 @@ def parse_timestamps(values: pd.Series, *, column: str) -> pd.Series:
         raise DataError(f"unparseable timestamps: {exc}", column=column) from None
 
 
-class Source:
-    """A configured table/query/Parquet source of one model."""
+@dataclass
+class StringCap:
+    """Cuts the strings of `columns` longer than `max_length` as chunks are read, and counts,
+    per column, how many it cut and the longest length it saw (`cap_strings`)."""
 
-    def __init__(self, config: SourceConfig, *, chunk_rows: int | None = None) -> None:
+    max_length: int
+    columns: tuple[str, ...]
+    counts: dict[str, int] = field(default_factory=dict)
+    longest: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def for_model(cls, model: ModelConfig) -> StringCap:
+        """The model's columns whose values become names in its profiles: categorical features
+        (profile keys, unseen-category findings), the version (rows per version) and a
+        classifier's predicted class (prediction drift)."""
+        c = model.columns
+        names = [*model.features.categorical, c.version]
+        if model.task.is_classification:
+            names.append(c.prediction)
+        return cls(model.max_string_length, tuple(dict.fromkeys(names)))
+
+    def apply(self, chunk: pd.DataFrame) -> pd.DataFrame:
+        """The chunk with the long strings of the capped columns cut (the chunk itself when
+        there were none)."""
+        cut: dict[str, pd.Series] = {}
+        for name in self.columns:
+            if name in chunk.columns:
+                values, n, longest = cap_strings(chunk[name], self.max_length)
+                if n:
+                    cut[name] = values
+                    self.counts[name] = self.counts.get(name, 0) + n
+                    self.longest[name] = max(self.longest.get(name, 0), longest)
+        return chunk.assign(**cut) if cut else chunk
+
+
+class Source:
+    """A configured table/query/Parquet source of one model; with `strings`, the long strings
+    of its columns are cut as the rows are read (`iter_all`, `iter_window`)."""
+
+    def __init__(
+        self,
+        config: SourceConfig,
+        *,
+        chunk_rows: int | None = None,
+        strings: StringCap | None = None,
+    ) -> None:
         self.config = config
         self.chunk_rows = chunk_rows or config.chunk_rows
         self._text_columns: dict[str, bool] = {}
+        self.strings = strings
 
     def describe(self) -> str:
         c = self.config
@@ -184,10 +229,13 @@ class Source:
 
     def iter_all(self, columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
         """Every row, chunked (reference data)."""
-        if self.config.parquet:
-            yield from self._parquet_chunks(columns, None)
-        else:
-            yield from self._sql_chunks(columns, None)
+        chunks = (
+            self._parquet_chunks(columns, None)
+            if self.config.parquet
+            else self._sql_chunks(columns, None)
+        )
+        for chunk in chunks:
+            yield self.strings.apply(chunk) if self.strings else chunk
 
     def iter_window(
         self,
@@ -213,7 +261,8 @@ class Source:
             if not keep.all():
                 chunk = chunk.loc[keep.to_numpy()]
             if len(chunk):
-                yield chunk.reset_index(drop=True)
+                chunk = chunk.reset_index(drop=True)
+                yield self.strings.apply(chunk) if self.strings else chunk
 
     def count_window(self, timestamp_col: str, start: datetime, end: datetime) -> WindowCount:
         """The rows whose `timestamp_col` lies in [start, end), as the source itself counts them.

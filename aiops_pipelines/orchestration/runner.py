@@ -19,7 +19,7 @@ import dagster as dg
 from aiops_pipelines.alerting.outbox import DeliveryReport, summarise_held
 from aiops_pipelines.core.config import AppConfig, aiops_home, load_config
 from aiops_pipelines.core.errors import AiopsError, ConfigError
-from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 from aiops_pipelines.orchestration.definitions import ASSETS, defs
 from aiops_pipelines.orchestration.partitions import MODELS, daily_partitions, partition_key
 from aiops_pipelines.orchestration.resources import (
@@ -28,6 +28,8 @@ from aiops_pipelines.orchestration.resources import (
     SourceSettings,
     default_resources,
 )
+from aiops_pipelines.signals.profile.day import require_reference_columns
+from aiops_pipelines.signals.profile.profiles import DatasetProfile
 from assets.alerts import model_alerts, ops_overview
 from assets.canary import canary_report
 from assets.lifecycle import retrained_model
@@ -237,9 +239,11 @@ def run_range(
     overview: bool = True,
     on_progress: Callable[[PartitionOutcome], None] | None = None,
 ) -> RangeOutcome:
-    """Materialize reference_profile (once per model), then feature_profile, drift_report and
-    performance_report for every (day, model) in the range. A failed partition is recorded and
-    the rest go on.
+    """Materialize reference_profile (once per model, again for every model with
+    `refresh_reference`), then feature_profile, drift_report and performance_report for every
+    (day, model) in the range. A failed partition is recorded and the rest go on. A stored
+    reference built on other features than the config's is refused up front (`ConfigError`)
+    unless `refresh_reference` rebuilds it.
 
     `labels="replay"` (the default) judges each day as on-call saw it: at the end of that day,
     with only the outcomes observed by then, and every `label_tick_days` the late-labels
@@ -260,6 +264,21 @@ def run_range(
         if unknown:
             raise ConfigError(f"unknown model(s) {unknown}; configured: {keys}", path=config.path)
         keys = [k for k in keys if k in models]
+    store = MonitoringStore(config.storage.store_url)
+    stored = {}
+    for key in keys:
+        model = config.model(key)
+        stored[key] = store.load_profile(model.tenant, model.name, "reference", REFERENCE_PARTITION)
+    if not refresh_reference:
+        # a config whose features changed since a reference was built: one clear error up
+        # front, rather than every day of every model failing (and alerting) on it
+        for key, have in stored.items():
+            if have is not None:
+                require_reference_columns(
+                    config.model(key),
+                    DatasetProfile.from_dict(have["profile"]),
+                    config_path=config.path,
+                )
     instance = instance or persistent_instance()
     existing = set(instance.get_dynamic_partitions(MODELS))
     new = [k for k in keys if k not in existing]
@@ -279,11 +298,8 @@ def run_range(
         if on_progress:
             on_progress(o)
 
-    store = MonitoringStore(config.storage.store_url)
     for key in keys:
-        model = config.model(key)
-        have = store.load_profile(model.tenant, model.name, "reference", "reference")
-        if have is None or refresh_reference:
+        if stored[key] is None or refresh_reference:
             res = dg.materialize(
                 ALL_ASSETS,
                 selection=[reference_profile],

@@ -5,14 +5,22 @@ The numbers that drive decisions come from `signals.drift` on full-data profiles
 draws the picture. It is given the same per-column methods our engine chose, so the page and the
 findings tell the same story, and bounded samples keep it to a second or two per partition
 (Evidently on a full 1M-row day takes minutes, see `make bench`).
+
+Evidently embeds the data as JSON inside `<script>` elements without escaping `</`, so a
+category value `</script><img onerror=...>` would end the script and run as markup in the
+reader's browser. Every text it is given (category values and column names) is neutralised
+first (`neutral_text`): the report is evidence, and a look-alike character there is as
+readable as the raw one.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -29,6 +37,16 @@ _EVIDENTLY_METHOD = {
     "psi": "psi",
 }
 
+# the characters that let text become markup, as look-alikes that stay text in any context
+_NEUTRAL = str.maketrans(
+    {"<": "\u2039", ">": "\u203a", "&": "\uff06", '"': "\u201d", "'": "\u2019"}
+)
+
+
+def neutral_text(value: Any) -> Any:
+    """A string with `< > & " '` replaced by look-alikes (‹ › ＆ ” ’); anything else as it is."""
+    return value.translate(_NEUTRAL) if isinstance(value, str) else value
+
 
 def render_drift_html(
     reference: pd.DataFrame,
@@ -40,7 +58,8 @@ def render_drift_html(
     methods: Mapping[str, str] | None = None,
     title: str = "",
 ) -> Path:
-    """Write Evidently's DataDriftPreset HTML for the two samples to `path`."""
+    """Write Evidently's DataDriftPreset HTML for the two samples to `path`, every text from the
+    data (category values, column names) and the title neutralised or escaped."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
@@ -50,14 +69,19 @@ def render_drift_html(
     ref = reference[cols].copy()
     cur = current[cols].copy()
     for c in categorical:  # Evidently wants one type per categorical column
-        ref[c] = ref[c].astype("string").astype(object)
-        cur[c] = cur[c].astype("string").astype(object)
+        ref[c] = ref[c].astype("string").astype(object).map(neutral_text)
+        cur[c] = cur[c].astype("string").astype(object).map(neutral_text)
+    names = {c: neutral_text(c) for c in cols}
+    ref, cur = ref.rename(columns=names), cur.rename(columns=names)
     per_column = {
-        c: _EVIDENTLY_METHOD[m]
+        names[c]: _EVIDENTLY_METHOD[m]
         for c, m in (methods or {}).items()
         if c in cols and m in _EVIDENTLY_METHOD
     }
-    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    definition = DataDefinition(
+        numerical_columns=[names[c] for c in numeric],
+        categorical_columns=[names[c] for c in categorical],
+    )
     report = Report([DataDriftPreset(per_column_method=per_column or None)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -66,10 +90,10 @@ def render_drift_html(
             Dataset.from_pandas(ref, data_definition=definition),
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    html = snapshot.get_html_str(as_iframe=False)
+    page = snapshot.get_html_str(as_iframe=False)
     if title:
-        html = html.replace("<title>", f"<title>{title} · ", 1)
-    path.write_text(html)
+        page = page.replace("<title>", f"<title>{html.escape(title)} · ", 1)
+    path.write_text(page)
     return path
 
 

@@ -12,7 +12,7 @@ from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.findings import Finding, jsonable
 from aiops_pipelines.io.labels import outcomes_source
-from aiops_pipelines.io.sources import Source, day_window
+from aiops_pipelines.io.sources import Source, StringCap, day_window
 from aiops_pipelines.signals.canary.statistics import ArmStats, arm_stats
 from aiops_pipelines.signals.canary.verdict import CanaryVerdict, canary_findings, canary_verdict
 
@@ -64,7 +64,10 @@ def canary_window(
     ]
     arms: dict[str, ArmStats] = {}
     daily: dict[str, dict[str, int]] = {}
-    for chunk in Source(model.predictions).iter_window(c.timestamp, start, end, cols):
+    # versions become keys of the stored evidence: cut as feature_profile cuts (and reports)
+    # them; predictions stay whole, they are compared with the labels
+    src = Source(model.predictions, strings=StringCap(model.max_string_length, (c.version,)))
+    for chunk in src.iter_window(c.timestamp, start, end, cols):
         chunk = chunk.assign(
             **{
                 c.version: chunk[c.version].astype(str),

@@ -26,7 +26,7 @@ from aiops_pipelines.signals.drift.compare import (
     combine_windows,
     compare_profiles,
 )
-from aiops_pipelines.signals.profile.day import profiled_columns
+from aiops_pipelines.signals.profile.day import profiled_columns, require_reference_columns
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
 
 
@@ -164,7 +164,11 @@ def drift_for_day(
 
     `metric_history` (the store's drift_report rows of the days before, `daily_history`) adds
     the lasting level shift of the drift share (`signals.daily_shifts`) the day is in.
+
+    A config whose features differ from the reference's is refused (`ConfigError`, see
+    `require_reference_columns`), never judged on the columns the two happen to share.
     """
+    require_reference_columns(model, reference)
     today = current if isinstance(current, StoredDay) else StoredDay(partition, current)
     cols = profiled_columns(model)
     present = set(reference.columns) & set(today.profile.columns)

@@ -21,7 +21,7 @@ from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.core.findings import Asset, Finding, Severity, Signal
 from aiops_pipelines.core.values import fmt_number, version_label
-from aiops_pipelines.io.sources import Source, day_window
+from aiops_pipelines.io.sources import Source, StringCap, day_window
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.signals.anomaly import Anomaly, anomaly_findings, detect
 from aiops_pipelines.signals.changepoints import LevelShift, current_shift
@@ -119,8 +119,10 @@ def stream_operations(model: ModelConfig, partition: str) -> OpsDay:
     hourly_requests = np.zeros(HOURS, dtype=np.int64)
     hourly_errors = np.zeros(HOURS, dtype=np.int64)
     hourly_latency = [latency_histogram(np.array([])) for _ in range(HOURS)]
+    # versions become metric columns: cut as feature_profile cuts (and reports) them
+    src = Source(model.predictions, strings=StringCap(model.max_string_length, (c.version,)))
     try:
-        for chunk in Source(model.predictions).iter_window(c.timestamp, start, end, cols):
+        for chunk in src.iter_window(c.timestamp, start, end, cols):
             hour = chunk[c.timestamp].dt.hour.to_numpy()
             err = (
                 (chunk[c.status].astype(str) != "ok").to_numpy()

@@ -18,7 +18,7 @@ from aiops_pipelines.core.config import (
 )
 from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.core.findings import jsonable
-from aiops_pipelines.core.values import category_label
+from aiops_pipelines.core.values import category_label, quoted
 from aiops_pipelines.io.sources import parse_timestamps
 from aiops_pipelines.signals.performance.metrics import MAX_EXAMPLES, class_labels, require_columns
 
@@ -75,10 +75,10 @@ def validate_labels(
             allowed = [category_label(c) for c in model.classes]
             bad = labels.notna() & ~labels.isin(allowed)
             if bad.any():
-                shown = sorted(set(labels[bad]))[:MAX_EXAMPLES]
+                shown = [quoted(v) for v in sorted(set(labels[bad]))[:MAX_EXAMPLES]]
                 raise DataError(
                     f"{int(bad.sum())} {what} labels are not among the model's classes "
-                    f"{allowed}: {shown}",
+                    f"{allowed}: {', '.join(shown)}",
                     model=model.key,
                     partition=partition,
                     column=col,
@@ -87,7 +87,7 @@ def validate_labels(
     nums = pd.to_numeric(values, errors="coerce").astype("float64")
     bad = values.notna() & ~np.isfinite(nums.to_numpy(dtype=np.float64, na_value=np.nan))
     if bad.any():
-        shown = [repr(v) for v in pd.unique(values[bad])[:MAX_EXAMPLES]]
+        shown = [quoted(v) for v in pd.unique(values[bad])[:MAX_EXAMPLES]]
         raise DataError(
             f"{int(bad.sum())} {what} labels are not finite numbers: {', '.join(shown)}",
             model=model.key,

@@ -5,7 +5,10 @@ profile plus a small uniform sample for the human-facing Evidently report.
 
 Contract checks happen here, on every chunk, before anything is stored: a missing column, a
 wrong dtype, NaN/inf where a value is required, tz-naive timestamps, duplicate request ids or an
-empty day raise `DataError` naming the model, the partition and the column.
+empty day raise `DataError` naming the model, the partition and the column. Text values longer
+than `max_string_length` are cut as they are read (`io.sources.StringCap`) and reported as a
+`long_string` finding; a config whose features no longer match the stored reference's is
+refused (`require_reference_columns`).
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ import pandas as pd
 
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig, TaskType
-from aiops_pipelines.core.errors import DataError
-from aiops_pipelines.core.findings import Finding
+from aiops_pipelines.core.errors import ConfigError, DataError
+from aiops_pipelines.core.findings import Asset, Finding, Severity, Signal
+from aiops_pipelines.core.values import quoted
 from aiops_pipelines.io.labels import read_reference_labelled
-from aiops_pipelines.io.sources import Source, check_window_count, day_window, served
+from aiops_pipelines.io.sources import Source, StringCap, check_window_count, day_window, served
 from aiops_pipelines.io.store import REFERENCE_PARTITION
 from aiops_pipelines.signals.drift.calibration import (
     DayBlocks,
@@ -77,6 +81,81 @@ REFERENCE_MIN_ROWS_FACTOR = 10
 """The reference needs this many times a day's `min_rows` to fix stable bins."""
 
 
+def require_reference_columns(
+    model: ModelConfig, reference: DatasetProfile, *, config_path: str | None = None
+) -> None:
+    """Refuse to judge days against a reference profiled on other columns than the config's.
+
+    A day is profiled on the reference's columns and bins, so a feature added to the config
+    since the reference was built would be skipped without a word, a removed one still tested,
+    and one whose kind changed has no bins to be profiled on. Prediction columns the reference
+    lacks are fine (a reference without the champion's outputs has no prediction drift).
+    Raises `ConfigError` naming the model, the columns that differ and the command that
+    rebuilds the reference.
+    """
+    want = profiled_columns(model)
+    kinds = {c: "numeric" for c in want.numeric} | {c: "categorical" for c in want.categorical}
+    have = reference.columns
+    added = [f"{c} ({kinds[c]})" for c in want.features if c not in have]
+    removed = [c for c in have if c not in kinds]
+    changed = [
+        f"{c} ({have[c].kind} -> {kinds[c]})"
+        for c in want.all
+        if c in have and have[c].kind != kinds[c]
+    ]
+    if not (added or removed or changed):
+        return
+    diff = "; ".join(
+        f"{what}: {', '.join(names)}"
+        for what, names in (("added", added), ("removed", removed), ("kind changed", changed))
+        if names
+    )
+    raise ConfigError(
+        f"the features differ from those the stored reference profile was built on ({diff}), "
+        "so its days would be judged on the old columns: rebuild the reference with "
+        f"`aiops run --config FILE --start DAY --end DAY --model {model.key} "
+        f"--refresh-reference` (or materialize reference_profile for partition '{model.key}'), "
+        "or restore the features it was built on",
+        path=config_path,
+        where=f"model '{model.key}'",
+        field="features",
+    )
+
+
+def long_string_findings(
+    model: ModelConfig, partition: str, asset: str, cap: StringCap
+) -> list[Finding]:
+    """One warning per column whose text values were cut (`StringCap`).
+
+    A warning, not info: the source is broken or hostile (a category is a short name), and the
+    cut values are what every signal of the day saw: values sharing their first
+    `max_string_length - 1` characters count as one. Alerts deduplicate it per column, so
+    a source that keeps sending such values is one alert, not one a day.
+    """
+    out = []
+    for column, n in cap.counts.items():
+        longest = cap.longest[column]
+        out.append(
+            Finding(
+                tenant=model.tenant,
+                model=model.name,
+                partition=partition,
+                asset=asset,
+                signal=Signal.LONG_STRING.value,
+                severity=Severity.WARNING,
+                value=float(longest),
+                threshold=float(cap.max_length),
+                column=column,
+                message=f"column '{column}': {n:,} value(s) longer than max_string_length = "
+                f"{cap.max_length} characters (the longest {longest:,}) were cut to "
+                f"{cap.max_length} before profiling, storing and rendering: fix the source, or "
+                "raise `max_string_length` if such values are expected",
+                evidence={"n_values": n, "longest": longest, "max_length": cap.max_length},
+            )
+        )
+    return out
+
+
 def sample_path(artifacts_dir: Path, model_key: str, partition: str) -> Path:
     """Where a partition's bounded sample (for the human-facing HTML report) is kept."""
     return artifacts_dir / "samples" / model_key / f"{partition}.parquet"
@@ -96,7 +175,8 @@ class ReferenceResult:
     """Design effects of the reference's contiguous blocks (`signals.drift.calibration`)."""
     sample_path: Path | None = None
     findings: list[Finding] = field(default_factory=list)
-    """None today: a reference's problems are its checks (and errors)."""
+    """Text values cut to `max_string_length` (`long_string`); its other problems are its
+    checks (and errors)."""
 
     @property
     def n_rows(self) -> int:
@@ -168,7 +248,8 @@ class ProfileDay:
     within_day: dict[str, list[float]] = field(default_factory=dict)
     """Per column, [chi-square, dof] between the day's 10-minute blocks within each hour."""
     findings: list[Finding] = field(default_factory=list)
-    """None today: a day's contract problems are its checks; drift judges the profile."""
+    """Text values cut to `max_string_length` (`long_string`); the day's other contract
+    problems are its checks, and drift judges the profile."""
 
     def null_rates(self) -> dict[str, float]:
         return {name: c.null_rate for name, c in self.profile.columns.items()}
@@ -307,13 +388,15 @@ def profile_reference(
     """Profile the model's reference data: the fixed bins every day is compared against."""
     t0 = time.perf_counter()
     cols = profiled_columns(model, with_predictions=reference_has_predictions(model))
-    src = Source(model.reference)
+    cut = StringCap.for_model(model)  # counted on the first of the three passes
     keeper = SampleKeeper(sample_rows, seed=seed)
     calls = {"n": 0}
 
     def chunks():
         calls["n"] += 1
         first_pass = calls["n"] == 1
+        strings = cut if first_pass else StringCap.for_model(model)
+        src = Source(model.reference, strings=strings)
         any_rows = False
         for chunk in src.iter_all(cols.all):
             any_rows = any_rows or len(chunk) > 0
@@ -332,7 +415,12 @@ def profile_reference(
     except DataError as exc:
         raise _located(exc, model, REFERENCE_PARTITION) from None
     return ReferenceResult(
-        profile, keeper.sample(), cols, time.perf_counter() - t0, calibration=calibration
+        profile,
+        keeper.sample(),
+        cols,
+        time.perf_counter() - t0,
+        calibration=calibration,
+        findings=long_string_findings(model, REFERENCE_PARTITION, Asset.REFERENCE_PROFILE, cut),
     )
 
 
@@ -422,6 +510,7 @@ def profile_for_day(
     day's sample kept under `samples_dir` for the HTML report)."""
     partition = day if isinstance(day, str) else day.isoformat()
     t0 = time.perf_counter()
+    require_reference_columns(model, reference)
     full = profiled_columns(model)
     in_ref = set(reference.columns)  # prediction columns only when the reference has them
     cols = ProfiledColumns(
@@ -438,7 +527,8 @@ def profile_for_day(
             + [x for x in (c.latency_ms, c.status) if x]
         )
     )
-    src = Source(model.predictions, chunk_rows=chunk_rows)
+    cut = StringCap.for_model(model)
+    src = Source(model.predictions, chunk_rows=chunk_rows, strings=cut)
     start, end = day_window(partition)
     builder = ProfileBuilder(reference.spec, cols.numeric, cols.categorical)
     blocks = DayBlocks(reference, cols.all)
@@ -471,7 +561,8 @@ def profile_for_day(
             raise DataError(f"no predictions in {src.describe()} for this day (empty partition)")
         dups = src.duplicate_ids(c.request_id, c.timestamp, start, end)
         if dups:
-            raise DataError(f"duplicate request ids, e.g. {dups}", column=c.request_id)
+            shown = ", ".join(quoted(d) for d in dups)
+            raise DataError(f"duplicate request ids, e.g. {shown}", column=c.request_id)
     except DataError as exc:
         raise _located(exc, model, partition) from None
     sample = keeper.sample()
@@ -486,6 +577,7 @@ def profile_for_day(
         n_errors=n_errors,
         dtypes=dtypes,
         within_day=blocks.design_effects(),
+        findings=long_string_findings(model, partition, Asset.FEATURE_PROFILE, cut),
         sample_path=(
             save_sample(sample, sample_path(samples_dir, model.key, partition))
             if samples_dir is not None

@@ -110,6 +110,73 @@ def test_validate_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "tenant 'Acme Corp'" in err and "field 'name'" in err
 
 
+def _with_routes(tmp_path: Path, *routes: dict) -> dict:
+    raw = _config(tmp_path)
+    raw["tenants"].append(
+        {"name": "globex", "models": [{**raw["tenants"][0]["models"][0], "name": "eta"}]}
+    )
+    raw["alerting"] = {
+        "routes": [{"name": f"r{i}", "type": "log", **r} for i, r in enumerate(routes)]
+    }
+    return raw
+
+
+def test_routes_whose_globs_match_declared_tenants_and_models_load(tmp_path: Path) -> None:
+    raw = _with_routes(
+        tmp_path,
+        {},
+        {"tenants": ["acme"]},
+        {"tenants": ["ac*", "glob?x"], "models": ["churn", "e*"]},
+        {"tenants": ["globex"], "models": ["[e]ta"]},
+    )
+    assert len(load_config(_write(tmp_path, raw)).alerting.routes) == 4
+
+
+@pytest.mark.parametrize(
+    ("route", "field", "text"),
+    [
+        (
+            {"name": "acme-hook", "tenants": ["acmee"]},
+            "alerting.routes.0.tenants",
+            "route 'acme-hook': tenants pattern 'acmee' matches no declared tenant "
+            "(declared: acme, globex)",
+        ),
+        (
+            {"name": "churn-only", "models": ["acme.churn"]},
+            "alerting.routes.0.models",
+            "route 'churn-only': models pattern 'acme.churn' matches no model of tenant(s) "
+            "acme, globex (models are matched by name; declared: churn, eta)",
+        ),
+        (
+            {"name": "eta-at-acme", "tenants": ["acme"], "models": ["eta"]},
+            "alerting.routes.0.models",
+            "route 'eta-at-acme': models pattern 'eta' matches no model of tenant(s) acme "
+            "(models are matched by name; declared: churn)",
+        ),
+    ],
+    ids=["tenant-typo", "model-key-for-name", "model-of-another-tenant"],
+)
+def test_a_route_glob_that_matches_nothing_is_an_error(
+    tmp_path: Path, route: dict, field: str, text: str
+) -> None:
+    path = _write(tmp_path, _with_routes(tmp_path, route))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert str(path) in msg and f"field '{field}'" in msg and text in msg
+
+
+def test_validate_names_every_route_glob_that_matches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    raw = _with_routes(tmp_path, {"name": "a", "tenants": ["acmee"]}, {"models": ["chrun"]})
+    assert main(["validate", "--config", str(_write(tmp_path, raw)), "--no-data"]) == 2
+    err = capsys.readouterr().err
+    assert "field 'alerting.routes'" in err
+    assert "route 'a': tenants pattern 'acmee'" in err and "declared: acme, globex" in err
+    assert "route 'r1': models pattern 'chrun'" in err and "declared: churn, eta" in err
+
+
 def _tables(tmp_path: Path, *, broken: bool) -> None:
     import numpy as np
     import pandas as pd

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 import shutil
 import subprocess
@@ -14,10 +15,12 @@ import yaml
 
 from aiops_pipelines.cli import main
 from aiops_pipelines.core.config import load_config
+from aiops_pipelines.core.findings import Finding, Severity, Signal
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.views.overview import FEED_COLUMNS, feed, health_summary
 from aiops_pipelines.views.page import render_overview
 from aiops_pipelines.views.status import status_text
+from tests.unit.views.hostile import PAYLOADS, markup_from_data
 from tests.unit.views.support import (
     CHURN_AUC,
     LAST,
@@ -177,6 +180,53 @@ def test_overview_page_is_self_contained_and_escapes_text(world) -> None:
     assert "age 2026-03-14: psi 0.35, critical" in page
     assert "reference 0.9" in page and "warning 0.855" in page and "critical 0.765" in page
     assert "ops &quot;night&quot; \\ team" in page  # a route name, escaped
+
+
+def test_overview_page_keeps_hostile_values_as_text(world) -> None:
+    """Category values reach the page through findings (column, message), metric columns
+    (the heat map), alerts, deliveries and the audit trail: none of them becomes markup."""
+    _, cfg, store = world
+    findings = [
+        Finding(
+            tenant="acme",
+            model="churn",
+            partition=LAST,
+            asset="drift_report",
+            signal=Signal.UNSEEN_CATEGORY.value,
+            severity=Severity.WARNING,
+            value=0.2,
+            threshold=0.01,
+            column=p,
+            message=f"feature {p!r}: 20% of values are new: {p} (12)",
+        )
+        for p in PAYLOADS
+    ]
+    store.replace_partition(
+        "acme",
+        "churn",
+        LAST,
+        "drift_report",
+        metrics={("drift_share", ""): 0.5, **{("drift_psi", p): 0.3 for p in PAYLOADS}},
+        findings=findings,
+    )
+    store.record_action(
+        PAYLOADS[0], PAYLOADS[1], "acme", "churn", partition=LAST, details={"reason": PAYLOADS[2]}
+    )
+    alerts = _alerts()
+    alerts.loc[0, ["column", "message"]] = [PAYLOADS[0], PAYLOADS[1]]
+    deliveries = _deliveries()
+    deliveries.loc[1, ["route", "last_error"]] = [PAYLOADS[2], PAYLOADS[0]]
+    page = render_overview(
+        store,
+        cfg,
+        day=LAST,
+        alerts=alerts,
+        deliveries=deliveries,
+        generated_at=dt.datetime(2026, 3, 15, 6, 30, tzinfo=dt.UTC),
+    )
+    assert markup_from_data(page) == []
+    for p in PAYLOADS:  # shown, as text
+        assert html.escape(p) in page
 
 
 def test_overview_of_an_empty_store_says_there_is_no_data(tmp_path: Path) -> None:
