@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_calibration.py
 	$(BIN)/python benchmarks/bench_changepoints.py
 	$(BIN)/python benchmarks/bench_long_strings.py
+	$(BIN)/python benchmarks/bench_metrics_scrape.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

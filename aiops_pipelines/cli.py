@@ -407,7 +407,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from aiops_pipelines.alerting.rules import alerts_as_of
     from aiops_pipelines.io.store import MonitoringStore
-    from aiops_pipelines.views.prometheus import render_metrics, serve_metrics
+    from aiops_pipelines.views.prometheus import CachedPage, render_metrics, serve_metrics
 
     config = load_config(args.config)
     day = args.day.isoformat() if args.day else None
@@ -425,11 +425,14 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         if args.serve is None:
             print(build(), end="")
             return 0
+        # scrapes are answered from the last page until the store changes
+        page = CachedPage(build, store.change_marker, min_age=args.min_age)
+        page()  # built before it listens: the first scrapes do not wait for it
 
         def ready(url: str) -> None:
             print(f"serving {url} (Ctrl-C to stop)", flush=True)
 
-        serve_metrics(build, host=args.host, port=args.serve, on_ready=ready)
+        serve_metrics(page, host=args.host, port=args.serve, on_ready=ready)
     return 0
 
 
@@ -544,6 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--day", type=_date, help="read partitions up to this day (default: all)")
     mt.add_argument("--serve", type=int, metavar="PORT", help="serve them at :PORT/metrics")
     mt.add_argument("--host", default="127.0.0.1", help="--serve: address to bind")
+    mt.add_argument(
+        "--min-age",
+        type=float,
+        default=5.0,
+        help="--serve: seconds a page is served before the store is checked for changes",
+    )
     mt.set_defaults(func=cmd_metrics)
     return p
 

@@ -813,6 +813,37 @@ class MonitoringStore:
             frame[name] = pd.to_datetime(frame[name], utc=True)
         return _sorted(frame, ["id"])
 
+    def change_marker(self) -> tuple[Any, ...]:
+        """A value that changes whenever anything stored changes: per table its row count and
+        latest write time (every write stamps one: created, updated, claimed or sent), and the
+        outbox's attempts. One query; a reader caching what it built from the store compares
+        it to know when to rebuild."""
+        t = {tb.name: tb for tb in TABLES}
+        d = alert_deliveries_table
+        parts: list[Any] = []
+        for name, stamp in (
+            ("profiles", "created_at"),
+            ("metric_history", "created_at"),
+            ("findings", "created_at"),
+            ("audit_log", "ts"),
+            ("alerts", "updated_at"),
+            ("alert_events", "created_at"),
+        ):
+            table = t[name]
+            parts += [
+                sa.select(sa.func.count()).select_from(table).scalar_subquery(),
+                sa.select(sa.func.max(table.c[stamp])).scalar_subquery(),
+            ]
+        parts += [
+            sa.select(sa.func.max(alerts_table.c.as_of)).scalar_subquery(),
+            sa.select(sa.func.count()).select_from(d).scalar_subquery(),
+            sa.select(sa.func.max(d.c.claimed_at)).scalar_subquery(),
+            sa.select(sa.func.max(d.c.sent_at)).scalar_subquery(),
+            sa.select(sa.func.sum(d.c.attempts)).scalar_subquery(),
+        ]
+        with self._read() as conn:
+            return tuple(conn.execute(sa.select(*parts)).one())
+
     def models(self) -> list[tuple[str, str]]:
         """Every (tenant, model) with anything stored, sorted."""
         query = sa.union(*(sa.select(t.c.tenant, t.c.model) for t in TABLES))

@@ -18,6 +18,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -39,6 +41,7 @@ from aiops_pipelines.views.overview import (
 __all__ = [
     "CONTENT_TYPE",
     "LOOKBACK_DAYS",
+    "CachedPage",
     "make_metrics_server",
     "render_metrics",
     "serve_metrics",
@@ -279,6 +282,41 @@ def _add_deliveries(page: _Page, deliveries: pd.DataFrame) -> None:
 # -- the /metrics endpoint -------------------------------------------------------------------
 
 
+class CachedPage:
+    """`build()`'s page, rebuilt only when `marker()` changes (e.g. the store's
+    `change_marker`), looked at most every `min_age` seconds. Concurrent callers share one
+    build: a scrape storm costs one page, not one per scrape."""
+
+    def __init__(
+        self,
+        build: Callable[[], str],
+        marker: Callable[[], object],
+        *,
+        min_age: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._build, self._marker = build, marker
+        self.min_age, self._clock = min_age, clock
+        self._lock = threading.Lock()
+        self._page: str | None = None
+        self._mark: object = None
+        self._checked = -math.inf
+        self.builds = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            now = self._clock()
+            if self._page is not None and now - self._checked < self.min_age:
+                return self._page
+            mark = self._marker()
+            if self._page is None or mark != self._mark:
+                self._page = self._build()
+                self._mark = mark
+                self.builds += 1
+            self._checked = self._clock()
+            return self._page
+
+
 def make_metrics_server(
     build: Callable[[], str], host: str = "127.0.0.1", port: int = 9464
 ) -> ThreadingHTTPServer:
@@ -312,7 +350,14 @@ def make_metrics_server(
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             log.debug("%s " + format, self.address_string(), *args)
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return _Server((host, port), Handler)
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver's listen backlog is 5: a burst of scrapes overflows it and the kernel drops
+    # the SYNs, which clients resend only after a second
+    request_queue_size = 128
+    daemon_threads = True
 
 
 def serve_metrics(

@@ -246,3 +246,92 @@ def test_aiops_metrics_serve_answers_scrapes(world) -> None:
         except subprocess.TimeoutExpired:  # seen on a 2-core machine under a full load
             proc.kill()
             proc.wait(timeout=30)
+
+
+def test_a_scrape_storm_builds_the_page_once_and_a_store_write_rebuilds_it(world) -> None:
+    """50 concurrent scrapes over real HTTP share one build; after a write to the store (and
+    `min_age`), the next scrape shows the new value."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from aiops_pipelines.views.prometheus import CachedPage
+
+    _, cfg, store = world
+    now = [0.0]
+    page = CachedPage(
+        lambda: render_metrics(store, cfg), store.change_marker, min_age=5, clock=lambda: now[0]
+    )
+    server = make_metrics_server(page, port=0)
+    host, port = server.server_address[:2]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://{host}:{port}/metrics"
+
+    def scrape(_: int) -> str:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            return resp.read().decode()
+
+    try:
+        with ThreadPoolExecutor(50) as pool:
+            bodies = list(pool.map(scrape, range(50)))
+        assert len(set(bodies)) == 1 and page.builds == 1
+        share = _value(
+            parse_exposition(bodies[0]), "aiops_drift_share", tenant="acme", model="churn"
+        )
+        assert share == 0.5
+        # a re-run replaces the latest drift partition with another share
+        store.replace_partition(
+            "acme", "churn", LAST, "drift_report", metrics={("drift_share", ""): 0.75}, findings=[]
+        )
+        assert page.builds == 1 and scrape(0) == bodies[0]  # within min_age: not looked at
+        now[0] = 6.0
+        s = parse_exposition(scrape(0))
+        assert _value(s, "aiops_drift_share", tenant="acme", model="churn") == 0.75
+        assert page.builds == 2
+        now[0] = 12.0
+        scrape(0)
+        assert page.builds == 2  # looked, unchanged: served from the cache
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_the_change_marker_moves_with_every_kind_of_write(store: MonitoringStore) -> None:
+    from aiops_pipelines.core.findings import Finding, Severity
+
+    marks = [store.change_marker()]
+
+    def moved() -> bool:
+        marks.append(store.change_marker())
+        return marks[-1] != marks[-2]
+
+    store.replace_partition(
+        "acme", "churn", LAST, "drift_report", metrics={("x", ""): 1.0}, findings=[]
+    )
+    assert moved()
+    store.replace_partition(
+        "acme", "churn", LAST, "drift_report", metrics={("x", ""): 1.0}, findings=[]
+    )
+    assert moved()  # rewritten: a new write time
+    assert not moved()  # nothing written
+    store.record_finding(
+        Finding(
+            tenant="acme", model="churn", partition=LAST, asset="pipeline", signal="s",
+            severity=Severity.WARNING, value=1.0, threshold=0.0, column="c", message="m",
+        )
+    )  # fmt: skip
+    assert moved()
+    store.record_action("test", "retrain", "acme", "churn", details={})
+    assert moved()
+    store.save_alert_states("acme", "churn", LAST, [])
+    store.add_alert_events(
+        [{"event_key": "k", "fingerprint": "f", "tenant": "acme", "model": "churn",
+          "signal": "s", "column": "", "kind": "firing", "severity": "warning",
+          "partition": LAST, "episode_start": LAST, "payload": {}}],
+        lambda ev: ["hook"],
+    )  # fmt: skip
+    assert moved()
+    claimed = store.claim_deliveries("c")
+    assert moved()
+    store.finish_deliveries(list(claimed["id"]), "c", attempts=1, sent=False, error="x")
+    assert moved()
