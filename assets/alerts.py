@@ -89,9 +89,10 @@ def deliver_alerts(
     for route, error in sorted(report.errors.items()):
         context.log.warning(f"alert route '{route}' failed, its notifications wait: {error}")
     for route, until in sorted(report.open.items()):
+        waiting = report.failed.get(route, 0) + report.deferred.get(route, 0)
         context.log.warning(
             f"alert route '{route}' is open until {until.isoformat(timespec='seconds')}: "
-            f"{report.deferred.get(route, 0)} notification(s) wait for it"
+            f"{waiting} notification(s) wait for it"
         )
     summary = report.metadata()
     return dg.Output(summary, metadata=summary)
