@@ -123,6 +123,7 @@ def _run(
     for name, (ok, bad) in sorted(by_sensor.items()):
         print(f"{name}: launched {ok + bad} runs ({bad} failed)")
     _print_held(config, started)
+    _print_routes(config)
     unexpected = [o for o in outcome.failed if (o.model, o.partition) not in expected]
     if len(unexpected) < len(outcome.failed):
         print(f"{len(outcome.failed) - len(unexpected)} failed as injected (expected)")
@@ -150,6 +151,22 @@ def _print_held(config, since: datetime) -> None:
             f"  route {route}: the summary of {len(rows)} is kept for the next run: "
             f"{rows['last_error'].dropna().iloc[-1] if rows['last_error'].notna().any() else ''}"
         )
+
+
+def _print_routes(config) -> None:
+    """Alert routes that did not take their notifications: failing, or open (their circuit
+    breaker) until a cool-down ends. Their notifications wait in the outbox."""
+    from aiops_pipelines.alerting.breaker import route_states
+    from aiops_pipelines.io.store import MonitoringStore
+
+    with MonitoringStore(config.storage.store_url) as store:
+        states = route_states(store, config.alerting)
+        waiting = store.outbox_waiting().set_index("route")
+    now = datetime.now(UTC)
+    for name, state in states.items():
+        if state.failures or state.tripped:
+            n = int(waiting.loc[name, "pending"]) if name in waiting.index else 0
+            print(f"alert route {name}: {state.describe(now)}; {n} notification(s) pending")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

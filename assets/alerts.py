@@ -1,10 +1,11 @@
-"""Alerts per day and model, and the daily AI-Ops overview page."""
+"""Alerts per day and model, their delivery, and the daily AI-Ops overview page."""
 
 from datetime import timedelta
 
 import dagster as dg
 
 from aiops_pipelines.alerting.day import alerts_for_day
+from aiops_pipelines.alerting.outbox import deliver
 from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.orchestration.partitions import daily_partitions, date_x_model
 from aiops_pipelines.orchestration.publish import check_result, model_day
@@ -39,7 +40,8 @@ OVERVIEW_DAYS = 14
         dg.AssetCheckSpec(
             "alerts_delivered",
             asset="model_alerts",
-            description="every pending alert notification was accepted by its route",
+            description="no notification of this model waits on a route that is failing, "
+            "open (its circuit breaker) or no longer configured",
         )
     ],
 )
@@ -50,19 +52,19 @@ def model_alerts(
     clock: Clock,
 ) -> dg.MaterializeResult:
     """The alert rules replayed over the model's findings up to this day (persistence,
-    keep-firing, repeat, inhibition, silences from the config), the alert states stored, new
-    notifications queued per route (held back, with one summary line per route, when older
-    than `max_event_age_days`), and every pending notification delivered (grouped per
-    route, tenant and model, with retries). A route that fails keeps its notifications pending
-    for the next run; the check turns yellow."""
+    keep-firing, repeat, inhibition, silences from the config), the alert states stored and
+    new notifications queued per route (held back, with one summary line per route, when older
+    than `max_event_age_days`). Nothing is sent here: `alert_delivery_job` (launched by
+    `alert_delivery_sensor`) delivers, so a dead route never slows a model's run. The check
+    turns yellow when this model's notifications wait on a failing or open route."""
     md = model_day(context, monitoring_config, store)
     # notifications are aged from the wall clock, or (the demo) the end of the replayed day
     today = (clock.alerts_now() - timedelta(seconds=1)).date().isoformat()
     res = alerts_for_day(
         md.store, md.config.alerting, md.model.tenant, md.model.name, md.partition, today=today
     )
-    for route, error in res.delivery.errors.items():
-        context.log.warning(f"alert route '{route}' failed, notifications kept pending: {error}")
+    for route, why in res.waiting_on().items():
+        context.log.warning(f"alert route '{route}': {why}")
     return dg.MaterializeResult(
         metadata={
             **res.summary(),
@@ -70,6 +72,38 @@ def model_alerts(
         },
         check_results=[check_result(c) for c in res.checks()],
     )
+
+
+@dg.op(
+    description="Send every pending alert notification, and the summaries of held-back ones "
+    "asked for, each route on its own worker within alerting.delivery_budget_seconds; a route "
+    "whose circuit breaker is open is skipped until its cool-down ends.",
+)
+def deliver_alerts(
+    context: dg.OpExecutionContext,
+    monitoring_config: MonitoringConfig,
+    store: StoreResource,
+) -> dg.Output[dict]:
+    cfg = monitoring_config.load()
+    report = deliver(store.open(cfg), cfg.alerting)
+    for route, error in sorted(report.errors.items()):
+        context.log.warning(f"alert route '{route}' failed, its notifications wait: {error}")
+    for route, until in sorted(report.open.items()):
+        waiting = report.failed.get(route, 0) + report.deferred.get(route, 0)
+        context.log.warning(
+            f"alert route '{route}' is open until {until.isoformat(timespec='seconds')}: "
+            f"{waiting} notification(s) wait for it"
+        )
+    summary = report.metadata()
+    return dg.Output(summary, metadata=summary)
+
+
+@dg.job(
+    description="Deliver the pending alert notifications of every model (launched by "
+    "alert_delivery_sensor; routes delivered concurrently, each behind its circuit breaker).",
+)
+def alert_delivery_job() -> None:
+    deliver_alerts()
 
 
 @dg.asset(

@@ -1,7 +1,7 @@
 """The channels a notification goes out on: log, file, webhook, Slack and email.
 
 A message groups one route's events for a tenant and model; `send` raises `DeliveryError`
-(retryable or not) when the receiver did not accept it.
+(retryable or not, timed out or not) when the receiver did not accept it.
 """
 
 from __future__ import annotations
@@ -29,11 +29,17 @@ log = logging.getLogger("aiops.alerts")
 
 class DeliveryError(Exception):
     """A route did not accept a message (the delivery stays pending). `retryable=False` for a
-    configuration problem that another attempt in the same run cannot fix."""
+    configuration problem that another attempt in the same run cannot fix; `timed_out` when
+    the receiver did not answer in time (it may still have processed the message)."""
 
-    def __init__(self, message: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, *, retryable: bool = True, timed_out: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.timed_out = timed_out
+
+
+def _timed_out(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError)
 
 
 def _url(route: Route) -> str:
@@ -146,7 +152,7 @@ def build_held_summary(
     }
 
 
-def _post_json(route: Route, body: dict[str, Any], message_id: str) -> None:
+def _post_json(route: Route, body: dict[str, Any], message_id: str, timeout: float) -> None:
     data = json.dumps(body).encode()
     headers = {
         "Content-Type": "application/json",
@@ -156,12 +162,14 @@ def _post_json(route: Route, body: dict[str, Any], message_id: str) -> None:
     }
     req = urllib.request.Request(_url(route), data=data, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=route.timeout_seconds) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             resp.read()
     except urllib.error.HTTPError as exc:
         raise DeliveryError(f"HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise DeliveryError(f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}") from None
+        raise DeliveryError(
+            f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}", timed_out=_timed_out(exc)
+        ) from None
     except (http.client.HTTPException, ValueError) as exc:  # a broken answer, a bad URL/header
         raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
 
@@ -204,7 +212,7 @@ def _fit(lines: list[str], limit: int) -> str:
     return "\n".join(out)
 
 
-def _send_email(route: Route, message: dict[str, Any]) -> None:
+def _send_email(route: Route, message: dict[str, Any], timeout: float) -> None:
     msg = EmailMessage()
     msg["Subject"] = f"[aiops] {message['summary']}"
     msg["From"] = route.sender or ""
@@ -215,18 +223,22 @@ def _send_email(route: Route, message: dict[str, Any]) -> None:
     password = os.environ.get(route.password_env or "") if route.password_env else None
     smtp_cls = smtplib.SMTP_SSL if route.ssl else smtplib.SMTP
     try:
-        with smtp_cls(route.smtp_host or "", route.smtp_port, timeout=route.timeout_seconds) as s:
+        with smtp_cls(route.smtp_host or "", route.smtp_port, timeout=timeout) as s:
             if route.starttls:
                 s.starttls(context=ssl.create_default_context())
             if route.username:
                 s.login(route.username, password or "")
             s.send_message(msg)
     except (smtplib.SMTPException, OSError) as exc:
-        raise DeliveryError(f"SMTP {type(exc).__name__}: {exc}") from None
+        raise DeliveryError(
+            f"SMTP {type(exc).__name__}: {exc}", timed_out=_timed_out(exc)
+        ) from None
 
 
-def send(route: Route, message: dict[str, Any]) -> None:
-    """Deliver one grouped message over the route; raises DeliveryError when refused."""
+def send(route: Route, message: dict[str, Any], *, timeout: float | None = None) -> None:
+    """Deliver one grouped message over the route; raises DeliveryError when refused.
+    `timeout` (seconds, default the route's `timeout_seconds`) bounds each network wait."""
+    timeout = route.timeout_seconds if timeout is None else timeout
     if route.type == "log":
         level = logging.WARNING if message["status"] == "firing" else logging.INFO
         log.log(
@@ -247,10 +259,10 @@ def send(route: Route, message: dict[str, Any]) -> None:
         except OSError as exc:
             raise DeliveryError(f"file {path}: {exc}") from None
     elif route.type == "webhook":
-        _post_json(route, message, message["message_id"])
+        _post_json(route, message, message["message_id"], timeout)
     elif route.type == "slack":
-        _post_json(route, _slack_body(route, message), message["message_id"])
+        _post_json(route, _slack_body(route, message), message["message_id"], timeout)
     elif route.type == "email":
-        _send_email(route, message)
+        _send_email(route, message, timeout)
     else:  # pragma: no cover - the config validates the type
         raise DeliveryError(f"unknown route type {route.type}")

@@ -1,18 +1,20 @@
-"""A model's alerts for a day: the rules evaluated, the states stored, the outbox delivered.
+"""A model's alerts for a day: the rules evaluated, the states and notifications stored.
 
-The entry point of alerting (`alerts_for_day`), run after the day's signals. Delivery covers
-every pending notification (any model's), so a route that recovers gets what waited for it.
+The entry point of alerting (`alerts_for_day`), run after the day's signals. It sends
+nothing: delivery (`outbox.deliver`) runs on its own, once for every model's notifications,
+so a route that hangs never holds up a model's monitoring. The day reports how its
+notifications stand: what waits, and for which route that is failing or open.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
-from aiops_pipelines.alerting.outbox import DeliveryReport, deliver, summarise_held
+from aiops_pipelines.alerting.breaker import RouteState, route_states
 from aiops_pipelines.alerting.rules import Evaluation, evaluate_and_store
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import AlertingConfig
@@ -21,14 +23,16 @@ from aiops_pipelines.io.store import MonitoringStore
 
 @dataclass
 class AlertsDay:
-    """What evaluating and delivering did for one model and day."""
+    """What evaluating one model's day did, and how its notifications stand."""
 
     evaluation: Evaluation
-    delivery: DeliveryReport
     pending: pd.DataFrame
-    """Every notification still pending after the delivery (all routes)."""
-    held: DeliveryReport = field(default_factory=DeliveryReport)
-    """The summaries of held-back notifications sent with this day (see `alerts_for_day`)."""
+    """The model's notifications waiting to be sent (every route)."""
+    routes: dict[str, RouteState]
+    """The configured routes' delivery state (circuit breakers) when the day was evaluated."""
+    now: datetime
+    summary_requested: bool = False
+    """A summary of held-back notifications was asked of the next delivery."""
 
     @property
     def firing(self) -> list[dict[str, Any]]:
@@ -43,26 +47,39 @@ class AlertsDay:
             "pending_alerts": sum(1 for a in self.evaluation.alerts if a.state == "pending"),
             "new_events": sum(1 for e in self.evaluation.events if not e["held"]),
             "held_back_events": sum(1 for e in self.evaluation.events if e["held"]),
-            "notifications_sent": sum(self.delivery.sent.values()),
-            "held_back_summarised": sum(self.held.sent.values()),
             "notifications_pending": len(self.pending),
-            "sent_per_route": dict(self.delivery.sent),
+            "routes_open": sum(1 for s in self.routes.values() if s.is_open(self.now)),
         }
 
+    def waiting_on(self) -> dict[str, str]:
+        """Route -> why this model's notifications on it may not go out: the route is
+        failing, open (until when), or no longer configured."""
+        out: dict[str, str] = {}
+        for route, n in self.pending.groupby("route").size().items():
+            state = self.routes.get(str(route))
+            if state is None:
+                out[str(route)] = f"not configured; {n} notification(s) wait"
+            elif state.failures or state.tripped:
+                out[str(route)] = f"{state.describe(self.now)}; {n} notification(s) wait"
+        return out
+
     def checks(self) -> list[Check]:
-        """A warning when a route did not accept its notifications (they stay pending)."""
-        report = self.delivery
-        failed = {**self.held.failed, **report.failed}
+        """A warning when this model's notifications wait on a route that is failing, open
+        or gone (they stay pending; the others' routes do not matter here)."""
+        waiting = self.waiting_on()
         return [
             Check(
                 "alerts_delivered",
-                report.ok and self.held.ok,
+                not waiting,
                 "warn",
                 {
-                    "failed_per_route": failed,
-                    "errors": {**self.held.errors, **report.errors},
                     "pending": len(self.pending),
+                    "pending_per_route": {
+                        str(r): int(n) for r, n in self.pending.groupby("route").size().items()
+                    },
+                    "routes": waiting,
                 },
+                message="; ".join(f"route '{r}' {why}" for r, why in sorted(waiting.items())),
             )
         ]
 
@@ -75,16 +92,20 @@ def alerts_for_day(
     day: str,
     *,
     today: str | None = None,
+    now: datetime | None = None,
 ) -> AlertsDay:
-    """Replay the model's alert rules up to `day`, store the states and new notifications
+    """Replay the model's alert rules up to `day` and store the states and new notifications
     (held, not sent, for events more than `max_event_age_days` before `today`, the clock's
-    day), and deliver everything pending. When `day` itself is recent enough to page about
-    (a backfill reaching the present, or a daily run), each route also gets one summary of
-    what was held back since its last summary."""
+    day). When `day` itself is recent enough to page about (a backfill reaching the present,
+    or a daily run), the next delivery is asked to send each route one summary of what was
+    held back since its last summary. `now` (default the wall clock) reads the breakers."""
+    at = now or datetime.now(UTC)
     evaluation = evaluate_and_store(store, cfg, tenant, model, day, today=today)
-    delivery = deliver(store, cfg)
-    held = DeliveryReport()
-    now = max(day, today or day)
-    if date.fromisoformat(day) >= date.fromisoformat(now) - timedelta(cfg.max_event_age_days):
-        held = summarise_held(store, cfg)
-    return AlertsDay(evaluation, delivery, store.deliveries(status="pending"), held)
+    latest = max(day, today or day)
+    recent = date.fromisoformat(day) >= date.fromisoformat(latest) - timedelta(
+        cfg.max_event_age_days
+    )
+    if recent and cfg.routes:
+        store.request_held_summaries([r.name for r in cfg.routes], at)
+    pending = store.deliveries(tenant, model, status="pending")
+    return AlertsDay(evaluation, pending, route_states(store, cfg), at, recent)

@@ -18,8 +18,8 @@ fingerprint, `evaluate` replays the days of the look-back horizon up to the eval
 - **silences** from the config mute matching alerts between two days; an alert that is still
   firing when its silence ends is notified then.
 - **held back**: an event more than `max_event_age_days` before "now" (a backfill of last
-  year) is recorded with its deliveries held, not sent; `outbox.summarise_held` later sends
-  each route one summary line about them.
+  year) is recorded with its deliveries held, not sent; `outbox.deliver` later sends each
+  route one summary line about them, when one is requested.
 
 The replay is a pure function of the stored findings (and the events already notified), so
 evaluating a day twice gives the same state and no second notification: events are stored

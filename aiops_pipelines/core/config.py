@@ -472,14 +472,41 @@ class AlertingConfig(_Strict):
     inhibit: list[InhibitRule] = Field(default_factory=list)
     silences: list[Silence] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
-    max_attempts: int = Field(3, ge=1, description="delivery attempts per message and run")
+    max_attempts: int = Field(
+        3, ge=1, description="delivery attempts per message and run (one after a timeout)"
+    )
     backoff_seconds: float = Field(0.5, ge=0, description="first retry delay, doubling")
+    delivery_budget_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="wall-clock bound of one delivery: routes are delivered concurrently, each "
+        "until this much time has passed; what is left waits for the next delivery",
+    )
+    breaker_failures: int = Field(
+        3,
+        ge=1,
+        description="consecutive failed messages after which a route's circuit opens (its "
+        "notifications wait, unattempted, for the cool-down)",
+    )
+    breaker_cooldown_seconds: float = Field(
+        600.0, gt=0, description="how long an open route waits before one trial message"
+    )
+    breaker_max_cooldown_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="the cool-down doubles after each failed trial, up to this",
+    )
 
     @model_validator(mode="after")
     def _unique_routes(self) -> AlertingConfig:
         names = [r.name for r in self.routes]
         if len(set(names)) != len(names):
             raise ValueError(f"route names must be unique: {names}")
+        if self.breaker_max_cooldown_seconds < self.breaker_cooldown_seconds:
+            raise ValueError(
+                f"breaker_max_cooldown_seconds ({self.breaker_max_cooldown_seconds}) is below "
+                f"breaker_cooldown_seconds ({self.breaker_cooldown_seconds})"
+            )
         return self
 
 

@@ -208,6 +208,23 @@ alert_deliveries_table = sa.Table(
     sa.Index("ix_alert_deliveries_status", "status", "route"),
 )
 
+alert_routes_table = sa.Table(
+    "alert_routes",
+    metadata,
+    # Each route's delivery state, shared by every run and process delivering: its circuit
+    # breaker (consecutive failed messages; open until when, with the cool-down that doubles
+    # while trials fail) and whether a summary of held-back notifications is due.
+    sa.Column("route", sa.String(), primary_key=True),
+    sa.Column("failures", sa.Integer(), nullable=False),
+    sa.Column("open_until", UTCDateTime(), nullable=True),
+    sa.Column("cooldown_seconds", sa.Float(), nullable=True),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("last_failure_at", UTCDateTime(), nullable=True),
+    sa.Column("last_success_at", UTCDateTime(), nullable=True),
+    sa.Column("summary_requested_at", UTCDateTime(), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
 TABLES = (
     profiles_table,
     metric_history_table,
@@ -216,13 +233,17 @@ TABLES = (
     alerts_table,
     alert_events_table,
     alert_deliveries_table,
+    alert_routes_table,
 )
+#: The tables holding rows of a tenant's model (the others are shared, e.g. route states).
+MODEL_TABLES = tuple(t for t in TABLES if "tenant" in t.c and "model" in t.c)
 
 METRIC_COLUMNS = ["tenant", "model", "partition", "asset", "metric", "column", "value"]
 FINDING_COLUMNS = [c.name for c in findings_table.columns]
 ACTION_COLUMNS = [c.name for c in audit_log_table.columns]
 ALERT_COLUMNS = [c.name for c in alerts_table.columns]
 EVENT_COLUMNS = [c.name for c in alert_events_table.columns]
+ROUTE_COLUMNS = [c.name for c in alert_routes_table.columns]
 
 DELIVERY_COLUMNS = [
     "id",
@@ -244,7 +265,8 @@ DELIVERY_COLUMNS = [
 
 
 def outdated(conn: Connection) -> list[str]:
-    """What a store created by an older version lacks (empty when it is current)."""
+    """What a store created by an older version lacks (empty when it is current). A table
+    added since is not listed: `create_all` adds missing tables."""
     checks = sa.inspect(conn).get_check_constraints(alert_deliveries_table.name)
     status = [c for c in checks if c.get("name") == "ck_alert_deliveries_status"]
     if status and "'held'" not in str(status[0].get("sqltext", "")):

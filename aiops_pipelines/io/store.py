@@ -33,9 +33,12 @@ from aiops_pipelines.io.schema import (
     EVENT_COLUMNS,
     FINDING_COLUMNS,
     METRIC_COLUMNS,
+    MODEL_TABLES,
+    ROUTE_COLUMNS,
     TABLES,
     alert_deliveries_table,
     alert_events_table,
+    alert_routes_table,
     alerts_table,
     audit_log_table,
     findings_table,
@@ -169,7 +172,8 @@ class MonitoringStore:
         with self.engine.connect() as conn:
             inspector = sa.inspect(conn)
             missing = [t.name for t in TABLES if not inspector.has_table(t.name)]
-            stale = not missing and outdated(conn)
+            # an older store may both lack a newer table and need an upgrade of another
+            stale = alert_deliveries_table.name not in missing and outdated(conn)
         if stale:  # created by an older version: upgrade in place, once
             with self._begin_write(ensure=False) as conn:
                 upgrade(conn)
@@ -647,14 +651,20 @@ class MonitoringStore:
         return []
 
     def claim_deliveries(
-        self, claim: str, *, stale_after: dt.timedelta = dt.timedelta(minutes=10)
+        self,
+        claim: str,
+        *,
+        stale_after: dt.timedelta = dt.timedelta(minutes=10),
+        skip_routes: Iterable[str] = (),
     ) -> pd.DataFrame:
         """Atomically take every pending delivery (and any left 'sending' by a run that died
-        more than `stale_after` ago) for sending under `claim`; returns them with their event.
+        more than `stale_after` ago), except those of `skip_routes`, for sending under
+        `claim`; returns them with their event.
 
         Two runs delivering at once therefore never send the same row twice."""
         now = _now()
         d, e = alert_deliveries_table, alert_events_table
+        skip = sorted(set(skip_routes))
         with self._begin_write() as conn:
             conn.execute(
                 d.update()
@@ -662,7 +672,8 @@ class MonitoringStore:
                     sa.or_(
                         d.c.status == "pending",
                         sa.and_(d.c.status == "sending", d.c.claimed_at < now - stale_after),
-                    )
+                    ),
+                    *([d.c.route.not_in(skip)] if skip else []),
                 )
                 .values(status="sending", claim=claim, claimed_at=now)
             )
@@ -692,13 +703,22 @@ class MonitoringStore:
         return _sorted(frame, ["route", "tenant", "model", "event_id"])
 
     def claim_held(
-        self, claim: str, *, stale_after: dt.timedelta = dt.timedelta(minutes=10)
+        self,
+        claim: str,
+        *,
+        stale_after: dt.timedelta = dt.timedelta(minutes=10),
+        routes: Iterable[str] | None = None,
     ) -> pd.DataFrame:
         """Atomically take the held deliveries no summary has told of yet (and any claimed by
-        a run that died more than `stale_after` ago), with their event's tenant, model, kind,
-        severity and partition; `finish_held` ends the claim."""
+        a run that died more than `stale_after` ago), of `routes` if given, with their event's
+        tenant, model, kind, severity and partition; `finish_held` ends the claim."""
         now = _now()
         d, e = alert_deliveries_table, alert_events_table
+        only = None if routes is None else sorted(set(routes))
+        if only == []:
+            return pd.DataFrame(
+                columns=["id", "route", "tenant", "model", "kind", "severity", "partition"]
+            )
         with self._begin_write() as conn:
             conn.execute(
                 d.update()
@@ -706,6 +726,7 @@ class MonitoringStore:
                     d.c.status == "held",
                     d.c.message_id.is_(None),
                     sa.or_(d.c.claim.is_(None), d.c.claimed_at < now - stale_after),
+                    *([] if only is None else [d.c.route.in_(only)]),
                 )
                 .values(claim=claim, claimed_at=now)
             )
@@ -772,6 +793,114 @@ class MonitoringStore:
             conn.execute(
                 d.update().where(d.c.id.in_(list(ids)), d.c.claim == claim).values(**values)
             )
+
+    def release_claim(self, ids: Sequence[int], claim: str) -> None:
+        """Give claimed deliveries back untouched (not attempted: no time left, or their route
+        opened meanwhile): pending again, or held as they were, attempts and error unchanged."""
+        if not ids:
+            return
+        d = alert_deliveries_table
+        status = sa.case((d.c.status == "sending", "pending"), else_=d.c.status)
+        with self._begin_write() as conn:
+            conn.execute(
+                d.update()
+                .where(d.c.id.in_(list(ids)), d.c.claim == claim)
+                .values(status=status, claim=None)
+            )
+
+    def outbox_waiting(self) -> pd.DataFrame:
+        """Per route: `pending` deliveries (with any claimed by a delivery in progress) and
+        `held_untold`, held ones no summary has told of yet. Routes with neither are absent."""
+        d = alert_deliveries_table
+        waiting = sa.or_(d.c.status.in_(["pending", "sending"]), d.c.message_id.is_(None))
+        query = (
+            sa.select(
+                d.c.route,
+                sa.func.sum(sa.case((d.c.status.in_(["pending", "sending"]), 1), else_=0)),
+                sa.func.sum(sa.case((d.c.status == "held", 1), else_=0)),
+            )
+            .where(d.c.status != "sent", waiting)
+            .group_by(d.c.route)
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(
+            [(r, int(p or 0), int(h or 0)) for r, p, h in rows],
+            columns=["route", "pending", "held_untold"],
+        )
+        return _sorted(frame, ["route"])
+
+    # -- alert routes: circuit breaker and summary requests ------------------------------------
+
+    def route_states(self) -> pd.DataFrame:
+        """Every route's stored delivery state (a route never failed nor asked for a summary
+        may have no row): failures, open_until, cooldown_seconds, last_error, last_failure_at,
+        last_success_at, summary_requested_at, updated_at."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(alert_routes_table)).all()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=ROUTE_COLUMNS)
+        return _sorted(frame, ["route"])
+
+    def save_route_state(
+        self,
+        route: str,
+        *,
+        failures: int,
+        open_until: dt.datetime | None,
+        cooldown_seconds: float | None,
+        last_error: str | None,
+        last_failure_at: dt.datetime | None,
+        last_success_at: dt.datetime | None,
+    ) -> None:
+        """Store a route's circuit-breaker state (its summary request is left as it is)."""
+        values = {
+            "failures": int(failures),
+            "open_until": open_until,
+            "cooldown_seconds": cooldown_seconds,
+            "last_error": None if last_error is None else last_error[:4000],
+            "last_failure_at": last_failure_at,
+            "last_success_at": last_success_at,
+        }
+        self._upsert_routes([route], values)
+
+    def request_held_summaries(self, routes: Iterable[str], at: dt.datetime | None = None) -> None:
+        """Ask the next delivery to send each of `routes` its summary of the held-back
+        notifications no summary has told of yet."""
+        self._upsert_routes(sorted(set(routes)), {"summary_requested_at": at or _now()})
+
+    def clear_held_summary_request(self, route: str, requested_at: dt.datetime) -> None:
+        """The summary asked for at `requested_at` went out: clear the request, unless a newer
+        one came in meanwhile."""
+        r = alert_routes_table
+        with self._begin_write() as conn:
+            conn.execute(
+                r.update()
+                .where(r.c.route == route, r.c.summary_requested_at <= requested_at)
+                .values(summary_requested_at=None, updated_at=_now())
+            )
+
+    def _upsert_routes(self, routes: Sequence[str], values: Mapping[str, Any]) -> None:
+        if not routes:
+            return
+        r = alert_routes_table
+        now = _now()
+        for attempt in (1, 2):
+            try:
+                with self._begin_write() as conn:
+                    for route in routes:
+                        changed = conn.execute(
+                            r.update().where(r.c.route == route).values(**values, updated_at=now)
+                        ).rowcount
+                        if not changed:
+                            conn.execute(
+                                r.insert(),
+                                {"failures": 0, **values, "route": route, "updated_at": now},
+                            )
+                return
+            except sa.exc.IntegrityError:
+                # another process inserted the same route first: update it now
+                if attempt == 2:
+                    raise
 
     def deliveries(
         self,
@@ -846,7 +975,7 @@ class MonitoringStore:
 
     def models(self) -> list[tuple[str, str]]:
         """Every (tenant, model) with anything stored, sorted."""
-        query = sa.union(*(sa.select(t.c.tenant, t.c.model) for t in TABLES))
+        query = sa.union(*(sa.select(t.c.tenant, t.c.model) for t in MODEL_TABLES))
         with self._read() as conn:
             return sorted((tenant, model) for tenant, model in conn.execute(query))
 

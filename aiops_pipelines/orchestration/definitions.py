@@ -15,13 +15,14 @@ from aiops_pipelines.orchestration.jobs import (
     retrain_job,
 )
 from aiops_pipelines.orchestration.resources import default_resources
-from assets.alerts import model_alerts, ops_overview
+from assets.alerts import alert_delivery_job, model_alerts, ops_overview
 from assets.canary import canary_report
 from assets.lifecycle import promote_canary, retrained_model, rollback_canary
 from assets.monitoring import drift_report, feature_profile, reference_profile
 from assets.operations import ops_report
 from assets.performance import performance_report
 from sensors.canary import canary_verdict_sensor
+from sensors.delivery import alert_delivery_sensor
 from sensors.failures import pipeline_failure_sensor
 from sensors.labels import late_labels_sensor
 from sensors.models import model_partitions_sensor
@@ -47,6 +48,7 @@ defs = dg.Definitions(
         performance_job,
         retrain_job,
         alerts_job,
+        alert_delivery_job,
         overview_job,
         rollback_canary,
         promote_canary,
@@ -58,6 +60,7 @@ defs = dg.Definitions(
         retrain_sensor,
         canary_verdict_sensor,
         pipeline_failure_sensor,
+        alert_delivery_sensor,
     ],
     resources=default_resources(),
 )

@@ -28,14 +28,14 @@ daily_monitoring_job = dg.define_asset_job(
         model_alerts,
     ],
     description="Profile a day of predictions, its drift, performance so far, canary and "
-    "operations, then evaluate and send the model's alerts.",
+    "operations, then evaluate the model's alerts (alert_delivery_sensor sends them).",
 )
 
 alerts_job = dg.define_asset_job(
     "alerts_job",
     selection=[model_alerts],
-    description="Evaluate one model's alerts for a day and deliver what is pending "
-    "(launched by the failure sensor when a monitoring run fails).",
+    description="Evaluate one model's alerts for a day (launched by the failure sensor when a "
+    "monitoring run fails; alert_delivery_sensor sends them).",
 )
 
 overview_job = dg.define_asset_job(

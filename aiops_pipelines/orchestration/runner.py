@@ -16,7 +16,6 @@ from typing import Literal
 
 import dagster as dg
 
-from aiops_pipelines.alerting.outbox import DeliveryReport, summarise_held
 from aiops_pipelines.core.config import AppConfig, aiops_home, load_config
 from aiops_pipelines.core.errors import AiopsError, ConfigError
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
@@ -37,6 +36,7 @@ from assets.monitoring import drift_report, feature_profile, reference_profile
 from assets.operations import ops_report
 from assets.performance import performance_report
 from sensors.canary import canary_verdict_sensor
+from sensors.delivery import alert_delivery_sensor
 from sensors.failures import pipeline_failure_sensor, root_error
 from sensors.labels import late_labels_sensor
 from sensors.retrain import retrain_sensor
@@ -78,8 +78,6 @@ class PartitionOutcome:
 @dataclass
 class RangeOutcome:
     outcomes: list[PartitionOutcome] = field(default_factory=list)
-    held: DeliveryReport = field(default_factory=DeliveryReport)
-    """The held-back summaries sent at the end (see `run_range`)."""
 
     @property
     def failed(self) -> list[PartitionOutcome]:
@@ -156,7 +154,9 @@ class _Launcher:
         *,
         rerun: bool = False,
     ) -> int:
-        tags = {"dagster/run_key": req.run_key, "dagster/sensor_name": sensor_name}
+        tags = {"dagster/sensor_name": sensor_name}
+        if req.run_key:
+            tags["dagster/run_key"] = req.run_key
         if req.run_key and (
             req.run_key in self.launched
             or (not rerun and self.instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1))
@@ -251,11 +251,13 @@ def run_range(
     history is what the daemon would have left. `labels="now"` judges every day with the
     outcomes known now.
 
-    A backfill records alerts but does not page about the past: notifications are aged from
-    the real time, those older than `alerting.max_event_age_days` are held, and each route
-    gets one summary line about them (with the first recent day, else at the end). With
-    `live` (the demo's simulated life) the replayed clock is "now" for notifications too, and
-    the canary-verdict and retrain sensors tick and act as well.
+    After each day's models the alert-delivery sensor ticks, as the daemon's would, and its
+    delivery run sends what is pending (every route within its budget, a route whose breaker
+    is open left alone). A backfill records alerts but does not page about the past:
+    notifications are aged from the real time, those older than `alerting.max_event_age_days`
+    are held, and each route gets one summary line about them (with the first recent day,
+    else at the end). With `live` (the demo's simulated life) the replayed clock is "now" for
+    notifications too, and the canary-verdict and retrain sensors tick and act as well.
     """
     config: AppConfig = load_config(config_path)
     keys = [m.key for m in config.models]
@@ -356,6 +358,8 @@ def run_range(
             )
             if not res.success:
                 launcher.failed_run(res, record)
+        # the day's notifications go out before its overview page is written
+        launcher.tick(alert_delivery_sensor, None, record)
         if overview and (last is None or day <= last):
             res = launcher.materialize([ops_overview], day)
             record(
@@ -381,5 +385,7 @@ def run_range(
                 launcher.tick(retrain_sensor, [retrained_model], record)
     # a range that never reached a recent day: its held-back notifications are summarised now
     # (a route that fails keeps them for the next run, as pending notifications wait)
-    outcome.held = summarise_held(store, config.alerting)
+    if config.alerting.routes:
+        store.request_held_summaries([r.name for r in config.alerting.routes])
+    launcher.tick(alert_delivery_sensor, None, record)
     return outcome

@@ -26,6 +26,7 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         "performance_job",
         "retrain_job",
         "alerts_job",
+        "alert_delivery_job",
         "overview_job",
         "rollback_canary",
         "promote_canary",
@@ -39,6 +40,7 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         "retrain_sensor",
         "canary_verdict_sensor",
         "pipeline_failure_sensor",
+        "alert_delivery_sensor",
     ):
         assert defs.resolve_sensor_def(sensor)
     graph = defs.resolve_asset_graph()

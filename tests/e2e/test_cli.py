@@ -69,8 +69,11 @@ def test_run_then_report_then_rerun_without_duplicates(world, capsys) -> None:
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs()
     relabel = [r for r in runs if r.tags.get("aiops/trigger") == "late_labels"]
-    # the reference once, then two days twice, each followed by that day's overview page
-    assert len(runs) - len(relabel) == 1 + 2 * (2 + 2)
+    delivery = [r for r in runs if r.job_name == "alert_delivery_job"]
+    # the reference once, then two days twice, each followed by that day's overview page (and
+    # a delivery run whenever notifications were due: here the held-back summaries, retried on
+    # the webhook route whose URL variable is unset until its breaker opens)
+    assert len(runs) - len(relabel) - len(delivery) == 1 + 2 * (2 + 2)
     # and each time, the first day re-judged with the labels that arrived by the end of the
     # range (the second day's come later): the same runs again, the same stored result
     assert sorted(r.tags["dagster/partition"] for r in relabel) == ["2026-03-05|acme.intent"] * 2

@@ -1,5 +1,6 @@
 """A failed monitoring run becomes a critical finding with its run id and error, and its alert
-reaches a real webhook: failure to alert delivery end to end, on a two-week world (slow)."""
+reaches a real webhook through the delivery run: failure to alert delivery end to end, on a
+two-week world (slow)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.orchestration.partitions import MODELS, partition_key
 from aiops_pipelines.orchestration.resources import Clock, MonitoringConfig, default_resources
 from aiops_pipelines.orchestration.runner import ALL_ASSETS
-from assets.alerts import model_alerts
+from assets.alerts import alert_delivery_job, model_alerts
 from assets.monitoring import feature_profile, reference_profile
 from sensors.failures import pipeline_failure_sensor
 
@@ -93,6 +94,10 @@ def test_failed_run_is_recorded_as_a_pipeline_failure_finding(
                     resources=resources,
                     tags=request.tags,
                 )
+                assert receiver.received == {}  # evaluated and queued; the delivery run sends
+                assert alert_delivery_job.execute_in_process(
+                    instance=instance, resources=resources
+                ).success
             finally:
                 del os.environ[DEMO_WEBHOOK_ENV]
         assert alerted.success

@@ -24,7 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from aiops_pipelines.alerting.day import alerts_for_day
-from aiops_pipelines.alerting.outbox import deliver, summarise_held
+from aiops_pipelines.alerting.outbox import deliver
 from aiops_pipelines.alerting.rules import alerts_as_of, evaluate_and_store, route_matches
 from aiops_pipelines.core.config import AlertingConfig
 from aiops_pipelines.core.findings import Finding, Severity
@@ -600,8 +600,9 @@ def globex_finding(i: int) -> Finding:
 def test_a_backfill_tells_each_route_once_what_it_held_back(
     store: MonitoringStore, receiver: Receiver, smtp: tuple[FlakySMTP, int], tmp_path: Path
 ) -> None:
-    """30 old days of two tenants: nothing is sent per event; each route gets one summary line
-    per tenant when the backfill reaches a recent day, and a second call sends nothing."""
+    """30 old days of two tenants, delivered after each day: nothing is sent per event; each
+    route gets one summary line per tenant when the backfill reaches a recent day, and a
+    second call sends nothing."""
     handler, port = smtp
     routes = routes_for(receiver, port, tmp_path)
     cfg = alerting(routes=routes, max_event_age_days=5, repeat_interval_days=4, backoff_seconds=0)
@@ -614,9 +615,11 @@ def test_a_backfill_tells_each_route_once_what_it_held_back(
     for i in range(30):
         for tenant, model in ((T, M), ("globex", "eta")):
             res = alerts_for_day(store, cfg, tenant, model, d(i), today=today)
-            # the summary goes out with the first recent day (28), once: a line per tenant for
-            # hook, jsonl, ops-log and slack (critical: both tenants), one for mail (acme only)
-            assert sum(res.held.messages.values()) == (0 if i != 28 or tenant != T else 9)
+            assert res.summary_requested == (i >= 28)
+        report = deliver(store, cfg)
+        # the summary goes out with the first recent day (28), once: a line per tenant for
+        # hook, jsonl, ops-log and slack (critical: both tenants), one for mail (acme only)
+        assert sum(report.summaries.values()) == (9 if i == 28 else 0)
     held = store.deliveries(status="held")
     assert len(held) and set(held["partition"]) <= {d(i) for i in range(28)}
     assert held["message_id"].notna().all()
@@ -635,8 +638,9 @@ def test_a_backfill_tells_each_route_once_what_it_held_back(
     # no event of the backfill was sent on its own; the recent days' were
     hooked = [a["day"] for b in receiver.accepted for a in b.get("alerts", [])]
     assert hooked and min(hooked) >= d(28)
-    # nothing more to tell
-    assert summarise_held(store, cfg).messages == {}
+    # nothing more to tell, even when asked
+    store.request_held_summaries([r.name for r in cfg.routes])
+    assert deliver(store, cfg).summaries == {}
 
 
 def test_a_held_back_summary_that_fails_is_sent_later(
@@ -654,12 +658,13 @@ def test_a_held_back_summary_that_fails_is_sent_later(
     n = len(store.deliveries(status="held"))
     assert n == 1  # the firing of day 0 (still firing on day 5)
     receiver.codes = [503, 503]
-    report = summarise_held(store, cfg)
+    store.request_held_summaries(["hook"])
+    report = deliver(store, cfg)
     assert report.failed == {"hook": n} and "503" in report.errors["hook"]
     held = store.deliveries(status="held")
     assert held["message_id"].isna().all() and set(held["attempts"]) == {2}
-    report = summarise_held(store, cfg)
-    assert report.messages == {"hook": 1} and report.sent == {"hook": n}
+    report = deliver(store, cfg)  # still asked for: the summary was not accepted
+    assert report.summaries == {"hook": 1} and report.summarised == {"hook": n}
     assert store.deliveries(status="held")["message_id"].notna().all()
 
 
