@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_changepoints.py
 	$(BIN)/python benchmarks/bench_long_strings.py
 	$(BIN)/python benchmarks/bench_metrics_scrape.py
+	$(BIN)/python benchmarks/bench_dead_route.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
