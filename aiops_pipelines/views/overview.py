@@ -326,7 +326,16 @@ def feed(
     day = check_day(day)
     first = days_ending(day, days)[0]
     rows: list[dict[str, Any]] = []
-    found = store.findings(tenant, model, start=first, end=day, min_severity=Severity.WARNING)
+    al = normalize_alerts(alerts)
+    if tenant is not None:
+        al = al[al["tenant"] == tenant]
+    if model is not None:
+        al = al[al["model"] == model]
+    # one read: the window's findings, and back to the last finding a resolved row quotes
+    resolving = al.loc[[first <= as_text(r) <= day for r in al["resolved_on"]]]
+    horizon = min([first, *(as_text(x) for x in resolving["last_seen"] if as_text(x))])
+    seen = store.findings(tenant, model, start=horizon, end=day, min_severity=Severity.WARNING)
+    found = seen[seen["partition"] >= first]
     for f in found.itertuples(index=False):
         rows.append(
             {
@@ -367,17 +376,6 @@ def feed(
                 "source": a.actor,
             }
         )
-    al = normalize_alerts(alerts)
-    if tenant is not None:
-        al = al[al["tenant"] == tenant]
-    if model is not None:
-        al = al[al["model"] == model]
-    # the resolved row quotes the last finding, which may precede the window
-    resolving = al.loc[[first <= as_text(r) <= day for r in al["resolved_on"]]]
-    horizon = min([first, *(as_text(x) for x in resolving["last_seen"] if as_text(x))])
-    seen = found
-    if horizon < first:
-        seen = store.findings(tenant, model, start=horizon, end=day, min_severity=Severity.WARNING)
     said = {(f.fingerprint, f.partition): f.message for f in seen.itertuples(index=False)}
     rows += _alert_events(al, first, day, said)
 
