@@ -13,7 +13,7 @@ import dagster as dg
 from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.io.store import REFERENCE_PARTITION
 from aiops_pipelines.orchestration.partitions import date_x_model, model_partitions
-from aiops_pipelines.orchestration.publish import ModelDay, model_day, publish
+from aiops_pipelines.orchestration.publish import ModelDay, artifact_folder, model_day, publish
 from aiops_pipelines.orchestration.resources import (
     MlflowResource,
     MonitoringConfig,
@@ -246,19 +246,19 @@ def drift_report(
         if sources.render_html
         else {}
     )
-    files = write_drift_reports(result, model, day, home / "reports" / model.key, **samples)
-    return publish(
-        md,
-        Asset.DRIFT_REPORT,
-        metrics=result.metrics,
-        findings=result.findings,
-        mlflow_metrics=result.mlflow_metrics,
-        artifacts=files,
-        metadata={
-            **result.summary(),
-            "rows_reference": int(ref.n_rows),
-            "rows_current": int(cur.n_rows),
-            "drifted_columns": dg.MetadataValue.md(drift_table(result.drifted)),
-        },
-        checks=result.checks(model),
-    )
+    with artifact_folder(md, home / "reports" / model.key) as folder:
+        return publish(
+            md,
+            Asset.DRIFT_REPORT,
+            metrics=result.metrics,
+            findings=result.findings,
+            mlflow_metrics=result.mlflow_metrics,
+            artifacts=write_drift_reports(result, model, day, folder, **samples),
+            metadata={
+                **result.summary(),
+                "rows_reference": int(ref.n_rows),
+                "rows_current": int(cur.n_rows),
+                "drifted_columns": dg.MetadataValue.md(drift_table(result.drifted)),
+            },
+            checks=result.checks(model),
+        )

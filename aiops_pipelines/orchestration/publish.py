@@ -10,7 +10,10 @@ engine's checks).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,23 @@ def model_day(
     )
 
 
+@contextmanager
+def artifact_folder(md: ModelDay, keep_in: Path) -> Iterator[Path]:
+    """Where this run writes the files `publish` logs to MLflow: a folder of its own under
+    `keep_in`, removed when the block ends, so a second run of the same partition at the same
+    time never overwrites, logs or deletes this run's files. Without MLflow the files are the
+    only copy: they are written to `keep_in` itself (each replaced atomically)."""
+    keep_in.mkdir(parents=True, exist_ok=True)
+    if md.tracker is None:
+        yield keep_in
+        return
+    folder = Path(tempfile.mkdtemp(prefix=".run-", dir=keep_in))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def check_result(check: Check) -> dg.AssetCheckResult:
     severity = (
         dg.AssetCheckSeverity.ERROR if check.severity == "error" else dg.AssetCheckSeverity.WARN
@@ -90,9 +110,9 @@ def publish(
     `pipeline_failure` finding of this asset (the run that failed on it is fixed), log the MLflow
     run, and build the MaterializeResult.
 
-    Each artifact is uploaded to the run and its local file removed (one copy: the MLflow
-    artifact under the home folder); the metadata entry of the same name links to it. Without
-    MLflow the file stays where it is and the entry is its path.
+    Each artifact is uploaded to the run (written in an `artifact_folder`, which removes the
+    local copy: one copy, the MLflow artifact under the home folder); the metadata entry of the
+    same name links to it. Without MLflow the file stays where it is and the entry is its path.
     """
     m = md.model
     md.store.replace_partition(
@@ -132,7 +152,5 @@ def publish(
         out["mlflow_run_id"] = run.run_id
         for name, uri in run.artifacts.items():
             links[name] = dg.MetadataValue.url(uri) if "://" in uri else dg.MetadataValue.path(uri)
-        for path in (artifacts or {}).values():
-            path.unlink(missing_ok=True)
     out.update(links)
     return dg.MaterializeResult(metadata=out, check_results=[check_result(c) for c in checks])

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 
 from aiops_pipelines.core.config import ModelConfig
+from aiops_pipelines.core.files import replace_file
 from aiops_pipelines.signals.drift.day import DriftResult
 from aiops_pipelines.signals.profile.day import profiled_columns
 
@@ -89,12 +90,10 @@ def render_drift_html(
             Dataset.from_pandas(cur, data_definition=definition),
             Dataset.from_pandas(ref, data_definition=definition),
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
     page = snapshot.get_html_str(as_iframe=False)
     if title:
         page = page.replace("<title>", f"<title>{html.escape(title)} · ", 1)
-    path.write_text(page)
-    return path
+    return replace_file(path, lambda tmp: tmp.write_text(page))
 
 
 def write_drift_reports(
@@ -108,9 +107,9 @@ def write_drift_reports(
 ) -> dict[str, Path]:
     """The day's report files: `report_json` (every verdict with its evidence) always, and
     `report` (Evidently's HTML) when both samples are given and exist."""
-    reports_dir.mkdir(parents=True, exist_ok=True)
-    out = {"report_json": reports_dir / f"drift_{day}.json"}
-    out["report_json"].write_text(json.dumps(result.report.to_dict(), default=str, indent=1))
+    text = json.dumps(result.report.to_dict(), default=str, indent=1)
+    json_path = replace_file(reports_dir / f"drift_{day}.json", lambda p: p.write_text(text))
+    out = {"report_json": json_path}
     samples = [reference_sample, day_sample]
     if all(p is not None and p.exists() for p in samples):
         cols = profiled_columns(model)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from aiops_pipelines.alerting.rules import alerts_as_of
 from aiops_pipelines.core.config import AppConfig
+from aiops_pipelines.core.files import replace_file
 from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.core.values import as_text, fmt_count, fmt_number, fmt_percent, one_line
 from aiops_pipelines.io.store import MonitoringStore
@@ -580,6 +581,6 @@ def write_overview(
         events=items,
     )
     path = path or cfg.artifacts_path / "overview" / f"overview_{day}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
+    # another run of the day may be logging the page to MLflow or serving it right now
+    replace_file(path, lambda tmp: tmp.write_text(html, encoding="utf-8"))
     return OverviewPage(path, alerts, deliveries, items)

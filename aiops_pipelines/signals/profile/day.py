@@ -26,6 +26,7 @@ import pandas as pd
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig, TaskType
 from aiops_pipelines.core.errors import ConfigError, DataError
+from aiops_pipelines.core.files import replace_file
 from aiops_pipelines.core.findings import Asset, Finding, Severity, Signal
 from aiops_pipelines.core.values import quoted
 from aiops_pipelines.io.labels import read_reference_labelled
@@ -587,6 +588,5 @@ def profile_for_day(
 
 
 def save_sample(sample: pd.DataFrame, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sample.to_parquet(path, index=False)
-    return path
+    """Kept for the drift report, which another run of the same day may be reading now."""
+    return replace_file(path, lambda tmp: sample.to_parquet(tmp, index=False))
