@@ -288,7 +288,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 0
     # a rebuilt world starts from an empty store: findings of an earlier world would mislead
     for stale in demo_dir.glob("store.db*"):
-        stale.unlink()
+        if stale.is_file():  # the database and its WAL files; `store.db.locks/` holds no data
+            stale.unlink()
     start = date.fromisoformat(world.manifest["start"])
     end = date.fromisoformat(world.manifest["end"])
     # injected failures (a bad batch) are expected: they must fail, and reach the feed

@@ -8,7 +8,7 @@ from aiops_pipelines.alerting.day import alerts_for_day
 from aiops_pipelines.alerting.outbox import deliver
 from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.orchestration.partitions import daily_partitions, date_x_model
-from aiops_pipelines.orchestration.publish import check_result, model_day
+from aiops_pipelines.orchestration.publish import check_result, model_day, partition_locked
 from aiops_pipelines.orchestration.resources import (
     Clock,
     MlflowResource,
@@ -57,21 +57,21 @@ def model_alerts(
     than `max_event_age_days`). Nothing is sent here: `alert_delivery_job` (launched by
     `alert_delivery_sensor`) delivers, so a dead route never slows a model's run. The check
     turns yellow when this model's notifications wait on a failing or open route."""
-    md = model_day(context, monitoring_config, store)
-    # notifications are aged from the wall clock, or (the demo) the end of the replayed day
-    today = (clock.alerts_now() - timedelta(seconds=1)).date().isoformat()
-    res = alerts_for_day(
-        md.store, md.config.alerting, md.model.tenant, md.model.name, md.partition, today=today
-    )
-    for route, why in res.waiting_on().items():
-        context.log.warning(f"alert route '{route}': {why}")
-    return dg.MaterializeResult(
-        metadata={
-            **res.summary(),
-            "alerts": dg.MetadataValue.md(alerts_table(res.firing)),
-        },
-        check_results=[check_result(c) for c in res.checks()],
-    )
+    with model_day(context, monitoring_config, store) as md:
+        # notifications are aged from the wall clock, or (the demo) the end of the replayed day
+        today = (clock.alerts_now() - timedelta(seconds=1)).date().isoformat()
+        res = alerts_for_day(
+            md.store, md.config.alerting, md.model.tenant, md.model.name, md.partition, today=today
+        )
+        for route, why in res.waiting_on().items():
+            context.log.warning(f"alert route '{route}': {why}")
+        return dg.MaterializeResult(
+            metadata={
+                **res.summary(),
+                "alerts": dg.MetadataValue.md(alerts_table(res.firing)),
+            },
+            check_results=[check_result(c) for c in res.checks()],
+        )
 
 
 @dg.op(
@@ -127,18 +127,20 @@ def ops_overview(
 
     day = context.partition_key
     cfg = monitoring_config.load()
-    page = write_overview(store.open(cfg), cfg, day, window_days=OVERVIEW_DAYS)
-    uri = ""
-    tracker = mlflow.tracker(cfg)
-    if tracker:
-        logged = tracker.record(
-            OVERVIEW_KEY,
-            Asset.OPS_OVERVIEW,
-            day,
-            metrics=page.tracked_metrics,
-            artifacts={"overview": page.path},
-        )
-        uri = logged.artifacts["overview"]
+    db = store.open(cfg)
+    with partition_locked(context, db, store):
+        page = write_overview(db, cfg, day, window_days=OVERVIEW_DAYS)
+        uri = ""
+        tracker = mlflow.tracker(cfg)
+        if tracker:
+            logged = tracker.record(
+                OVERVIEW_KEY,
+                Asset.OPS_OVERVIEW,
+                day,
+                metrics=page.tracked_metrics,
+                artifacts={"overview": page.path},
+            )
+            uri = logged.artifacts["overview"]
     return dg.MaterializeResult(
         metadata={
             "overview": dg.MetadataValue.url(page.path.resolve().as_uri()),

@@ -47,22 +47,24 @@ def canary_report(
     the labels observed so far, cumulated and tested with an anytime-valid confidence sequence
     plus guardrails. Verdict fail / pass / inconclusive with its evidence. Materialized only
     while a canary exists; the check then says 'no canary'."""
-    md = model_day(context, monitoring_config, store, mlflow)
-    model, day = md.model, md.partition
-    live = live_canary(md.config.storage.mlflow_tracking_uri, model.registry_name)
-    start = live.window_start(day) if model.canary.enabled else None
-    if start is None or live.canary is None or live.champion is None:
-        yield check_result(no_canary_check(live.aliases))
-        return
-    as_of = clock.at(config.as_of)
-    res = canary_for_day(model, day, as_of, canary=live.canary, champion=live.champion, start=start)
-    yield publish(
-        md,
-        Asset.CANARY_REPORT,
-        metrics=res.metrics,
-        findings=res.findings,
-        mlflow_metrics=res.mlflow_metrics,
-        mlflow_tags=res.mlflow_tags,
-        metadata=res.summary(model),
-        checks=res.checks(),
-    )
+    with model_day(context, monitoring_config, store, mlflow) as md:
+        model, day = md.model, md.partition
+        live = live_canary(md.config.storage.mlflow_tracking_uri, model.registry_name)
+        start = live.window_start(day) if model.canary.enabled else None
+        if start is None or live.canary is None or live.champion is None:
+            yield check_result(no_canary_check(live.aliases))
+            return
+        as_of = clock.at(config.as_of)
+        res = canary_for_day(
+            model, day, as_of, canary=live.canary, champion=live.champion, start=start
+        )
+        yield publish(
+            md,
+            Asset.CANARY_REPORT,
+            metrics=res.metrics,
+            findings=res.findings,
+            mlflow_metrics=res.mlflow_metrics,
+            mlflow_tags=res.mlflow_tags,
+            metadata=res.summary(model),
+            checks=res.checks(),
+        )

@@ -75,33 +75,33 @@ def reference_profile(
     """Profile of the model's reference (training) data: the fixed quantile bins, category
     vocabulary, moments and null rates that every day is compared against, and the champion's
     reference performance. Also keeps a small uniform sample for the HTML drift report."""
-    md = model_day(context, monitoring_config, store, mlflow)
-    model = md.model
-    res = reference_for_model(
-        model, sample_rows=sources.sample_rows, samples_dir=md.config.artifacts_path
-    )
-    perf = res.performance.metrics if res.performance else {}
-    return publish(
-        md,
-        Asset.REFERENCE_PROFILE,
-        metrics=res.metrics,
-        findings=res.findings,
-        profile=("reference", res.payload, res.n_rows),
-        mlflow_params={
-            "source": model.reference.table or model.reference.query or "parquet",
-            "n_features": len(res.columns.features),
-        },
-        mlflow_metrics=res.mlflow_metrics,
-        metadata={
-            "dagster/row_count": res.n_rows,
-            "n_features": len(res.columns.features),
-            "prediction_columns": ", ".join(res.columns.predictions) or "none",
-            "reference_performance": json.dumps({str(m): round(v, 4) for m, v in perf.items()}),
-            "sample": dg.MetadataValue.path(str(res.sample_path)),
-            "seconds": res.seconds,
-        },
-        checks=res.checks(model),
-    )
+    with model_day(context, monitoring_config, store, mlflow) as md:
+        model = md.model
+        res = reference_for_model(
+            model, sample_rows=sources.sample_rows, samples_dir=md.config.artifacts_path
+        )
+        perf = res.performance.metrics if res.performance else {}
+        return publish(
+            md,
+            Asset.REFERENCE_PROFILE,
+            metrics=res.metrics,
+            findings=res.findings,
+            profile=("reference", res.payload, res.n_rows),
+            mlflow_params={
+                "source": model.reference.table or model.reference.query or "parquet",
+                "n_features": len(res.columns.features),
+            },
+            mlflow_metrics=res.mlflow_metrics,
+            metadata={
+                "dagster/row_count": res.n_rows,
+                "n_features": len(res.columns.features),
+                "prediction_columns": ", ".join(res.columns.predictions) or "none",
+                "reference_performance": json.dumps({str(m): round(v, 4) for m, v in perf.items()}),
+                "sample": dg.MetadataValue.path(str(res.sample_path)),
+                "seconds": res.seconds,
+            },
+            checks=res.checks(model),
+        )
 
 
 @dg.asset(
@@ -146,37 +146,37 @@ def feature_profile(
     mergeable profile (counts, missing, moments, histogram on the reference's bins, category
     counts with an unseen bucket). Contract violations fail the partition with the model,
     partition and column named; nothing already stored is touched."""
-    md = model_day(context, monitoring_config, store, mlflow)
-    ref_payload = _stored_profile(md, "reference")
-    ref = DatasetProfile.from_dict(ref_payload["profile"])
-    res = profile_for_day(
-        md.model,
-        md.partition,
-        ref,
-        sample_rows=sources.sample_rows,
-        chunk_rows=sources.chunk_rows or None,
-        samples_dir=md.config.artifacts_path,
-    )
-    null_rates, unseen = res.null_rates(), res.unseen_share()
-    return publish(
-        md,
-        Asset.FEATURE_PROFILE,
-        metrics=res.metrics,
-        findings=res.findings,
-        profile=("daily", res.payload, res.n_rows),
-        mlflow_metrics=res.mlflow_metrics,
-        metadata={
-            "dagster/row_count": res.n_rows,
-            "rows": res.n_rows,
-            "chunks": res.n_chunks,
-            "seconds": res.seconds,
-            "error_rate": res.error_rate,
-            "max_null_rate": max(null_rates.values(), default=0.0),
-            "max_unseen_share": max(unseen.values(), default=0.0),
-            "versions": json.dumps(res.versions),
-        },
-        checks=res.checks(md.model, ref, ref_payload.get("dtypes", {})),
-    )
+    with model_day(context, monitoring_config, store, mlflow) as md:
+        ref_payload = _stored_profile(md, "reference")
+        ref = DatasetProfile.from_dict(ref_payload["profile"])
+        res = profile_for_day(
+            md.model,
+            md.partition,
+            ref,
+            sample_rows=sources.sample_rows,
+            chunk_rows=sources.chunk_rows or None,
+            samples_dir=md.config.artifacts_path,
+        )
+        null_rates, unseen = res.null_rates(), res.unseen_share()
+        return publish(
+            md,
+            Asset.FEATURE_PROFILE,
+            metrics=res.metrics,
+            findings=res.findings,
+            profile=("daily", res.payload, res.n_rows),
+            mlflow_metrics=res.mlflow_metrics,
+            metadata={
+                "dagster/row_count": res.n_rows,
+                "rows": res.n_rows,
+                "chunks": res.n_chunks,
+                "seconds": res.seconds,
+                "error_rate": res.error_rate,
+                "max_null_rate": max(null_rates.values(), default=0.0),
+                "max_unseen_share": max(unseen.values(), default=0.0),
+                "versions": json.dumps(res.versions),
+            },
+            checks=res.checks(md.model, ref, ref_payload.get("dtypes", {})),
+        )
 
 
 @dg.asset(
@@ -215,50 +215,52 @@ def drift_report(
     over the model's features, null-rate and unseen-category drift, the dataset drift share, and
     a `level_shift` while the drift share stays risen (change points over the last 90 days).
     Findings carry their evidence; Evidently renders the HTML on bounded samples."""
-    md = model_day(context, monitoring_config, store, mlflow)
-    model, day, home = md.model, md.partition, md.config.artifacts_path
-    ref_payload = _stored_profile(md, "reference")
-    ref = DatasetProfile.from_dict(ref_payload["profile"])
-    today = StoredDay.from_payload(day, _stored_profile(md, "daily"))
-    cur = today.profile
-    first = date.fromisoformat(day) - timedelta(days=max(model.thresholds.windows + [RECENT_DAYS]))
-    history = [
-        StoredDay.from_payload(p, payload)
-        for p, payload in md.store.load_profiles(
-            model.tenant, model.name, "daily", start=first, end=date.fromisoformat(day)
-        ).items()
-        if p < day
-    ]
-    result = drift_for_day(
-        model,
-        day,
-        ref,
-        today,
-        calibration=ReferenceCalibration.from_dict(ref_payload.get("calibration")),
-        history=history,
-        metric_history=daily_history(md.store, model, day, Asset.DRIFT_REPORT),
-    )
-    samples = (
-        {
-            "reference_sample": sample_path(home, model.key, REFERENCE_PARTITION),
-            "day_sample": sample_path(home, model.key, day),
-        }
-        if sources.render_html
-        else {}
-    )
-    with artifact_folder(md, home / "reports" / model.key) as folder:
-        return publish(
-            md,
-            Asset.DRIFT_REPORT,
-            metrics=result.metrics,
-            findings=result.findings,
-            mlflow_metrics=result.mlflow_metrics,
-            artifacts=write_drift_reports(result, model, day, folder, **samples),
-            metadata={
-                **result.summary(),
-                "rows_reference": int(ref.n_rows),
-                "rows_current": int(cur.n_rows),
-                "drifted_columns": dg.MetadataValue.md(drift_table(result.drifted)),
-            },
-            checks=result.checks(model),
+    with model_day(context, monitoring_config, store, mlflow) as md:
+        model, day, home = md.model, md.partition, md.config.artifacts_path
+        ref_payload = _stored_profile(md, "reference")
+        ref = DatasetProfile.from_dict(ref_payload["profile"])
+        today = StoredDay.from_payload(day, _stored_profile(md, "daily"))
+        cur = today.profile
+        first = date.fromisoformat(day) - timedelta(
+            days=max(model.thresholds.windows + [RECENT_DAYS])
         )
+        history = [
+            StoredDay.from_payload(p, payload)
+            for p, payload in md.store.load_profiles(
+                model.tenant, model.name, "daily", start=first, end=date.fromisoformat(day)
+            ).items()
+            if p < day
+        ]
+        result = drift_for_day(
+            model,
+            day,
+            ref,
+            today,
+            calibration=ReferenceCalibration.from_dict(ref_payload.get("calibration")),
+            history=history,
+            metric_history=daily_history(md.store, model, day, Asset.DRIFT_REPORT),
+        )
+        samples = (
+            {
+                "reference_sample": sample_path(home, model.key, REFERENCE_PARTITION),
+                "day_sample": sample_path(home, model.key, day),
+            }
+            if sources.render_html
+            else {}
+        )
+        with artifact_folder(md, home / "reports" / model.key) as folder:
+            return publish(
+                md,
+                Asset.DRIFT_REPORT,
+                metrics=result.metrics,
+                findings=result.findings,
+                mlflow_metrics=result.mlflow_metrics,
+                artifacts=write_drift_reports(result, model, day, folder, **samples),
+                metadata={
+                    **result.summary(),
+                    "rows_reference": int(ref.n_rows),
+                    "rows_current": int(cur.n_rows),
+                    "drifted_columns": dg.MetadataValue.md(drift_table(result.drifted)),
+                },
+                checks=result.checks(model),
+            )

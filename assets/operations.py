@@ -43,14 +43,14 @@ def ops_report(
     """Latency p50/p95/p99, throughput per hour and per day, error rate, per model and
     version, and cost per 1,000 predictions when the config gives a unit cost; hourly series
     tested against a robust hour-of-day x weekday baseline of the previous weeks."""
-    md = model_day(context, monitoring_config, store, mlflow)
-    res = operations_for_day(md.model, md.partition, md.store)
-    return publish(
-        md,
-        Asset.OPS_REPORT,
-        metrics=res.metrics,
-        findings=res.findings,
-        mlflow_metrics=res.mlflow_metrics,
-        metadata=res.summary(),
-        checks=res.checks(),
-    )
+    with model_day(context, monitoring_config, store, mlflow) as md:
+        res = operations_for_day(md.model, md.partition, md.store)
+        return publish(
+            md,
+            Asset.OPS_REPORT,
+            metrics=res.metrics,
+            findings=res.findings,
+            mlflow_metrics=res.mlflow_metrics,
+            metadata=res.summary(),
+            checks=res.checks(),
+        )

@@ -62,19 +62,19 @@ def performance_report(
     has closed) stays at a worse level (change points over 90 days). Re-materialized by
     late_labels_sensor as labels arrive: the partition is replaced, and each attempt stays in
     the MLflow run's metric history."""
-    md = model_day(context, monitoring_config, store, mlflow)
-    as_of = clock.at(config.as_of)
-    res = performance_for_day(md.model, md.partition, as_of, md.store)
-    return publish(
-        md,
-        Asset.PERFORMANCE_REPORT,
-        metrics=res.metrics,
-        findings=res.findings,
-        mlflow_metrics=res.mlflow_metrics,
-        mlflow_tags=res.mlflow_tags,
-        metadata={
-            **res.summary(md.model),
-            "judgement": dg.MetadataValue.md(judgement(res.judgement)),
-        },
-        checks=res.checks(md.model),
-    )
+    with model_day(context, monitoring_config, store, mlflow) as md:
+        as_of = clock.at(config.as_of)
+        res = performance_for_day(md.model, md.partition, as_of, md.store)
+        return publish(
+            md,
+            Asset.PERFORMANCE_REPORT,
+            metrics=res.metrics,
+            findings=res.findings,
+            mlflow_metrics=res.mlflow_metrics,
+            mlflow_tags=res.mlflow_tags,
+            metadata={
+                **res.summary(md.model),
+                "judgement": dg.MetadataValue.md(judgement(res.judgement)),
+            },
+            checks=res.checks(md.model),
+        )

@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from types import TracebackType
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from aiops_pipelines.core.findings import Finding, Severity, jsonable
+from aiops_pipelines.io.locks import partition_lock
 from aiops_pipelines.io.schema import (
     ACTION_COLUMNS,
     ALERT_COLUMNS,
@@ -191,6 +192,11 @@ class MonitoringStore:
     def _create_all(self) -> None:
         with self._begin_write(ensure=False) as conn:
             metadata.create_all(conn, checkfirst=True)
+
+    def partition_lock(self, key: str, *, timeout: float) -> AbstractContextManager[None]:
+        """Hold the lock of `key` (an asset and its partition) for a block: a second holder
+        waits up to `timeout` seconds, then gets `LockTimeout`. See `io.locks`."""
+        return partition_lock(self.engine, key, timeout=timeout)
 
     @contextmanager
     def _begin_write(self, *, ensure: bool = True) -> Iterator[Connection]:

@@ -1,8 +1,9 @@
 """What every monitoring asset does around the engine: open its partition, then store the
 result, log it to MLflow and report it to Dagster, the same way for every signal.
 
-An asset is then three steps: `model_day` (which model and day, the config, the store and the
-tracker), one call into the engine, and `publish` (the store's rows for the partition replaced
+An asset is then three steps inside `with model_day(...)` (which model and day, the config,
+the store and the tracker; the partition locked while the block runs, so a second run of it
+waits): one call into the engine, and `publish` (the store's rows for the partition replaced
 in one transaction, a failure of the asset recorded for that partition cleared, the MLflow run
 of the (asset, partition) updated, the MaterializeResult with numeric metadata and the
 engine's checks).
@@ -45,21 +46,37 @@ class ModelDay:
     tracker: Tracker | None
 
 
+@contextmanager
 def model_day(
     context: dg.AssetExecutionContext,
     monitoring_config: MonitoringConfig,
     store: StoreResource,
     mlflow: MlflowResource | None = None,
-) -> ModelDay:
-    """The running partition: (date, model) for daily assets, the model for reference ones."""
+) -> Iterator[ModelDay]:
+    """The running partition, (date, model) for daily assets, the model for reference ones,
+    locked for the block (`partition_locked`)."""
     if isinstance(context.partition_key, dg.MultiPartitionKey):
         day, key = split_key(context)
     else:
         day, key = REFERENCE_PARTITION, context.partition_key
     cfg = monitoring_config.load()
-    return ModelDay(
+    md = ModelDay(
         cfg, cfg.model(key), day, store.open(cfg), mlflow.tracker(cfg) if mlflow else None
     )
+    with partition_locked(context, md.store, store):
+        yield md
+
+
+@contextmanager
+def partition_locked(
+    context: dg.AssetExecutionContext, db: MonitoringStore, store: StoreResource
+) -> Iterator[None]:
+    """Hold the running (asset, partition)'s lock in the store for the block: another run of
+    the same partition (the same range run twice at once, a re-run beside the daily run)
+    waits until this one has stored and logged everything, then redoes it from there."""
+    key = f"{context.asset_key.to_user_string()}:{context.partition_key}"
+    with db.partition_lock(key, timeout=store.lock_timeout_seconds):
+        yield
 
 
 @contextmanager

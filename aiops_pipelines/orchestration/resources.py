@@ -62,6 +62,11 @@ class StoreResource(dg.ConfigurableResource):
     """The SQL monitoring store (profiles, metric history, findings, audit trail)."""
 
     url: str = Field(default="", description="SQLAlchemy URL; empty: storage.store_url")
+    lock_timeout_seconds: float = Field(
+        default=600.0,
+        description="how long an asset waits for another run of the same partition to finish "
+        "before failing (two runs of a partition never work on it at once)",
+    )
 
     def open(self, config: AppConfig) -> MonitoringStore:
         return _store(self.url or config.storage.store_url)
