@@ -55,15 +55,13 @@ def _timed_out(key: str, timeout: float) -> LockTimeout:
     )
 
 
-def sqlite_file(engine: Engine) -> Path | None:
-    """The database file of a SQLite engine (None in memory or for another backend)."""
-    url = engine.url
+def sqlite_file(url: str | sa.URL) -> Path | None:
+    """The database file of a SQLite URL (None in memory or for another backend)."""
+    url = sa.make_url(url)
     database = url.database or ""
-    if (
-        url.get_backend_name() != "sqlite"
-        or database in ("", ":memory:")
-        or "mode=memory" in (database)
-    ):
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if "mode=memory" in database:
         return None
     return Path(database.removeprefix("file:").split("?")[0]).expanduser()
 
@@ -124,7 +122,7 @@ def partition_lock(engine: Engine, key: str, *, timeout: float) -> Iterator[None
         with _advisory_lock(engine, key, timeout):
             yield
         return
-    db = sqlite_file(engine)
+    db = sqlite_file(engine.url)
     if db is None:
         yield
         return

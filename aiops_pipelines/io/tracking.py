@@ -12,13 +12,15 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
+
+from aiops_pipelines.io.locks import file_lock, lock_folder, sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +29,33 @@ TAG_MODEL = "aiops.model"
 TAG_ASSET = "aiops.asset"
 TAG_PARTITION = "aiops.partition"
 TAG_ATTEMPT = "aiops.attempt"
+
+
+#: How long a process waits for another to create or migrate the MLflow database.
+PREPARE_TIMEOUT_SECONDS = 600.0
+_prepared: set[str] = set()
+
+
+def prepare_tracking_store(tracking_uri: str) -> None:
+    """Create (or migrate) the MLflow database of `tracking_uri` once, before anything else
+    uses it, holding a lock beside a SQLite file while doing so.
+
+    MLflow creates its tables on first use by running its migrations, unguarded: two runs that
+    start at once on a new SQLite store both migrate it and one fails ("table
+    _alembic_tmp_metrics already exists", "duplicate column name: step"), or leaves it half
+    migrated for every run after. The second process waits here, then finds it ready.
+    """
+    if tracking_uri in _prepared:
+        return
+    db = sqlite_file(tracking_uri) if tracking_uri.startswith("sqlite:") else None
+    guard = (
+        file_lock(lock_folder(db) / "prepare.lock", timeout=PREPARE_TIMEOUT_SECONDS)
+        if db is not None
+        else nullcontext()
+    )
+    with guard:
+        MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+    _prepared.add(tracking_uri)
 
 
 def experiment_name(model_key: str) -> str:
@@ -75,6 +104,7 @@ class Tracker:
     def __init__(self, tracking_uri: str, artifacts_dir: str | os.PathLike[str]) -> None:
         self.tracking_uri = tracking_uri
         self.artifacts_dir = str(artifacts_dir)
+        prepare_tracking_store(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def find_run(self, model_key: str, asset: str, partition: str) -> Any | None:
@@ -211,6 +241,7 @@ def fluent_uri(uri: str) -> Iterator[None]:
     from mlflow.tracking._model_registry import utils as reg_utils
     from mlflow.tracking._tracking_service import utils as trk_utils
 
+    prepare_tracking_store(uri)
     env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     prev_trk = getattr(trk_utils, "_tracking_uri", None)
     prev_reg = getattr(reg_utils, "_registry_uri", None)

@@ -26,6 +26,7 @@ from mlflow.exceptions import MlflowException
 
 from aiops_pipelines.core.errors import AiopsError
 from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.io.tracking import prepare_tracking_store
 from aiops_pipelines.lifecycle.training import CHALLENGER, CHAMPION
 
 try:  # the registry's own limit on a version tag's value (100 000 characters in MLflow 3)
@@ -135,6 +136,7 @@ class LifecycleChange:
 
 def client_for(tracking_uri: str) -> MlflowClient:
     """A client bound to `tracking_uri` for both tracking and registry (no global state)."""
+    prepare_tracking_store(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 

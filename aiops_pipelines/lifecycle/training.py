@@ -51,6 +51,7 @@ from aiops_pipelines.io.tracking import (
     TAG_TENANT,
     ensure_experiment,
     fluent_uri,
+    prepare_tracking_store,
     trusted_types,
 )
 from aiops_pipelines.signals.performance.join import validate_labels
@@ -495,6 +496,7 @@ def retrain(
         )
     cand_metrics = evaluate(model, candidate, x_hold, y_hold)
 
+    prepare_tracking_store(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     name = model.registry_name
     with fluent_uri(tracking_uri):

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Literal
 
 import dagster as dg
+import sqlalchemy as sa
 
 from aiops_pipelines.core.config import AppConfig, aiops_home, load_config
 from aiops_pipelines.core.errors import AiopsError, ConfigError
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
+from aiops_pipelines.io.tracking import prepare_tracking_store
 from aiops_pipelines.orchestration.definitions import ASSETS, defs
 from aiops_pipelines.orchestration.partitions import MODELS, daily_partitions, partition_key
 from aiops_pipelines.orchestration.resources import (
@@ -224,6 +226,19 @@ class _Launcher:
         return 0
 
 
+def _add_models(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
+    """Register the models as partitions; another run registering them at the same moment
+    makes the insert fail on its unique key, and is fine."""
+    new = [k for k in keys if k not in set(instance.get_dynamic_partitions(MODELS))]
+    if not new:
+        return
+    try:
+        instance.add_dynamic_partitions(MODELS, new)
+    except sa.exc.IntegrityError:
+        if set(new) - set(instance.get_dynamic_partitions(MODELS)):
+            raise
+
+
 def run_range(
     config_path: str | os.PathLike[str],
     start: date,
@@ -282,10 +297,10 @@ def run_range(
                     config_path=config.path,
                 )
     instance = instance or persistent_instance()
-    existing = set(instance.get_dynamic_partitions(MODELS))
-    new = [k for k in keys if k not in existing]
-    if new:
-        instance.add_dynamic_partitions(MODELS, new)
+    _add_models(instance, keys)
+    # before any asset: MLflow's database created or migrated by one process only (another
+    # `aiops run` starting beside this one waits for it)
+    prepare_tracking_store(config.storage.mlflow_tracking_uri)
     resources = {
         **default_resources(),
         "monitoring_config": MonitoringConfig(config_path=str(Path(config_path).resolve())),

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +64,43 @@ def test_failed_block_marks_the_run_failed(tmp_path: Path) -> None:
         run_id = run.run_id
         raise RuntimeError("boom")
     assert tracker.client.get_run(run_id).info.status == "FAILED"
+
+
+@pytest.mark.slow  # four processes importing MLflow: ~35 s on 2 cores
+def test_processes_starting_at_once_on_a_new_mlflow_store_all_work(tmp_path: Path) -> None:
+    """Four runs open a Tracker on the same new SQLite store at the same moment (a barrier
+    file releases them together): MLflow's first-use migrations run once, every run works."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    go = tmp_path / "go"
+    script = textwrap.dedent(
+        f"""
+        import pathlib, sys, time
+        from aiops_pipelines.io.tracking import Tracker
+        pathlib.Path(sys.argv[1]).touch()
+        while not pathlib.Path({str(go)!r}).exists():
+            time.sleep(0.01)
+        tracker = Tracker({uri!r}, {str(tmp_path / "artifacts")!r})
+        with tracker.partition_run("acme.churn", "drift_report", sys.argv[2]) as run:
+            run.log_metrics({{"drift_share": 0.5}})
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / f"ready{i}"), f"2026-03-0{i + 1}"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"ready{i}").exists() for i in range(4)):
+        assert time.monotonic() < deadline, "the processes did not start"
+        time.sleep(0.05)
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment_name("acme.churn"))
+    assert len(client.search_runs([exp.experiment_id])) == 4
