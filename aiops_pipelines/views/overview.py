@@ -68,6 +68,7 @@ HEALTH_COLUMNS = [
     "findings_critical",
     "findings_warning",
     "issues",
+    "missing_assets",
 ]
 
 STATUSES = ("critical", "warning", "ok", "no data")
@@ -173,6 +174,26 @@ class MonitoredModel:
     @property
     def key(self) -> str:
         return model_key(self.tenant, self.name)
+
+
+def daily_assets(model: ModelConfig) -> list[str]:
+    """The assets that store a model's results for every day it is run (canary_report only
+    while a canary is live, so not one of them)."""
+    assets = [Asset.FEATURE_PROFILE, Asset.DRIFT_REPORT, Asset.OPS_REPORT]
+    if model.outcomes is not None:
+        assets.append(Asset.PERFORMANCE_REPORT)
+    return [str(a) for a in assets]
+
+
+def missing_assets(model: MonitoredModel, metrics: pd.DataFrame) -> list[str]:
+    """The daily assets without results in a day that has some (`metrics`: the day's metric
+    history): a run that stopped part-way (killed, or failed at that asset). Each asset
+    replaces its rows in one transaction, so a stored asset is whole; a day is half-done only
+    by the assets it lacks. A day with nothing stored is not run, not incomplete."""
+    if model.config is None or metrics.empty:
+        return []
+    have = set(metrics["asset"])
+    return [a for a in daily_assets(model.config) if a not in have]
 
 
 def monitored_models(
@@ -429,12 +450,10 @@ def _health_row(
         status = "ok"
     else:
         status = "no data"
-    issues = list(
-        dict.fromkeys(
-            bad.sort_values("severity", key=lambda s: s.map(severity_rank), ascending=False)[
-                "signal"
-            ]
-        )
+    missing = missing_assets(model, metrics)
+    issues = ["day incomplete"] if missing else []
+    issues += dict.fromkeys(
+        bad.sort_values("severity", key=lambda s: s.map(severity_rank), ascending=False)["signal"]
     )
     return {
         "tenant": t,
@@ -463,6 +482,7 @@ def _health_row(
         "findings_critical": int(sum(severity_rank(s) == 2 for s in bad["severity"])),
         "findings_warning": int(sum(severity_rank(s) == 1 for s in bad["severity"])),
         "issues": ", ".join(str(i) for i in issues),
+        "missing_assets": ", ".join(missing),
     }
 
 
@@ -482,6 +502,8 @@ def health_summary(
     was stored for the day. Drift, throughput, latency (ms), error rate and the canary verdict
     are the day's; the primary metric, its reference value and the label coverage come from
     the latest day up to `day` with a known primary metric (`performance_partition`).
+    `missing_assets`: the daily assets a day with results lacks (a run that stopped part-way);
+    `issues` then starts with "day incomplete".
     """
     day = check_day(day)
     al = normalize_alerts(alerts)

@@ -85,6 +85,10 @@ def _fill(store: MonitoringStore) -> None:
         n_rows=5000,
     )
     for i, day in enumerate(DAYS):
+        for tenant, name, rows in (("acme", "churn", 3000.0), ("globex", "eta", 1500.0)):
+            store.replace_partition(
+                tenant, name, day, "feature_profile", metrics={("rows", ""): rows}, findings=[]
+            )
         age = CHURN_AGE_DRIFT.get(day, 0.02)
         sev = "critical" if age >= 0.25 else "warning" if age >= 0.1 else None
         drift_findings = []

@@ -127,6 +127,25 @@ def test_status_text_is_an_aligned_plain_table(world) -> None:
     assert "\x1b[31;1mcritical" in coloured
 
 
+def test_a_day_a_run_left_half_done_shows_as_incomplete(world) -> None:
+    """A run killed after feature_profile and ops_report of a day: its other assets never
+    stored anything (each asset's rows are replaced whole or not at all)."""
+    _, cfg, store = world
+    assert "day incomplete" not in status_text(store, cfg, day=LAST)
+    store.replace_partition("acme", "churn", LAST, "drift_report", metrics={}, findings=[])
+    health = health_summary(store, cfg, day=LAST).set_index("key")
+    assert health.loc["acme.churn", "missing_assets"] == "drift_report"
+    assert health.loc["acme.churn", "issues"].startswith("day incomplete, ")
+    # a day never run is not half-done, and a complete one is complete
+    assert health.loc["acme.fraud", "missing_assets"] == ""
+    assert health.loc["globex.eta", "missing_assets"] == ""
+    text = status_text(store, cfg, day=LAST)
+    assert (
+        f"day incomplete: acme.churn {LAST} has no drift_report (a run stopped part-way): "
+        f"aiops run --start {LAST} --end {LAST} --model acme.churn"
+    ) in text
+
+
 def test_aiops_status_defaults_to_the_latest_partition(world, capsys) -> None:
     path, _, _ = world
     assert main(["status", "--config", str(path)]) == 0
