@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from aiops_pipelines.core.errors import AiopsError
 
@@ -90,12 +90,31 @@ def file_lock(path: Path, *, timeout: float, what: str = "") -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _advisory_number(conn: Connection, key: str) -> int:
+    """A 64-bit advisory lock number for `key` in the connection's schema (the same key in
+    two stores of one database, e.g. the tests' schemas, are different locks)."""
+    schema = conn.info.get("aiops_schema")
+    if schema is None:
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+        conn.info["aiops_schema"] = schema
+    digest = hashlib.sha1(f"{schema}/{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def lock_for_write(conn: Connection, key: str) -> None:
+    """In a write transaction: wait for any other transaction writing `key` to end (PostgreSQL,
+    `pg_advisory_xact_lock`, released at commit or rollback). A delete-then-insert of the same
+    rows by two transactions at once would otherwise fail on a unique key. SQLite needs none:
+    its writers take the database's write lock at BEGIN (`schema.prepare_engine`)."""
+    if conn.dialect.name == "postgresql":
+        number = _advisory_number(conn, f"write/{key}")
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(number)))
+
+
 @contextlib.contextmanager
 def _advisory_lock(engine: Engine, key: str, timeout: float) -> Iterator[None]:
     with engine.connect() as conn:
-        schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
-        digest = hashlib.sha1(f"{schema}/{key}".encode()).digest()
-        number = int.from_bytes(digest[:8], "big", signed=True)
+        number = _advisory_number(conn, key)
         conn.commit()
         for _ in _waits(timeout):
             got = conn.execute(sa.select(sa.func.pg_try_advisory_lock(number))).scalar_one()

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from aiops_pipelines.core.findings import Finding, Severity, jsonable
-from aiops_pipelines.io.locks import partition_lock
+from aiops_pipelines.io.locks import lock_for_write, partition_lock
 from aiops_pipelines.io.schema import (
     ACTION_COLUMNS,
     ALERT_COLUMNS,
@@ -199,13 +199,16 @@ class MonitoringStore:
         return partition_lock(self.engine, key, timeout=timeout)
 
     @contextmanager
-    def _begin_write(self, *, ensure: bool = True) -> Iterator[Connection]:
-        """One write transaction: committed on success, rolled back on any exception."""
+    def _begin_write(self, *, ensure: bool = True, key: str | None = None) -> Iterator[Connection]:
+        """One write transaction: committed on success, rolled back on any exception. With
+        `key` (what it deletes and re-inserts), other writers of that key wait for it."""
         if ensure:
             self.ensure_schema()
         with self.engine.connect() as conn:
             conn.execution_options(aiops_write=True)
             with conn.begin():
+                if key is not None:
+                    lock_for_write(conn, key)
                 yield conn
 
     @contextmanager
@@ -228,7 +231,7 @@ class MonitoringStore:
     ) -> None:
         """Store a profile, replacing any stored for the same (tenant, model, kind, partition)."""
         row = self._profile_row(tenant, model, kind, partition, profile_dict, n_rows, _now())
-        with self._begin_write() as conn:
+        with self._begin_write(key=f"profile/{tenant}/{model}/{kind}/{partition}") as conn:
             self._delete_profile(conn, tenant, model, kind, partition)
             conn.execute(profiles_table.insert(), row)
 
@@ -337,7 +340,7 @@ class MonitoringStore:
             )
 
         scope = {"tenant": tenant, "model": model, "partition": partition, "asset": asset}
-        with self._begin_write() as conn:
+        with self._begin_write(key=f"partition/{tenant}/{model}/{partition}/{asset}") as conn:
             for table in (metric_history_table, findings_table):
                 conn.execute(table.delete().where(*_where(table, **scope)))
             if profile_row is not None:
@@ -357,7 +360,7 @@ class MonitoringStore:
             finding, finding.tenant, finding.model, finding.partition, finding.asset, now
         )
         key = {k: row[k] for k in ("tenant", "model", "partition", "asset", "signal", "column")}
-        with self._begin_write() as conn:
+        with self._begin_write(key="finding/" + "/".join(map(str, key.values()))) as conn:
             conn.execute(findings_table.delete().where(*_where(findings_table, **key)))
             conn.execute(findings_table.insert(), [row])
 
@@ -553,7 +556,7 @@ class MonitoringStore:
             row["severity"] = Severity(row["severity"]).value
             rows.append(row)
         t = alerts_table
-        with self._begin_write() as conn:
+        with self._begin_write(key=f"alerts/{tenant}/{model}") as conn:
             newer = conn.execute(
                 sa.select(sa.func.count()).where(
                     *_where(t, tenant=tenant, model=model), t.c.as_of > as_of

@@ -96,6 +96,46 @@ def test_rerun_replaces_partition_never_duplicates(store: MonitoringStore) -> No
     assert store.metric_history(T, M)["metric"].tolist() == ["drift_share"]
 
 
+def test_writers_replacing_the_same_rows_at_once_all_succeed(store: MonitoringStore) -> None:
+    """Two runs storing the same partition, failure finding and alert states at the same time
+    (a range run twice at once): each delete-then-insert waits for the other's, none fails on
+    a unique key, and one copy of the rows is left."""
+    errors: list[BaseException] = []
+    alert = {
+        "fingerprint": "fp1",
+        "signal": "feature_drift",
+        "column": "age",
+        "severity": "warning",
+        "state": "firing",
+        "first_seen": "2024-03-01",
+        "last_seen": "2024-03-01",
+        "silenced": False,
+        "inhibited": False,
+        "notified": 1,
+        "message": "age drifted",
+    }
+
+    def writer(scale: float) -> None:
+        try:
+            with MonitoringStore(store.url) as mine:
+                for _ in range(15):
+                    write_day(mine, "2024-03-01", scale)
+                    mine.record_finding(finding(asset="pipeline", signal="pipeline_failure"))
+                    mine.save_alert_states(T, M, "2024-03-01", [alert])
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in (1.0, 2.0, 3.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store.metric_history(T, M)) == 2
+    assert len(store.findings(T, M)) == 2
+    assert len(store.alerts(T, M)) == 1
+
+
 def test_other_partitions_and_assets_untouched(store: MonitoringStore) -> None:
     write_day(store, "2024-03-01")
     write_day(store, "2024-03-02")
