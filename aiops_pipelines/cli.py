@@ -112,6 +112,8 @@ def _run(
         )
     finally:
         bar.close()  # before an error refusing the whole run is printed
+    if outcome.debris:
+        print(outcome.debris.summary())
     daily = [o for o in outcome.outcomes if o.kind == "daily"]
     failed_daily = [o for o in daily if not o.success]
     print(f"{len(daily) - len(failed_daily)} partitions succeeded, {len(failed_daily)} failed")

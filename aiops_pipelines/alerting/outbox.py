@@ -22,7 +22,6 @@ import hashlib
 import logging
 import queue
 import time
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from aiops_pipelines.alerting.channels import (
     send,
 )
 from aiops_pipelines.core.config import AlertingConfig, Route
+from aiops_pipelines.core.process import claim_token
 from aiops_pipelines.io.store import MonitoringStore
 
 log = logging.getLogger("aiops.alerts")
@@ -138,7 +138,7 @@ def deliver(
         for name, (until, n) in outbox_state(store, cfg, at).open.items():
             report.open[name] = until
             _add(report.deferred, name, n)
-    claim = uuid.uuid4().hex
+    claim = claim_token()  # names this process: released at once if it dies
     plans = _plan(store, cfg, claim, routes, skipped, summarise, report)
     for name in sorted(summarise - {n for n, outs in plans.items() if _has_held(outs)}):
         _clear_summary_request(store, states[name])  # nothing was left to summarise

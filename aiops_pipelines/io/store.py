@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from aiops_pipelines.core.findings import Finding, Severity, jsonable
+from aiops_pipelines.core.process import claimer
 from aiops_pipelines.io.locks import lock_for_write, partition_lock
 from aiops_pipelines.io.schema import (
     ACTION_COLUMNS,
@@ -659,6 +660,34 @@ class MonitoringStore:
                     raise
         return []
 
+    def release_dead_claims(self) -> int:
+        """Give back the deliveries claimed by a process known to be dead (`claim_token`
+        names the claimer; one on this host that is gone will never finish): 'sending' ones
+        become pending again, held ones unclaimed. Returns the number released.
+
+        Claims of living processes, of other hosts and without a claimer are left to the
+        `stale_after` of `claim_deliveries` and `claim_held`."""
+        d = alert_deliveries_table
+        query = (
+            sa.select(d.c.claim)
+            .where(d.c.status.in_(["sending", "held"]), d.c.claim.is_not(None))
+            .distinct()
+        )
+        with self._read() as conn:
+            claims = [c for (c,) in conn.execute(query)]
+        dead = [c for c in claims if (p := claimer(c)) is not None and p.is_dead()]
+        if not dead:
+            return 0
+        released = 0
+        with self._begin_write() as conn:
+            for status, values in (("sending", {"status": "pending"}), ("held", {})):
+                released += conn.execute(
+                    d.update()
+                    .where(d.c.claim.in_(dead), d.c.status == status)
+                    .values(claim=None, claimed_at=None, **values)
+                ).rowcount
+        return released
+
     def claim_deliveries(
         self,
         claim: str,
@@ -666,11 +695,13 @@ class MonitoringStore:
         stale_after: dt.timedelta = dt.timedelta(minutes=10),
         skip_routes: Iterable[str] = (),
     ) -> pd.DataFrame:
-        """Atomically take every pending delivery (and any left 'sending' by a run that died
-        more than `stale_after` ago), except those of `skip_routes`, for sending under
-        `claim`; returns them with their event.
+        """Atomically take every pending delivery (and any left 'sending' by a run that died:
+        at once when its claim names a dead process, see `release_dead_claims`, else after
+        `stale_after`), except those of `skip_routes`, for sending under `claim`; returns them
+        with their event.
 
         Two runs delivering at once therefore never send the same row twice."""
+        self.release_dead_claims()
         now = _now()
         d, e = alert_deliveries_table, alert_events_table
         skip = sorted(set(skip_routes))
@@ -719,8 +750,10 @@ class MonitoringStore:
         routes: Iterable[str] | None = None,
     ) -> pd.DataFrame:
         """Atomically take the held deliveries no summary has told of yet (and any claimed by
-        a run that died more than `stale_after` ago), of `routes` if given, with their event's
-        tenant, model, kind, severity and partition; `finish_held` ends the claim."""
+        a run that died: at once when known dead, else after `stale_after`), of `routes` if
+        given, with their event's tenant, model, kind, severity and partition; `finish_held`
+        ends the claim."""
+        self.release_dead_claims()
         now = _now()
         d, e = alert_deliveries_table, alert_events_table
         only = None if routes is None else sorted(set(routes))

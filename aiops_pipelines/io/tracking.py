@@ -20,6 +20,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
 
+from aiops_pipelines.core.process import Process
 from aiops_pipelines.io.locks import file_lock, lock_folder, sqlite_file
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ TAG_MODEL = "aiops.model"
 TAG_ASSET = "aiops.asset"
 TAG_PARTITION = "aiops.partition"
 TAG_ATTEMPT = "aiops.attempt"
+#: The process logging the run's current attempt (`core.process`): a run left RUNNING by a
+#: process that died is ended as FAILED by the next `aiops run`.
+TAG_PROCESS = "aiops.process"
 
 
 #: How long a process waits for another to create or migrate the MLflow database.
@@ -150,7 +154,7 @@ class Tracker:
             attempt = int(run.data.tags.get(TAG_ATTEMPT, "0")) + 1
             self.client.update_run(run.info.run_id, status="RUNNING")
         handle = PartitionRun(self.client, run.info.run_id, attempt)
-        handle.set_tags({TAG_ATTEMPT: str(attempt)})
+        handle.set_tags({TAG_ATTEMPT: str(attempt), TAG_PROCESS: str(Process.current())})
         if params:
             handle.log_params(params)
         try:
@@ -159,6 +163,27 @@ class Tracker:
             self.client.set_terminated(run.info.run_id, status="FAILED")
             raise
         self.client.set_terminated(run.info.run_id, status="FINISHED")
+
+    def end_dead_runs(self) -> list[str]:
+        """End as FAILED the monitoring runs left RUNNING by a process on this host that died
+        (killed mid-attempt: `partition_run` never got to end them). Returns their ids."""
+        experiments = self.client.search_experiments(filter_string="name LIKE 'aiops/%'")
+        if not experiments:
+            return []
+        ended = []
+        for run in self.client.search_runs(
+            [e.experiment_id for e in experiments],
+            filter_string="attributes.status = 'RUNNING'",
+            max_results=10_000,
+        ):
+            stamp = Process.parse(run.data.tags.get(TAG_PROCESS))
+            if stamp is not None and stamp.is_dead():
+                self.client.set_tag(
+                    run.info.run_id, "aiops.failed_because", f"process {stamp} died mid-attempt"
+                )
+                self.client.set_terminated(run.info.run_id, status="FAILED")
+                ended.append(run.info.run_id)
+        return ended
 
     def record(
         self,

@@ -23,6 +23,7 @@ from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 from aiops_pipelines.io.tracking import prepare_tracking_store
 from aiops_pipelines.orchestration.definitions import ASSETS, defs
 from aiops_pipelines.orchestration.partitions import MODELS, daily_partitions, partition_key
+from aiops_pipelines.orchestration.recovery import Debris, clear_debris, process_tags
 from aiops_pipelines.orchestration.resources import (
     Clock,
     MonitoringConfig,
@@ -80,6 +81,8 @@ class PartitionOutcome:
 @dataclass
 class RangeOutcome:
     outcomes: list[PartitionOutcome] = field(default_factory=list)
+    debris: Debris = field(default_factory=Debris)
+    """What runs that died had left, failed and released at the start (`recovery`)."""
 
     @property
     def failed(self) -> list[PartitionOutcome]:
@@ -159,6 +162,7 @@ class _Launcher:
         tags = {"dagster/sensor_name": sensor_name}
         if req.run_key:
             tags["dagster/run_key"] = req.run_key
+        launch_tags = {**req.tags, **tags, **process_tags()}
         if req.run_key and (
             req.run_key in self.launched
             or (not rerun and self.instance.get_runs(filters=dg.RunsFilter(tags=tags), limit=1))
@@ -173,7 +177,7 @@ class _Launcher:
                 instance=self.instance,
                 resources=self.resources,
                 raise_on_error=False,
-                tags={**req.tags, **tags},
+                tags=launch_tags,
             )
         else:
             res = dg.materialize(
@@ -184,7 +188,7 @@ class _Launcher:
                 resources=self.resources,
                 raise_on_error=False,
                 run_config=run_config,
-                tags={**req.tags, **tags},
+                tags=launch_tags,
             )
         record(
             PartitionOutcome(
@@ -207,7 +211,7 @@ class _Launcher:
             resources=self.resources,
             raise_on_error=False,
             run_config=self.quiet,
-            tags={"aiops/launched_by": "aiops-run"},
+            tags={"aiops/launched_by": "aiops-run", **process_tags()},
         )
 
     def failed_run(self, res: dg.ExecuteInProcessResult, record) -> int:
@@ -299,8 +303,10 @@ def run_range(
     instance = instance or persistent_instance()
     _add_models(instance, keys)
     # before any asset: MLflow's database created or migrated by one process only (another
-    # `aiops run` starting beside this one waits for it)
+    # `aiops run` starting beside this one waits for it), and what runs that died left behind
+    # failed and released
     prepare_tracking_store(config.storage.mlflow_tracking_uri)
+    debris = clear_debris(instance, config, store)
     resources = {
         **default_resources(),
         "monitoring_config": MonitoringConfig(config_path=str(Path(config_path).resolve())),
@@ -308,7 +314,7 @@ def run_range(
     }
     # the progress bar is the console output; Dagster's event log stays in the instance
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    outcome = RangeOutcome()
+    outcome = RangeOutcome(debris=debris)
 
     def record(o: PartitionOutcome) -> None:
         outcome.outcomes.append(o)
@@ -325,6 +331,7 @@ def run_range(
                 resources=resources,
                 raise_on_error=False,
                 run_config=quiet,
+                tags=process_tags(),
             )
             if not res.success:
                 record(

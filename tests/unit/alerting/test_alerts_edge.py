@@ -10,9 +10,12 @@ answers with a broken HTTP response, a route removed from the config.
 from __future__ import annotations
 
 import socketserver
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +26,7 @@ import pytest
 from aiops_pipelines.alerting.outbox import deliver
 from aiops_pipelines.alerting.rules import evaluate_and_store
 from aiops_pipelines.core.findings import Finding
+from aiops_pipelines.core.process import Process, claim_token
 from aiops_pipelines.io.store import MonitoringStore
 from tests.unit.alerting import test_alerts
 from tests.unit.alerting.test_alerts import (
@@ -286,6 +290,29 @@ def test_a_stale_claim_is_reclaimed_only_after_stale_after(store: MonitoringStor
     store.finish_deliveries(ids, "rescue", attempts=1, sent=True, message_id="m")
     assert set(store.deliveries()["status"]) == {"sent"}
     assert store.claim_deliveries("later", stale_after=timedelta(0)).empty
+
+
+def test_a_claim_of_a_process_that_died_is_taken_over_at_once(store: MonitoringStore) -> None:
+    """A claimer killed mid-send (here: a real process, killed): its 'sending' rows go to the
+    next delivery at once, not after `stale_after`; a living claimer's rows stay its own."""
+    cfg = alerting()
+    put(store, 0, finding(0), finding(0, column="b"))
+    put(store, 0, finding(0, model="eta"), model="eta")
+    evaluate_and_store(store, cfg, T, M, d(0))
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = f"{replace(Process.current(), pid=child.pid, started='')}/c0ffee"
+    ids = sorted(int(i) for i in store.claim_deliveries(dead)["id"])
+    evaluate_and_store(store, cfg, T, "eta", d(0))
+    alive = store.claim_deliveries(claim_token())  # this process: alive
+    assert len(ids) == 2 and len(alive) == 1
+    assert deliver(store, cfg).sent == {}  # nothing free while both claimers live
+    child.kill()
+    child.wait()
+    report = deliver(store, cfg)
+    assert report.sent == {"log": 2}  # the dead one's, at once; the living one's stay
+    rows = store.deliveries().set_index("id")
+    assert set(rows.loc[ids, "status"]) == {"sent"}
+    assert list(rows.loc[[int(alive["id"].iloc[0])], "status"]) == ["sending"]
 
 
 def test_a_route_removed_from_the_config_keeps_its_deliveries(store: MonitoringStore) -> None:

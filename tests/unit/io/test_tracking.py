@@ -104,3 +104,35 @@ def test_processes_starting_at_once_on_a_new_mlflow_store_all_work(tmp_path: Pat
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment_name("acme.churn"))
     assert len(client.search_runs([exp.experiment_id])) == 4
+
+
+def test_a_run_left_running_by_a_killed_process_is_ended_as_failed(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, tmp_path / "artifacts")
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import os, signal
+                from aiops_pipelines.io.tracking import Tracker
+                tracker = Tracker({uri!r}, {str(tmp_path / "artifacts")!r})
+                with tracker.partition_run("acme.churn", "drift_report", "2026-03-05") as run:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                """
+            ),
+        ],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])},
+    )
+    assert killed.returncode == -9
+    dead = tracker.find_run("acme.churn", "drift_report", "2026-03-05").info.run_id
+    client = tracker.client
+    assert client.get_run(dead).info.status == "RUNNING"
+    with tracker.partition_run("acme.churn", "drift_report", "2026-03-06") as mine:
+        assert tracker.end_dead_runs() == [dead]  # this process's own open run is not touched
+        assert client.get_run(mine.run_id).info.status == "RUNNING"
+    run = client.get_run(dead)
+    assert run.info.status == "FAILED"
+    assert "died mid-attempt" in run.data.tags["aiops.failed_because"]
+    assert tracker.end_dead_runs() == []
