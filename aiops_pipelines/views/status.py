@@ -118,10 +118,11 @@ def status_text(
                 for line, r in zip(table[1:], rows, strict=True)
             ]
         lines += table
+        config = f" --config {cfg.path}" if cfg is not None else ""
         for r in health[health["missing_assets"] != ""].itertuples(index=False):
             lines.append(
                 f"day incomplete: {r.key} {day} has no {r.missing_assets} (a run stopped "
-                f"part-way): aiops run --start {day} --end {day} --model {r.key}"
+                f"part-way): aiops run{config} --start {day} --end {day} --model {r.key}"
             )
     lines += ["", f"feed ({len(events)} entries, newest first)"]
     if events.empty:

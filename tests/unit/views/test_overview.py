@@ -142,7 +142,7 @@ def test_a_day_a_run_left_half_done_shows_as_incomplete(world) -> None:
     text = status_text(store, cfg, day=LAST)
     assert (
         f"day incomplete: acme.churn {LAST} has no drift_report (a run stopped part-way): "
-        f"aiops run --start {LAST} --end {LAST} --model acme.churn"
+        f"aiops run --config {cfg.path} --start {LAST} --end {LAST} --model acme.churn"
     ) in text
 
 
