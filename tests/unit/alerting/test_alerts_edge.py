@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from aiops_pipelines.alerting.outbox import deliver
+from aiops_pipelines.alerting.outbox import deliver, summarise_held
 from aiops_pipelines.alerting.rules import evaluate_and_store
 from aiops_pipelines.core.findings import Finding
 from aiops_pipelines.core.process import Process, claim_token
@@ -313,6 +313,23 @@ def test_a_claim_of_a_process_that_died_is_taken_over_at_once(store: MonitoringS
     rows = store.deliveries().set_index("id")
     assert set(rows.loc[ids, "status"]) == {"sent"}
     assert list(rows.loc[[int(alive["id"].iloc[0])], "status"]) == ["sending"]
+
+
+def test_held_notifications_a_dead_summariser_claimed_are_summarised_at_once(
+    store: MonitoringStore,
+) -> None:
+    cfg = alerting(max_event_age_days=5, repeat_interval_days=4)
+    for i in range(12):
+        put(store, i, finding(i))
+    evaluate_and_store(store, cfg, T, M, d(11))
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = f"{replace(Process.current(), pid=child.pid, started='')}/c0ffee"
+    held = store.claim_held(dead)
+    assert len(held) and summarise_held(store, cfg).sent == {}  # its claimer lives
+    child.kill()
+    child.wait()
+    assert summarise_held(store, cfg).sent == {"log": len(held)}
+    assert store.deliveries(status="held")["message_id"].notna().all()
 
 
 def test_a_route_removed_from_the_config_keeps_its_deliveries(store: MonitoringStore) -> None:
