@@ -19,6 +19,8 @@ import sqlalchemy as sa
 
 from aiops_pipelines.core.config import AppConfig, aiops_home, load_config
 from aiops_pipelines.core.errors import AiopsError, ConfigError
+from aiops_pipelines.core.files import replace_file
+from aiops_pipelines.io.locks import file_lock
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 from aiops_pipelines.io.tracking import prepare_tracking_store
 from aiops_pipelines.orchestration.definitions import ASSETS, defs
@@ -58,15 +60,21 @@ def dagster_home() -> Path:
     home = Path(env) if env else aiops_home() / "dagster"
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text(DAGSTER_YAML)
+    if not cfg.exists():  # another run may be reading it already
+        replace_file(cfg, lambda tmp: tmp.write_text(DAGSTER_YAML))
     return home
 
 
 def persistent_instance() -> dg.DagsterInstance:
-    """The local Dagster instance the UI reads (SQLite under the home folder)."""
-    os.environ["DAGSTER_HOME"] = str(dagster_home())
-    return dg.DagsterInstance.get()
+    """The local Dagster instance the UI reads (SQLite under the home folder).
+
+    Opening it creates its databases on first use; two `aiops run`s starting on a new home
+    would both create them ("table alembic_version already exists"), so one process at a time
+    opens it."""
+    home = dagster_home()
+    os.environ["DAGSTER_HOME"] = str(home)
+    with file_lock(home / ".aiops-open.lock", timeout=600):
+        return dg.DagsterInstance.get()
 
 
 @dataclass

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -264,3 +265,33 @@ def test_a_killed_run_leaves_nothing_the_next_run_does_not_clear(
     assert set(deliveries.loc[deliveries["route"] == "alerts-file", "status"]) == {"sent"}
     assert not [line for line in _status(world) if line.startswith("day incomplete")]
     store.close()
+
+
+def test_runs_opening_a_new_dagster_home_at_once_all_open_it(tmp_path: Path) -> None:
+    """Four processes open the Dagster instance of a new home at the same moment (a barrier
+    file releases them together), as two `aiops run`s starting on a new machine do: its
+    databases are created once and every process opens it."""
+    go = tmp_path / "go"
+    script = f"""
+import pathlib, sys, time
+from aiops_pipelines.orchestration.runner import persistent_instance
+pathlib.Path(sys.argv[1]).touch()
+while not pathlib.Path({str(go)!r}).exists():
+    time.sleep(0.01)
+with persistent_instance() as instance:
+    instance.get_runs(limit=1)
+"""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DAGSTER_HOME": str(tmp_path / "dagster")}
+    ready = [tmp_path / f"ready{i}" for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(r)], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for r in ready
+    ]
+    while not all(r.exists() for r in ready):
+        assert all(p.poll() is None for p in procs), "a process ended before the barrier"
+        time.sleep(0.05)
+    go.touch()
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)[-3000:]
