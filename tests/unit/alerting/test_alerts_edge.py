@@ -17,9 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,6 +26,7 @@ from aiops_pipelines.alerting.rules import evaluate_and_store
 from aiops_pipelines.core.findings import Finding
 from aiops_pipelines.core.process import Process, claim_token
 from aiops_pipelines.io.store import MonitoringStore
+from tests.servers import Silent
 from tests.unit.alerting import test_alerts
 from tests.unit.alerting.test_alerts import (
     FlakySMTP,
@@ -392,37 +391,8 @@ def test_slack_body_keeps_within_block_limits(store: MonitoringStore, receiver: 
     assert "🚨 é" in section["text"]["text"]
 
 
-class HangingHTTP:
-    """A webhook that accepts the connection and then does not answer until released."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.hits = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                outer.hits += 1
-                outer.release.wait(10)
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_hanging_webhook_times_out_and_stays_pending(store: MonitoringStore) -> None:
-    hang = HangingHTTP()
+    hang = Silent(hold_seconds=10)
     try:
         route = {"name": "hook", "type": "webhook", "url": hang.url, "timeout_seconds": 0.3}
         cfg = alerting(routes=[route], max_attempts=2, backoff_seconds=0)

@@ -9,12 +9,9 @@ message closes it again. Evaluating a model's day sends nothing, so it never wai
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -24,6 +21,7 @@ from aiops_pipelines.alerting.day import alerts_for_day
 from aiops_pipelines.alerting.outbox import deliver, outbox_state
 from aiops_pipelines.alerting.rules import evaluate_and_store
 from aiops_pipelines.io.store import MonitoringStore
+from tests.servers import Silent, closed_port_url
 from tests.unit.alerting import test_alerts
 from tests.unit.alerting.test_alerts import Receiver, T, alerting, d, finding, put
 
@@ -46,50 +44,11 @@ class Clock:
         self.now += timedelta(**kw)
 
 
-class Silent:
-    """A webhook that accepts the connection, reads the request, and never answers (until the
-    test ends); it keeps each request's Idempotency-Key."""
-
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-        self.release = threading.Event()
-        lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers["Content-Length"]))
-                with lock:
-                    outer.keys.append(self.headers["Idempotency-Key"])
-                outer.release.wait(30)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def silent() -> Iterator[Silent]:
     s = Silent()
     yield s
     s.close()
-
-
-def closed_port_url() -> str:
-    """A loopback URL nobody listens on: connections are refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hook"
 
 
 def models_firing(store: MonitoringStore, cfg: Any, n: int) -> None:

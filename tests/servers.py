@@ -1,0 +1,116 @@
+"""Real servers on loopback for the fault tests: one that accepts connections and never
+answers, a port nobody listens on, and a real MLflow tracking server."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
+
+
+class Silent:
+    """An HTTP server that accepts each connection, reads the request, and does not answer
+    until released (`close`, or `hold_seconds`); it counts the requests and keeps each one's
+    Idempotency-Key."""
+
+    def __init__(self, hold_seconds: float = 30.0) -> None:
+        self.keys: list[str] = []
+        self.hits = 0
+        self.release = threading.Event()
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _hold(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                with lock:
+                    outer.hits += 1
+                    if key := self.headers.get("Idempotency-Key"):
+                        outer.keys.append(key)
+                outer.release.wait(hold_seconds)
+                self.send_response(200)
+                self.end_headers()
+
+            do_GET = do_POST = _hold  # noqa: N815
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_port
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.base}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (connections to it are refused at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def closed_port_url() -> str:
+    return f"http://127.0.0.1:{free_port()}/hook"
+
+
+class MlflowServer:
+    """`mlflow server` on loopback port `port`, its backend a SQLite file under `folder`."""
+
+    def __init__(self, folder: Path, port: int, *, start_timeout: float = 120.0) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.uri = f"http://127.0.0.1:{port}"
+        self.log = folder / "server.log"
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable, "-m", "mlflow", "server",
+                    "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                    "--default-artifact-root", (folder / "artifacts").resolve().as_uri(),
+                    "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=folder,
+            )  # fmt: skip
+        deadline = time.monotonic() + start_timeout
+        url = f"{self.uri}/api/2.0/mlflow/experiments/search"
+        while True:
+            try:
+                if requests.get(url, params={"max_results": 1}, timeout=2).ok:
+                    return
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mlflow server did not start: {self.log.read_text()[-2000:]}")
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> MlflowServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
