@@ -56,13 +56,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{len(notes)} note(s):")
         for p in notes:
             print(f"  {p}")
+    from aiops_pipelines.io.tracking import PROBE_TIMEOUT_SECONDS, probe
+
+    uri = config.storage.mlflow_tracking_uri
+    mlflow_down = probe(uri)
     if problems:
         print(f"{len(problems)} data contract problem(s):", file=sys.stderr)
         for p in problems:
             print(f"  {p}", file=sys.stderr)
-        return 1
-    print(f"every source opened and its first {args.sample_rows:,} rows keep the contract: OK")
-    return 0
+    else:
+        print(f"every source opened and its first {args.sample_rows:,} rows keep the contract: OK")
+    if mlflow_down:
+        print(
+            f"MLflow tracking at {uri} did not answer within {PROBE_TIMEOUT_SECONDS:.0f} s: "
+            f"{mlflow_down}. Start it or fix storage.mlflow_tracking_uri in {config.path} "
+            "(until then runs store their results and queue their MLflow logging)",
+            file=sys.stderr,
+        )
+    else:
+        print(f"MLflow tracking at {uri} answers: OK")
+    return 1 if problems or mlflow_down else 0
 
 
 def _run(
@@ -114,6 +127,11 @@ def _run(
         bar.close()  # before an error refusing the whole run is printed
     if outcome.debris:
         print(outcome.debris.summary())
+    if outcome.mlflow_down:
+        print(
+            f"MLflow did not answer at the start ({outcome.mlflow_down}): results are stored "
+            "and their MLflow logging queued"
+        )
     daily = [o for o in outcome.outcomes if o.kind == "daily"]
     failed_daily = [o for o in daily if not o.success]
     print(f"{len(daily) - len(failed_daily)} partitions succeeded, {len(failed_daily)} failed")
@@ -126,6 +144,12 @@ def _run(
         print(f"{name}: launched {ok + bad} runs ({bad} failed)")
     _print_held(config, started)
     _print_routes(config)
+    if outcome.mlflow_queued:
+        print(
+            f"{outcome.mlflow_queued} MLflow logging(s) queued: MLflow at "
+            f"{config.storage.mlflow_tracking_uri} did not answer; they are logged by the next "
+            "aiops run, or the mlflow_outbox_sensor, once it does"
+        )
     unexpected = [o for o in outcome.failed if (o.model, o.partition) not in expected]
     if len(unexpected) < len(outcome.failed):
         print(f"{len(outcome.failed) - len(unexpected)} failed as injected (expected)")

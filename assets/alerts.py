@@ -8,7 +8,13 @@ from aiops_pipelines.alerting.day import alerts_for_day
 from aiops_pipelines.alerting.outbox import deliver
 from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.orchestration.partitions import daily_partitions, date_x_model
-from aiops_pipelines.orchestration.publish import check_result, model_day, partition_locked
+from aiops_pipelines.orchestration.publish import (
+    check_result,
+    lock_key,
+    log_to_mlflow,
+    model_day,
+    partition_locked,
+)
 from aiops_pipelines.orchestration.resources import (
     Clock,
     MlflowResource,
@@ -130,22 +136,24 @@ def ops_overview(
     db = store.open(cfg)
     with partition_locked(context, db, store):
         page = write_overview(db, cfg, day, window_days=OVERVIEW_DAYS)
-        uri = ""
+        logged: dict = {}
         tracker = mlflow.tracker(cfg)
         if tracker:
-            logged = tracker.record(
+            logged = log_to_mlflow(
+                tracker,
+                db,
                 OVERVIEW_KEY,
                 Asset.OPS_OVERVIEW,
                 day,
+                lock_key=lock_key(context),
                 metrics=page.tracked_metrics,
-                artifacts={"overview": page.path},
+                artifacts={"mlflow_artifact": page.path},
             )
-            uri = logged.artifacts["overview"]
     return dg.MaterializeResult(
         metadata={
             "overview": dg.MetadataValue.url(page.path.resolve().as_uri()),
             "path": dg.MetadataValue.path(str(page.path)),
-            "mlflow_artifact": uri,
+            **logged,
             **page.summary(day),
         }
     )

@@ -4,7 +4,7 @@
 import dagster as dg
 
 from aiops_pipelines.core.findings import Asset
-from aiops_pipelines.lifecycle.registry import live_canary
+from aiops_pipelines.lifecycle.registry import live_canary_or_snapshot
 from aiops_pipelines.orchestration.partitions import date_x_model
 from aiops_pipelines.orchestration.publish import check_result, model_day, publish
 from aiops_pipelines.orchestration.resources import (
@@ -49,10 +49,14 @@ def canary_report(
     while a canary exists; the check then says 'no canary'."""
     with model_day(context, monitoring_config, store, mlflow) as md:
         model, day = md.model, md.partition
-        live = live_canary(md.config.storage.mlflow_tracking_uri, model.registry_name)
+        live, registry_note = live_canary_or_snapshot(
+            md.config.storage.mlflow_tracking_uri, model.registry_name, md.store
+        )
+        if registry_note:
+            context.log.warning(registry_note)
         start = live.window_start(day) if model.canary.enabled else None
         if start is None or live.canary is None or live.champion is None:
-            yield check_result(no_canary_check(live.aliases))
+            yield check_result(no_canary_check(live.aliases, registry_note))
             return
         as_of = clock.at(config.as_of)
         res = canary_for_day(
@@ -65,6 +69,9 @@ def canary_report(
             findings=res.findings,
             mlflow_metrics=res.mlflow_metrics,
             mlflow_tags=res.mlflow_tags,
-            metadata=res.summary(model),
+            metadata={
+                **res.summary(model),
+                **({"registry": registry_note} if registry_note else {}),
+            },
             checks=res.checks(),
         )

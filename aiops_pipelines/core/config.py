@@ -589,6 +589,28 @@ class StorageConfig(_Strict):
     store_url: str = Field(description="SQLAlchemy URL of the monitoring store")
     mlflow_tracking_uri: str = Field(description="MLflow tracking URI (sqlite:///... locally)")
     artifacts_dir: str = Field(description="folder for HTML reports and samples")
+    mlflow_timeout_seconds: int = Field(
+        10,
+        ge=1,
+        le=600,
+        description="connect and read timeout of each request to an MLflow tracking server",
+    )
+    mlflow_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="retries of a failed MLflow request; then the logging is queued in the "
+        "store and replayed when MLflow answers (MLflow's own default, 7 retries with "
+        "doubling back-off, keeps a day waiting ~20 minutes on a server that is down)",
+    )
+
+    def bound_mlflow_requests(self) -> None:
+        """Bound every MLflow HTTP request this process makes (MLflow reads these variables
+        at each request): `mlflow_timeout_seconds` per attempt, `mlflow_retries` retries, a
+        back-off of 1 s doubling from the second retry."""
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(self.mlflow_timeout_seconds)
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(self.mlflow_retries)
+        os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
 
 
 class AppConfig(_Strict):
@@ -788,7 +810,8 @@ def route_problems(config: AppConfig) -> list[tuple[str, str]]:
 
 
 def load_config(path: str | os.PathLike[str]) -> AppConfig:
-    """Read and validate a config file; raises `ConfigError` naming file, model and field."""
+    """Read and validate a config file; raises `ConfigError` naming file, model and field.
+    MLflow's requests in this process are bounded as its storage section says."""
     p = Path(path).expanduser().resolve()
     if not p.is_file():
         raise ConfigError("file not found", path=str(p))
@@ -796,7 +819,9 @@ def load_config(path: str | os.PathLike[str]) -> AppConfig:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", path=str(p)) from None
-    return parse_config(raw, path=str(p), config_dir=p.parent)
+    config = parse_config(raw, path=str(p), config_dir=p.parent)
+    config.storage.bound_mlflow_requests()
+    return config
 
 
 def default_config_path() -> Path:

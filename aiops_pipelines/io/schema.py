@@ -225,6 +225,37 @@ alert_routes_table = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
 
+mlflow_outbox_table = sa.Table(
+    "mlflow_outbox",
+    metadata,
+    # MLflow loggings that could not be made (MLflow unreachable): one row per (run key,
+    # asset, partition), the latest attempt's metrics, params, tags and artifact files (kept
+    # under the artifacts folder), replayed when MLflow answers again.
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("model_key", sa.String(), nullable=False),
+    _key("asset"),
+    _key("partition"),
+    sa.Column("lock_key", sa.String(), nullable=False),
+    sa.Column("token", sa.String(), nullable=False),
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("queued_at", UTCDateTime(), nullable=False),
+    sa.Column("attempts", sa.Integer(), nullable=False),
+    sa.Column("last_error", sa.Text(), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("model_key", "asset", "partition", name="uq_mlflow_outbox_key"),
+)
+
+registry_snapshots_table = sa.Table(
+    "registry_snapshots",
+    metadata,
+    # The MLflow registry's aliases of a registered model as last read (and its canary's
+    # first day): what the canary is judged with while the registry cannot be reached.
+    sa.Column("name", sa.String(), primary_key=True),
+    sa.Column("aliases", sa.Text(), nullable=False),
+    sa.Column("canary_start", sa.String(), nullable=True),
+    sa.Column("read_at", UTCDateTime(), nullable=False),
+)
+
 TABLES = (
     profiles_table,
     metric_history_table,
@@ -234,6 +265,8 @@ TABLES = (
     alert_events_table,
     alert_deliveries_table,
     alert_routes_table,
+    mlflow_outbox_table,
+    registry_snapshots_table,
 )
 #: The tables holding rows of a tenant's model (the others are shared, e.g. route states).
 MODEL_TABLES = tuple(t for t in TABLES if "tenant" in t.c and "model" in t.c)

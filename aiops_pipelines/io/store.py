@@ -46,9 +46,11 @@ from aiops_pipelines.io.schema import (
     findings_table,
     metadata,
     metric_history_table,
+    mlflow_outbox_table,
     outdated,
     prepare_engine,
     profiles_table,
+    registry_snapshots_table,
     upgrade,
 )
 
@@ -1011,9 +1013,131 @@ class MonitoringStore:
             sa.select(sa.func.max(d.c.claimed_at)).scalar_subquery(),
             sa.select(sa.func.max(d.c.sent_at)).scalar_subquery(),
             sa.select(sa.func.sum(d.c.attempts)).scalar_subquery(),
+            sa.select(sa.func.count()).select_from(mlflow_outbox_table).scalar_subquery(),
+            sa.select(sa.func.max(mlflow_outbox_table.c.updated_at)).scalar_subquery(),
         ]
         with self._read() as conn:
             return tuple(conn.execute(sa.select(*parts)).one())
+
+    # -- MLflow: loggings queued while it is unreachable, the registry as last read ---------
+
+    def queue_tracking(
+        self,
+        model_key: str,
+        asset: str,
+        partition: str,
+        *,
+        lock_key: str,
+        token: str,
+        payload: Mapping[str, Any],
+        error: str,
+    ) -> str | None:
+        """Queue the MLflow logging of (model_key, asset, partition), replacing one queued
+        before (only the latest attempt is logged). Returns the replaced row's token (its
+        files can go), else None."""
+        o = mlflow_outbox_table
+        now = _now()
+        key = (o.c.model_key == model_key, o.c.asset == asset, o.c.partition == partition)
+        with self._begin_write(key=f"mlflow_outbox:{model_key}:{asset}:{partition}") as conn:
+            old = conn.execute(sa.select(o.c.token, o.c.attempts).where(*key)).first()
+            conn.execute(o.delete().where(*key))
+            conn.execute(
+                o.insert(),
+                {
+                    "model_key": model_key,
+                    "asset": asset,
+                    "partition": partition,
+                    "lock_key": lock_key,
+                    "token": token,
+                    "payload": json.dumps(payload, sort_keys=True),
+                    "queued_at": now,
+                    "attempts": 1 + (old.attempts if old else 0),
+                    "last_error": error,
+                    "updated_at": now,
+                },
+            )
+        return old.token if old else None
+
+    def queued_tracking(
+        self, model_key: str | None = None, asset: str | None = None, partition: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The queued MLflow loggings (optionally of one key), oldest first: id, model_key,
+        asset, partition, lock_key, token, payload (a dict), queued_at, attempts, last_error."""
+        o = mlflow_outbox_table
+        wanted = {"model_key": model_key, "asset": asset, "partition": partition}
+        clauses = [o.c[name] == value for name, value in wanted.items() if value is not None]
+        with self._read() as conn:
+            rows = conn.execute(sa.select(o).where(*clauses).order_by(o.c.id)).mappings().all()
+        return [{**r, "payload": json.loads(r["payload"])} for r in rows]
+
+    def tracking_backlog(self) -> tuple[int, dt.datetime | None, str | None]:
+        """How many MLflow loggings wait, since when, and the latest error."""
+        o = mlflow_outbox_table
+        with self._read() as conn:
+            n, oldest = conn.execute(sa.select(sa.func.count(), sa.func.min(o.c.queued_at))).one()
+            last = conn.execute(
+                sa.select(o.c.last_error).order_by(o.c.updated_at.desc()).limit(1)
+            ).scalar()
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.UTC)
+        return int(n), oldest, last
+
+    def tracking_logged(self, row_id: int, token: str) -> bool:
+        """Remove a queued logging once MLflow has it, unless a newer attempt replaced it
+        meanwhile (another token). Returns whether it was removed."""
+        o = mlflow_outbox_table
+        with self._begin_write() as conn:
+            return bool(
+                conn.execute(o.delete().where(o.c.id == row_id, o.c.token == token)).rowcount
+            )
+
+    def tracking_failed(self, row_id: int, error: str) -> None:
+        o = mlflow_outbox_table
+        with self._begin_write() as conn:
+            conn.execute(
+                o.update()
+                .where(o.c.id == row_id)
+                .values(attempts=o.c.attempts + 1, last_error=error, updated_at=_now())
+            )
+
+    def drop_queued_tracking(self, model_key: str, asset: str, partition: str) -> list[str]:
+        """Forget what was queued for a key MLflow now has from a newer attempt; returns the
+        tokens removed (their files can go). One read when nothing is queued."""
+        o = mlflow_outbox_table
+        key = (o.c.model_key == model_key, o.c.asset == asset, o.c.partition == partition)
+        with self._read() as conn:
+            if conn.execute(sa.select(o.c.id).where(*key).limit(1)).first() is None:
+                return []
+        with self._begin_write() as conn:
+            tokens = [t for (t,) in conn.execute(sa.select(o.c.token).where(*key))]
+            conn.execute(o.delete().where(*key))
+        return tokens
+
+    def save_registry_snapshot(
+        self, name: str, aliases: Mapping[str, str], canary_start: str | None
+    ) -> None:
+        """Keep the registered model's aliases as just read (written only when they changed)."""
+        r = registry_snapshots_table
+        text = json.dumps(dict(aliases), sort_keys=True)
+        with self._read() as conn:
+            have = conn.execute(
+                sa.select(r.c.aliases, r.c.canary_start).where(r.c.name == name)
+            ).first()
+        if have is not None and (have.aliases, have.canary_start) == (text, canary_start):
+            return
+        row = {"aliases": text, "canary_start": canary_start, "read_at": _now()}
+        with self._begin_write(key=f"registry_snapshots:{name}") as conn:
+            if not conn.execute(r.update().where(r.c.name == name).values(**row)).rowcount:
+                conn.execute(r.insert(), {"name": name, **row})
+
+    def registry_snapshot(self, name: str) -> tuple[dict[str, str], str | None, dt.datetime] | None:
+        """The aliases last read of `name`, its canary's first day and when they were read."""
+        r = registry_snapshots_table
+        with self._read() as conn:
+            row = conn.execute(sa.select(r).where(r.c.name == name)).first()
+        if row is None:
+            return None
+        return json.loads(row.aliases), row.canary_start, row.read_at
 
     def models(self) -> list[tuple[str, str]]:
         """Every (tenant, model) with anything stored, sorted."""

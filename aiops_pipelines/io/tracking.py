@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
 
+from aiops_pipelines.core.errors import AiopsError
 from aiops_pipelines.core.process import Process
 from aiops_pipelines.io.locks import file_lock, lock_folder, sqlite_file
 
@@ -39,6 +41,92 @@ TAG_PROCESS = "aiops.process"
 PREPARE_TIMEOUT_SECONDS = 600.0
 _prepared: set[str] = set()
 
+#: Once MLflow failed to answer, how long this process queues its loggings without trying
+#: again (then one probe decides).
+RETRY_AFTER_SECONDS = 60.0
+#: The probe's connect and read timeout (one request, no retry).
+PROBE_TIMEOUT_SECONDS = 5.0
+_down: dict[str, tuple[float, str]] = {}
+
+
+class TrackingUnavailable(AiopsError):
+    """MLflow did not answer (refused, timed out, 5xx): what was to be logged is queued."""
+
+    def __init__(self, uri: str, reason: str) -> None:
+        super().__init__(f"MLflow at {uri} unreachable: {reason}")
+        self.uri = uri
+        self.reason = reason
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) says MLflow could not be reached or answered with a
+    server error, as opposed to refusing what was asked (a bad value: our bug, not queued)."""
+    import requests
+    import sqlalchemy as sa
+    from mlflow.exceptions import MlflowException
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, TrackingUnavailable | requests.RequestException | ConnectionError):
+            return True
+        if isinstance(exc, TimeoutError | sa.exc.OperationalError):
+            return True
+        if isinstance(exc, MlflowException):
+            # rest_utils wraps every transport failure (after its retries) this way
+            if str(exc.message).startswith("API request to "):
+                return True
+            if exc.get_http_status_code() in (429, 502, 503, 504):
+                return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def mark_down(uri: str, reason: str) -> None:
+    """Remember, for this process, that MLflow at `uri` did not answer: its loggings are
+    queued without waiting on it for `RETRY_AFTER_SECONDS`."""
+    if uri not in _down:
+        log.warning("MLflow at %s unreachable (%s): loggings are queued", uri, reason)
+    _down[uri] = (time.monotonic() + RETRY_AFTER_SECONDS, reason)
+
+
+def down_reason(uri: str) -> str | None:
+    """Why MLflow at `uri` is taken as down now, or None (up, or time to try it again)."""
+    until, reason = _down.get(uri, (0.0, ""))
+    return reason if time.monotonic() < until else None
+
+
+def is_remote(uri: str) -> bool:
+    return uri.split(":", 1)[0].lower() in ("http", "https")
+
+
+def probe(uri: str, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> str | None:
+    """Ask MLflow at `uri` once, within `timeout` seconds: None when it answers, else why not.
+    The verdict is remembered (`down_reason`). A server that answers at all (even 401 or 404)
+    is reachable; only no answer, or a 5xx, is down."""
+    reason = None
+    if is_remote(uri):
+        import requests
+
+        url = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search"
+        try:
+            status = requests.get(url, params={"max_results": 1}, timeout=timeout).status_code
+            if status >= 500:
+                reason = f"HTTP {status} from {url}"
+        except requests.RequestException as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+    else:
+        try:
+            _prepared.discard(uri)
+            prepare_tracking_store(uri)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the store cannot be used
+            reason = f"{type(exc).__name__}: {exc}"
+    if reason is None:
+        _down.pop(uri, None)
+    else:
+        mark_down(uri, reason)
+    return reason
+
 
 def prepare_tracking_store(tracking_uri: str) -> None:
     """Create (or migrate) the MLflow database of `tracking_uri` once, before anything else
@@ -49,8 +137,8 @@ def prepare_tracking_store(tracking_uri: str) -> None:
     _alembic_tmp_metrics already exists", "duplicate column name: step"), or leaves it half
     migrated for every run after. The second process waits here, then finds it ready.
     """
-    if tracking_uri in _prepared:
-        return
+    if tracking_uri in _prepared or is_remote(tracking_uri):
+        return  # a tracking server migrates its own database
     db = sqlite_file(tracking_uri) if tracking_uri.startswith("sqlite:") else None
     guard = (
         file_lock(lock_folder(db) / "prepare.lock", timeout=PREPARE_TIMEOUT_SECONDS)
@@ -91,7 +179,7 @@ def ensure_experiment(
     )
 
 
-def _finite(metrics: Mapping[str, float | None]) -> dict[str, float]:
+def finite_metrics(metrics: Mapping[str, float | None]) -> dict[str, float]:
     out = {}
     for k, v in metrics.items():
         if v is None:
@@ -160,7 +248,10 @@ class Tracker:
         try:
             yield handle
         except BaseException:
-            self.client.set_terminated(run.info.run_id, status="FAILED")
+            try:
+                self.client.set_terminated(run.info.run_id, status="FAILED")
+            except Exception:  # noqa: BLE001 - MLflow gone: the error that matters is raised
+                log.debug("could not end MLflow run %s", run.info.run_id, exc_info=True)
             raise
         self.client.set_terminated(run.info.run_id, status="FINISHED")
 
@@ -198,14 +289,26 @@ class Tracker:
     ) -> LoggedRun:
         """Log one attempt of an (asset, partition) in its run: metrics, params, tags and files.
 
-        Returns the run id and, per artifact name, the URI of the uploaded file.
+        Returns the run id and, per artifact name, the URI of the uploaded file. Raises
+        `TrackingUnavailable` at once while MLflow is known to be down (`down_reason`), or
+        when this attempt finds it so (each request bounded by `storage.mlflow_timeout_seconds`
+        and `storage.mlflow_retries`).
         """
-        with self.partition_run(model_key, asset, partition, params=params) as run:
-            if metrics:
-                run.log_metrics(metrics)
-            if tags:
-                run.set_tags(tags)
-            uris = {name: run.log_artifact(path) for name, path in (artifacts or {}).items()}
+        if (reason := down_reason(self.tracking_uri)) is not None:
+            raise TrackingUnavailable(self.tracking_uri, reason)
+        try:
+            with self.partition_run(model_key, asset, partition, params=params) as run:
+                if metrics:
+                    run.log_metrics(metrics)
+                if tags:
+                    run.set_tags(tags)
+                uris = {name: run.log_artifact(path) for name, path in (artifacts or {}).items()}
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+            mark_down(self.tracking_uri, reason)
+            raise TrackingUnavailable(self.tracking_uri, reason) from exc
         return LoggedRun(run.run_id, uris)
 
 
@@ -229,7 +332,7 @@ class PartitionRun:
         import time
 
         ts = int(time.time() * 1000)
-        batch = [Metric(k, v, ts, self.attempt) for k, v in _finite(metrics).items()]
+        batch = [Metric(k, v, ts, self.attempt) for k, v in finite_metrics(metrics).items()]
         for i in range(0, len(batch), 900):
             self.client.log_batch(self.run_id, metrics=batch[i : i + 900])
 

@@ -26,7 +26,12 @@ from mlflow.exceptions import MlflowException
 
 from aiops_pipelines.core.errors import AiopsError
 from aiops_pipelines.io.store import MonitoringStore
-from aiops_pipelines.io.tracking import prepare_tracking_store
+from aiops_pipelines.io.tracking import (
+    down_reason,
+    is_unavailable,
+    mark_down,
+    prepare_tracking_store,
+)
 from aiops_pipelines.lifecycle.training import CHALLENGER, CHAMPION
 
 try:  # the registry's own limit on a version tag's value (100 000 characters in MLflow 3)
@@ -214,6 +219,37 @@ def live_canary(tracking_uri: str, name: str) -> LiveCanary:
         return LiveCanary(live)
     tags = model_version(client_for(tracking_uri), name, live[CANARY]).tags
     return LiveCanary(live, tags.get(TAG_CANARY_START) or None)
+
+
+def live_canary_or_snapshot(
+    tracking_uri: str, name: str, store: MonitoringStore
+) -> tuple[LiveCanary, str | None]:
+    """`live_canary`, kept in the store as the registry's snapshot; while MLflow cannot be
+    reached, the snapshot last read instead, with a note saying so (None when read live).
+    Without a snapshot the canary cannot be known: no aliases, and the note says why."""
+    reason = down_reason(tracking_uri)
+    if reason is None:
+        try:
+            live = live_canary(tracking_uri, name)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+            mark_down(tracking_uri, reason)
+        else:
+            store.save_registry_snapshot(name, live.aliases, live.start)
+            return live, None
+    snapshot = store.registry_snapshot(name)
+    if snapshot is None:
+        return LiveCanary({}), (
+            f"MLflow registry at {tracking_uri} unreachable ({reason}) and never read before: "
+            "the canary is judged when it answers"
+        )
+    aliases_read, start, read_at = snapshot
+    return LiveCanary(aliases_read, start), (
+        f"MLflow registry at {tracking_uri} unreachable ({reason}): aliases as read at "
+        f"{read_at.isoformat(timespec='seconds')}"
+    )
 
 
 def acted_on(store: MonitoringStore, tenant: str, model: str, version: str) -> str | None:

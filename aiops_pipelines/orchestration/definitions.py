@@ -25,6 +25,7 @@ from sensors.canary import canary_verdict_sensor
 from sensors.delivery import alert_delivery_sensor
 from sensors.failures import pipeline_failure_sensor
 from sensors.labels import late_labels_sensor
+from sensors.mlflow_outbox import mlflow_outbox_sensor, mlflow_replay_job
 from sensors.models import model_partitions_sensor
 from sensors.retrain import retrain_sensor
 
@@ -49,6 +50,7 @@ defs = dg.Definitions(
         retrain_job,
         alerts_job,
         alert_delivery_job,
+        mlflow_replay_job,
         overview_job,
         rollback_canary,
         promote_canary,
@@ -61,6 +63,7 @@ defs = dg.Definitions(
         canary_verdict_sensor,
         pipeline_failure_sensor,
         alert_delivery_sensor,
+        mlflow_outbox_sensor,
     ],
     resources=default_resources(),
 )

@@ -24,6 +24,7 @@ import dagster as dg
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import AppConfig, ModelConfig
 from aiops_pipelines.core.findings import Finding, Signal
+from aiops_pipelines.io.mlflow_outbox import log_or_queue
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 from aiops_pipelines.io.tracking import Tracker
 from aiops_pipelines.orchestration.partitions import split_key
@@ -44,6 +45,8 @@ class ModelDay:
     """The date, or `REFERENCE_PARTITION` for the per-model reference assets."""
     store: MonitoringStore
     tracker: Tracker | None
+    lock_key: str = ""
+    """The (asset, partition) lock held while the asset runs (`partition_locked`)."""
 
 
 @contextmanager
@@ -61,10 +64,20 @@ def model_day(
         day, key = REFERENCE_PARTITION, context.partition_key
     cfg = monitoring_config.load()
     md = ModelDay(
-        cfg, cfg.model(key), day, store.open(cfg), mlflow.tracker(cfg) if mlflow else None
+        cfg,
+        cfg.model(key),
+        day,
+        store.open(cfg),
+        mlflow.tracker(cfg) if mlflow else None,
+        lock_key(context),
     )
     with partition_locked(context, md.store, store):
         yield md
+
+
+def lock_key(context: dg.AssetExecutionContext) -> str:
+    """The running (asset, partition)'s lock name."""
+    return f"{context.asset_key.to_user_string()}:{context.partition_key}"
 
 
 @contextmanager
@@ -74,8 +87,7 @@ def partition_locked(
     """Hold the running (asset, partition)'s lock in the store for the block: another run of
     the same partition (the same range run twice at once, a re-run beside the daily run)
     waits until this one has stored and logged everything, then redoes it from there."""
-    key = f"{context.asset_key.to_user_string()}:{context.partition_key}"
-    with db.partition_lock(key, timeout=store.lock_timeout_seconds):
+    with db.partition_lock(lock_key(context), timeout=store.lock_timeout_seconds):
         yield
 
 
@@ -157,17 +169,57 @@ def publish(
     }
     out["mlflow_run_id"] = ""
     if md.tracker is not None:
-        run = md.tracker.record(
-            m.key,
-            asset,
-            md.partition,
-            metrics=mlflow_metrics,
-            params=mlflow_params,
-            tags=mlflow_tags,
-            artifacts=artifacts,
+        out.update(
+            log_to_mlflow(
+                md.tracker,
+                md.store,
+                m.key,
+                asset,
+                md.partition,
+                lock_key=md.lock_key,
+                metrics=mlflow_metrics,
+                params=mlflow_params,
+                tags=mlflow_tags,
+                artifacts=artifacts,
+            )
         )
-        out["mlflow_run_id"] = run.run_id
-        for name, uri in run.artifacts.items():
-            links[name] = dg.MetadataValue.url(uri) if "://" in uri else dg.MetadataValue.path(uri)
-    out.update(links)
+    else:
+        out.update(links)
     return dg.MaterializeResult(metadata=out, check_results=[check_result(c) for c in checks])
+
+
+def log_to_mlflow(
+    tracker: Tracker,
+    store: MonitoringStore,
+    model_key: str,
+    asset: str,
+    partition: str,
+    *,
+    lock_key: str,
+    metrics: Mapping[str, float | None] | None = None,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    artifacts: Mapping[str, Path] | None = None,
+) -> dict[str, Any]:
+    """Log to MLflow, or queue the logging when MLflow cannot be reached (`io.mlflow_outbox`:
+    the asset succeeds either way, its results being in the store); the metadata entries
+    saying which: `mlflow_run_id` and a link per artifact, or `mlflow_queued` with the reason
+    and the paths of the kept files."""
+    logged = log_or_queue(
+        tracker,
+        store,
+        model_key,
+        asset,
+        partition,
+        lock_key=lock_key,
+        metrics=metrics,
+        params=params,
+        tags=tags,
+        artifacts=artifacts,
+    )
+    out: dict[str, Any] = {"mlflow_run_id": logged.run_id}
+    if logged.queued is not None:
+        out["mlflow_queued"] = f"MLflow unreachable, logged when it answers: {logged.queued}"
+    for name, uri in logged.artifacts.items():
+        out[name] = dg.MetadataValue.url(uri) if "://" in uri else dg.MetadataValue.path(uri)
+    return out

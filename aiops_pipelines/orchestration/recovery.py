@@ -21,7 +21,7 @@ import dagster as dg
 from aiops_pipelines.core.config import AppConfig
 from aiops_pipelines.core.process import Process
 from aiops_pipelines.io.store import MonitoringStore
-from aiops_pipelines.io.tracking import Tracker
+from aiops_pipelines.io.tracking import Tracker, down_reason
 
 #: The Dagster run tag naming the process that executes the run in-process.
 PROCESS_TAG = "aiops/process"
@@ -75,10 +75,14 @@ def fail_dead_runs(instance: dg.DagsterInstance) -> list[str]:
 
 
 def clear_debris(instance: dg.DagsterInstance, config: AppConfig, store: MonitoringStore) -> Debris:
-    """Fail the Dagster and MLflow runs of processes that died and release their claims."""
-    tracker = Tracker(config.storage.mlflow_tracking_uri, config.storage.artifacts_dir)
+    """Fail the Dagster and MLflow runs of processes that died and release their claims.
+    MLflow's are left for a later run while MLflow is known to be down (`probe` first)."""
+    uri = config.storage.mlflow_tracking_uri
+    mlflow_runs = []
+    if down_reason(uri) is None:
+        mlflow_runs = Tracker(uri, config.storage.artifacts_dir).end_dead_runs()
     return Debris(
         dagster_runs=fail_dead_runs(instance),
-        mlflow_runs=tracker.end_dead_runs(),
+        mlflow_runs=mlflow_runs,
         deliveries=store.release_dead_claims(),
     )

@@ -22,7 +22,7 @@ from aiops_pipelines.core.errors import AiopsError, ConfigError
 from aiops_pipelines.core.files import replace_file
 from aiops_pipelines.io.locks import file_lock
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
-from aiops_pipelines.io.tracking import prepare_tracking_store
+from aiops_pipelines.io.tracking import prepare_tracking_store, probe
 from aiops_pipelines.orchestration.definitions import ASSETS, defs
 from aiops_pipelines.orchestration.partitions import MODELS, daily_partitions, partition_key
 from aiops_pipelines.orchestration.recovery import Debris, clear_debris, process_tags
@@ -44,6 +44,7 @@ from sensors.canary import canary_verdict_sensor
 from sensors.delivery import alert_delivery_sensor
 from sensors.failures import pipeline_failure_sensor, root_error
 from sensors.labels import late_labels_sensor
+from sensors.mlflow_outbox import mlflow_outbox_sensor
 from sensors.retrain import retrain_sensor
 
 ALL_ASSETS = ASSETS  # every asset, so any selection resolves its upstream keys
@@ -91,6 +92,10 @@ class RangeOutcome:
     outcomes: list[PartitionOutcome] = field(default_factory=list)
     debris: Debris = field(default_factory=Debris)
     """What runs that died had left, failed and released at the start (`recovery`)."""
+    mlflow_down: str | None = None
+    """Why MLflow could not be reached at the start, if it could not (loggings queued)."""
+    mlflow_queued: int = 0
+    """MLflow loggings still queued at the end (replayed once MLflow answers)."""
 
     @property
     def failed(self) -> list[PartitionOutcome]:
@@ -314,6 +319,9 @@ def run_range(
     # `aiops run` starting beside this one waits for it), and what runs that died left behind
     # failed and released
     prepare_tracking_store(config.storage.mlflow_tracking_uri)
+    # MLflow asked once, within seconds: when it does not answer, every logging of this run is
+    # queued in the store at once instead of each waiting on it (`io.mlflow_outbox`)
+    mlflow_down = probe(config.storage.mlflow_tracking_uri)
     debris = clear_debris(instance, config, store)
     resources = {
         **default_resources(),
@@ -322,7 +330,7 @@ def run_range(
     }
     # the progress bar is the console output; Dagster's event log stays in the instance
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    outcome = RangeOutcome(debris=debris)
+    outcome = RangeOutcome(debris=debris, mlflow_down=mlflow_down)
 
     def record(o: PartitionOutcome) -> None:
         outcome.outcomes.append(o)
@@ -390,6 +398,7 @@ def run_range(
                 launcher.failed_run(res, record)
         # the day's notifications go out before its overview page is written
         launcher.tick(alert_delivery_sensor, None, record)
+        launcher.tick(mlflow_outbox_sensor, None, record)  # MLflow back: what waited on it
         if overview and (last is None or day <= last):
             res = launcher.materialize([ops_overview], day)
             record(
@@ -418,4 +427,6 @@ def run_range(
     if config.alerting.routes:
         store.request_held_summaries([r.name for r in config.alerting.routes])
     launcher.tick(alert_delivery_sensor, None, record)
+    launcher.tick(mlflow_outbox_sensor, None, record)
+    outcome.mlflow_queued = store.tracking_backlog()[0]
     return outcome

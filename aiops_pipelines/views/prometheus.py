@@ -85,6 +85,12 @@ _FAMILIES: dict[str, str] = {
     "aiops_findings": "Findings of the model's latest partition, by severity.",
     "aiops_alerts_firing": "Firing alerts, by severity (silenced and inhibited ones included).",
     "aiops_alert_deliveries": "Alert deliveries in the outbox, by route and status.",
+    "aiops_mlflow_queued_loggings": (
+        "MLflow loggings queued because MLflow could not be reached (replayed when it answers)."
+    ),
+    "aiops_mlflow_queued_oldest_timestamp_seconds": (
+        "When the oldest queued MLflow logging was queued (Unix time; absent when none waits)."
+    ),
     "aiops_alert_deliveries_failing": (
         "Undelivered alert deliveries whose last attempt failed, by route."
     ),
@@ -222,6 +228,11 @@ def render_metrics(
 
     if deliveries is not None:
         _add_deliveries(page, normalize_deliveries(deliveries))
+    if day is None:  # the queue is now's state, not a day's
+        queued, oldest, _ = store.tracking_backlog()
+        page.add("aiops_mlflow_queued_loggings", {}, queued)
+        if oldest is not None:
+            page.add("aiops_mlflow_queued_oldest_timestamp_seconds", {}, oldest.timestamp())
     return page.render()
 
 

@@ -124,6 +124,12 @@ def status_text(
                 f"day incomplete: {r.key} {day} has no {r.missing_assets} (a run stopped "
                 f"part-way): aiops run{config} --start {day} --end {day} --model {r.key}"
             )
+    queued, since, error = store.tracking_backlog()
+    if queued:
+        lines.append(
+            f"MLflow: {queued} logging(s) queued since {since:%Y-%m-%d %H:%M} UTC, logged when "
+            f"it answers (last error: {one_line(error or '', 120)})"
+        )
     lines += ["", f"feed ({len(events)} entries, newest first)"]
     if events.empty:
         lines.append("  nothing to report")

@@ -198,11 +198,13 @@ class CanaryDay:
         ]
 
 
-def no_canary_check(aliases: dict[str, str]) -> Check:
-    """The canary check of a day without a canary to judge: passed, and why."""
-    return Check(
-        "canary_verdict", True, "error", {"status": "no canary", "aliases": json.dumps(aliases)}
-    )
+def no_canary_check(aliases: dict[str, str], note: str | None = None) -> Check:
+    """The canary check of a day without a canary to judge: passed, and why (`note`: the
+    registry could not be read)."""
+    metadata = {"status": "no canary", "aliases": json.dumps(aliases)}
+    if note:
+        metadata["registry"] = note
+    return Check("canary_verdict", True, "error", metadata, message=note or "")
 
 
 def canary_for_day(

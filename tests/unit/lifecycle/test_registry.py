@@ -372,3 +372,29 @@ def test_audit_needs_tenant_and_model_when_the_name_does_not_carry_them(
     )
     assert aliases(uri, "churn_model") == {"canary": "1"}
     assert _actions(store) == ["start_canary"]
+
+
+# ------------------------------------------------------------------ registry unreachable
+
+
+def test_the_canary_is_judged_with_the_aliases_last_read_while_the_registry_is_down(
+    uri: str, store: MonitoringStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read live, the aliases are kept in the store; with MLflow refusing connections, the
+    snapshot stands in (and says when it was read); a model never read has no canary."""
+    from aiops_pipelines.io import tracking
+    from aiops_pipelines.lifecycle.registry import live_canary_or_snapshot
+    from tests.servers import free_port
+
+    monkeypatch.setattr(tracking, "_down", {})
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    start_canary(uri, NAME, "2", store=store, **AUDIT, partition_day="2026-03-01")
+    live, note = live_canary_or_snapshot(uri, NAME, store)
+    assert note is None and (live.canary, live.champion, live.start) == ("2", "1", "2026-03-01")
+
+    down = f"http://127.0.0.1:{free_port()}"
+    cached, note = live_canary_or_snapshot(down, NAME, store)
+    assert (cached.canary, cached.champion, cached.start) == ("2", "1", "2026-03-01")
+    assert note and "unreachable" in note and "aliases as read at" in note
+    never, note = live_canary_or_snapshot(down, "acme.other", store)
+    assert never.aliases == {} and note and "never read before" in note
