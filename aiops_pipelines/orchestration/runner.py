@@ -313,7 +313,7 @@ def run_range(
     # before any asset: MLflow's database created or migrated by one process only (another
     # `aiops run` starting beside this one waits for it), and what runs that died left behind
     # failed and released
-    prepare_tracking_store(config.storage.mlflow_tracking_uri)
+    prepare_tracking_store(config.storage.mlflow_tracking_uri, config.storage.artifacts_dir)
     debris = clear_debris(instance, config, store)
     resources = {
         **default_resources(),
