@@ -40,6 +40,7 @@ TAG_PROCESS = "aiops.process"
 #: How long a process waits for another to create or migrate the MLflow database.
 PREPARE_TIMEOUT_SECONDS = 600.0
 _prepared: set[str] = set()
+_relocated: set[str] = set()
 
 #: Once MLflow failed to answer, how long this process queues its loggings without trying
 #: again (then one probe decides).
@@ -128,7 +129,9 @@ def probe(uri: str, *, timeout: float = PROBE_TIMEOUT_SECONDS) -> str | None:
     return reason
 
 
-def prepare_tracking_store(tracking_uri: str) -> None:
+def prepare_tracking_store(
+    tracking_uri: str, artifacts_dir: str | os.PathLike[str] | None = None
+) -> None:
     """Create (or migrate) the MLflow database of `tracking_uri` once, before anything else
     uses it, holding a lock beside a SQLite file while doing so.
 
@@ -136,9 +139,14 @@ def prepare_tracking_store(tracking_uri: str) -> None:
     start at once on a new SQLite store both migrate it and one fails ("table
     _alembic_tmp_metrics already exists", "duplicate column name: step"), or leaves it half
     migrated for every run after. The second process waits here, then finds it ready.
+
+    Given the config's `artifacts_dir`, a world folder that was moved or copied also gets its
+    MLflow artifact locations pointed at its own artifacts (`relocate.relocate_artifacts`).
     """
-    if tracking_uri in _prepared or is_remote(tracking_uri):
-        return  # a tracking server migrates its own database
+    if is_remote(tracking_uri):
+        return  # a tracking server migrates its own database and keeps its artifacts
+    if tracking_uri in _prepared and (artifacts_dir is None or tracking_uri in _relocated):
+        return
     db = sqlite_file(tracking_uri) if tracking_uri.startswith("sqlite:") else None
     guard = (
         file_lock(lock_folder(db) / "prepare.lock", timeout=PREPARE_TIMEOUT_SECONDS)
@@ -147,6 +155,11 @@ def prepare_tracking_store(tracking_uri: str) -> None:
     )
     with guard:
         MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+        if artifacts_dir is not None:
+            from aiops_pipelines.io.relocate import relocate_artifacts
+
+            relocate_artifacts(tracking_uri, artifacts_dir)
+            _relocated.add(tracking_uri)
     _prepared.add(tracking_uri)
 
 
@@ -196,7 +209,7 @@ class Tracker:
     def __init__(self, tracking_uri: str, artifacts_dir: str | os.PathLike[str]) -> None:
         self.tracking_uri = tracking_uri
         self.artifacts_dir = str(artifacts_dir)
-        prepare_tracking_store(tracking_uri)
+        prepare_tracking_store(tracking_uri, artifacts_dir)
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     def find_run(self, model_key: str, asset: str, partition: str) -> Any | None:

@@ -496,7 +496,7 @@ def retrain(
         )
     cand_metrics = evaluate(model, candidate, x_hold, y_hold)
 
-    prepare_tracking_store(tracking_uri)
+    prepare_tracking_store(tracking_uri, artifacts_dir)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     name = model.registry_name
     with fluent_uri(tracking_uri):

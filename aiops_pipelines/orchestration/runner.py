@@ -318,7 +318,7 @@ def run_range(
     # before any asset: MLflow's database created or migrated by one process only (another
     # `aiops run` starting beside this one waits for it), and what runs that died left behind
     # failed and released
-    prepare_tracking_store(config.storage.mlflow_tracking_uri)
+    prepare_tracking_store(config.storage.mlflow_tracking_uri, config.storage.artifacts_dir)
     # MLflow asked once, within seconds: when it does not answer, every logging of this run is
     # queued in the store at once instead of each waiting on it (`io.mlflow_outbox`)
     mlflow_down = probe(config.storage.mlflow_tracking_uri)
