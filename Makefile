@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_long_strings.py
 	$(BIN)/python benchmarks/bench_metrics_scrape.py
 	$(BIN)/python benchmarks/bench_dead_route.py
+	$(BIN)/python benchmarks/bench_mlflow_down.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
