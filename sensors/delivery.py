@@ -14,6 +14,14 @@ IN_PROGRESS = [
 ]
 
 
+def run_in_progress(context: dg.SensorEvaluationContext, job_name: str) -> str | None:
+    """The id of a run of `job_name` queued or running now, if any (one at a time)."""
+    runs = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=job_name, statuses=IN_PROGRESS), limit=1
+    )
+    return runs[0].run_id if runs else None
+
+
 @dg.sensor(
     job=alert_delivery_job,
     minimum_interval_seconds=30,
@@ -33,11 +41,8 @@ def alert_delivery_sensor(
     state = outbox_state(store.open(config), config.alerting)
     if not state.due:
         return dg.SkipReason(state.describe())
-    running = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=alert_delivery_job.name, statuses=IN_PROGRESS), limit=1
-    )
-    if running:
-        return dg.SkipReason(f"delivery run {running[0].run_id} in progress; {state.describe()}")
+    if running := run_in_progress(context, alert_delivery_job.name):
+        return dg.SkipReason(f"delivery run {running} in progress; {state.describe()}")
     return dg.RunRequest(
         job_name=alert_delivery_job.name,
         tags={"aiops/trigger": "alerts_due", "aiops/due": str(sum(state.due.values()))},

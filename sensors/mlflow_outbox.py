@@ -10,7 +10,7 @@ from aiops_pipelines.orchestration.resources import (
     MonitoringConfig,
     StoreResource,
 )
-from sensors.delivery import IN_PROGRESS
+from sensors.delivery import run_in_progress
 
 
 @dg.op(
@@ -70,11 +70,8 @@ def mlflow_outbox_sensor(
             f"{queued} MLflow logging(s) queued since {since:%Y-%m-%d %H:%M} UTC wait: MLflow "
             f"at {uri} unreachable ({reason})"
         )
-    running = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=mlflow_replay_job.name, statuses=IN_PROGRESS), limit=1
-    )
-    if running:
-        return dg.SkipReason(f"replay run {running[0].run_id} in progress; {queued} queued")
+    if running := run_in_progress(context, mlflow_replay_job.name):
+        return dg.SkipReason(f"replay run {running} in progress; {queued} queued")
     return dg.RunRequest(
         job_name=mlflow_replay_job.name,
         tags={"aiops/trigger": "mlflow_back", "aiops/queued": str(queued)},

@@ -41,6 +41,7 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         "canary_verdict_sensor",
         "pipeline_failure_sensor",
         "alert_delivery_sensor",
+        "mlflow_outbox_sensor",
     ):
         assert defs.resolve_sensor_def(sensor)
     graph = defs.resolve_asset_graph()

@@ -18,9 +18,9 @@ from aiops_pipelines.orchestration.resources import Clock, MonitoringConfig, def
 from aiops_pipelines.orchestration.runner import ALL_ASSETS
 from assets.alerts import alert_delivery_job, model_alerts
 from sensors.delivery import alert_delivery_sensor
+from tests.servers import Silent
 from tests.unit.alerting import test_alerts, test_route_isolation
 from tests.unit.alerting.test_alerts import Receiver
-from tests.unit.alerting.test_route_isolation import Silent
 
 receiver = test_alerts.receiver
 silent = test_route_isolation.silent

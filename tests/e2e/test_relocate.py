@@ -4,7 +4,6 @@ real `aiops run` process, as a user would start it (slow)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from aiops_pipelines.demo.world import DemoWorld
 from aiops_pipelines.io.tracking import TAG_ASSET, TAG_PARTITION
 from aiops_pipelines.lifecycle.registry import aliases
 from aiops_pipelines.lifecycle.training import load_version
+from tests.unit.io.test_relocate import _files
 
 pytestmark = pytest.mark.slow
 
@@ -50,18 +50,6 @@ def _aiops_run(home: Path, first: str, last: str) -> str:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
-
-
-def _files(folder: Path) -> dict[str, tuple[str, int]]:
-    """Every file under `folder`: its content hash and modification time."""
-    return {
-        str(p.relative_to(folder)): (
-            hashlib.sha256(p.read_bytes()).hexdigest(),
-            p.stat().st_mtime_ns,
-        )
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def test_aiops_run_on_a_copied_world_writes_into_the_copy_and_needs_no_original(
