@@ -48,7 +48,7 @@ RANGE = ["--start", "2026-03-12", "--end", "2026-03-13", "--model", MODEL]
 #: a message (a hash of delivery ids), and how often a failing route was tried (each run that
 #: finds a notification pending tries it once more)
 VOLATILE = {"id", "event_id", "created_at", "updated_at", "ts", "claim", "claimed_at", "sent_at"}
-VOLATILE |= {"message_id", "attempts"}
+VOLATILE |= {"message_id", "attempts", "read_at", "queued_at", "token"}
 #: How each route's deliveries went (its circuit breaker): two runs delivering make two
 #: attempts on a failing route where one run makes one; results, not operations, are compared.
 OPERATIONAL = {"alert_routes"}
