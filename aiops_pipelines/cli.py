@@ -156,6 +156,40 @@ def _run(
     return 1 if unexpected else 0
 
 
+def _report_html(config, args: argparse.Namespace) -> int:
+    """Evidently's drift HTML of one model-day, from the stored profiles and samples."""
+    from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
+    from aiops_pipelines.signals.drift.day import drift_for_stored_day
+    from aiops_pipelines.signals.profile.day import sample_path
+    from aiops_pipelines.views.drift_report import render_day_html
+
+    if not (args.model and args.day):
+        print("aiops report --html needs --model and --day", file=sys.stderr)
+        return 2
+    model, day = config.model(args.model), args.day.isoformat()
+    home = config.artifacts_path
+    with MonitoringStore(config.storage.store_url) as store:
+        ref = store.load_profile(model.tenant, model.name, "reference", REFERENCE_PARTITION)
+        cur = store.load_profile(model.tenant, model.name, "daily", day)
+        if ref is None or cur is None:
+            print(
+                f"{model.key} {day}: no {'reference' if ref is None else 'feature'} profile "
+                f"stored: aiops run --config {config.path} --start {day} --end {day} "
+                f"--model {model.key}",
+                file=sys.stderr,
+            )
+            return 1
+        result, _, _ = drift_for_stored_day(store, model, day, ref, cur)
+    samples = [sample_path(home, model.key, p) for p in (REFERENCE_PARTITION, day)]
+    missing = [str(p) for p in samples if not p.exists()]
+    if missing:
+        print(f"{model.key} {day}: no sample kept at {', '.join(missing)}", file=sys.stderr)
+        return 1
+    path = args.out or home / "reports" / model.key / f"drift_{day}.html"
+    print(render_day_html(result, model, day, path.resolve(), *samples))
+    return 0
+
+
 def _print_held(config, since: datetime) -> None:
     """What this run held back instead of sending (events too old to page about)."""
     from aiops_pipelines.io.store import MonitoringStore
@@ -214,6 +248,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from aiops_pipelines.views.report import model_summary, without_hourly
 
     config = load_config(args.config)
+    if args.html:
+        return _report_html(config, args)
     models = [config.model(args.model)] if args.model else config.models
     frames, finds = [], []
     with MonitoringStore(config.storage.store_url) as store:
@@ -550,6 +586,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--start", type=_date, help="first partition (YYYY-MM-DD)")
     rep.add_argument("--end", type=_date, help="last partition (YYYY-MM-DD)")
     rep.add_argument("--findings", action="store_true", help="table/csv: findings only")
+    rep.add_argument(
+        "--html",
+        action="store_true",
+        help="write Evidently's drift HTML of --model on --day (runs render it only for days "
+        "with a drift finding) and print its path",
+    )
+    rep.add_argument("--day", type=_date, help="--html: the day")
+    rep.add_argument("--out", type=Path, help="--html: where to write it (default: reports/)")
     rep.add_argument(
         "--hourly",
         action="store_true",

@@ -6,7 +6,6 @@ checks as in-asset check results).
 """
 
 import json
-from datetime import date, timedelta
 
 import dagster as dg
 
@@ -20,9 +19,7 @@ from aiops_pipelines.orchestration.resources import (
     SourceSettings,
     StoreResource,
 )
-from aiops_pipelines.signals.daily_shifts import daily_history
-from aiops_pipelines.signals.drift.calibration import RECENT_DAYS, ReferenceCalibration
-from aiops_pipelines.signals.drift.day import StoredDay, drift_for_day
+from aiops_pipelines.signals.drift.day import drift_for_stored_day
 from aiops_pipelines.signals.profile.day import profile_for_day, reference_for_model, sample_path
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
 from aiops_pipelines.views.drift_report import write_drift_reports
@@ -214,38 +211,19 @@ def drift_report(
     profiles (cost independent of row count): per-column tests with Benjamini-Hochberg control
     over the model's features, null-rate and unseen-category drift, the dataset drift share, and
     a `level_shift` while the drift share stays risen (change points over the last 90 days).
-    Findings carry their evidence; Evidently renders the HTML on bounded samples."""
+    Findings carry their evidence; Evidently renders the HTML on bounded samples, for the days
+    with a drift finding (`sources.html_days`; any other day with `aiops report --html`)."""
     with model_day(context, monitoring_config, store, mlflow) as md:
         model, day, home = md.model, md.partition, md.config.artifacts_path
-        ref_payload = _stored_profile(md, "reference")
-        ref = DatasetProfile.from_dict(ref_payload["profile"])
-        today = StoredDay.from_payload(day, _stored_profile(md, "daily"))
-        cur = today.profile
-        first = date.fromisoformat(day) - timedelta(
-            days=max(model.thresholds.windows + [RECENT_DAYS])
-        )
-        history = [
-            StoredDay.from_payload(p, payload)
-            for p, payload in md.store.load_profiles(
-                model.tenant, model.name, "daily", start=first, end=date.fromisoformat(day)
-            ).items()
-            if p < day
-        ]
-        result = drift_for_day(
-            model,
-            day,
-            ref,
-            today,
-            calibration=ReferenceCalibration.from_dict(ref_payload.get("calibration")),
-            history=history,
-            metric_history=daily_history(md.store, model, day, Asset.DRIFT_REPORT),
+        result, ref, cur = drift_for_stored_day(
+            md.store, model, day, _stored_profile(md, "reference"), _stored_profile(md, "daily")
         )
         samples = (
             {
                 "reference_sample": sample_path(home, model.key, REFERENCE_PARTITION),
                 "day_sample": sample_path(home, model.key, day),
             }
-            if sources.render_html
+            if sources.render_html and (result.findings or sources.html_days == "all")
             else {}
         )
         with artifact_folder(md, home / "reports" / model.key) as folder:

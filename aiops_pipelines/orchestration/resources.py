@@ -56,6 +56,11 @@ class SourceSettings(dg.ConfigurableResource):
     chunk_rows: int = Field(default=0, description="rows per chunk; 0 uses each source's own")
     sample_rows: int = Field(default=2000, description="rows sampled for Evidently's HTML")
     render_html: bool = Field(default=True, description="render Evidently's HTML report")
+    html_days: str = Field(
+        default="drift",
+        description="which days get Evidently's HTML (each ~4 MB): 'drift', those with a drift "
+        "finding; 'all'. Any day's on demand: aiops report --html --model M --day D",
+    )
 
 
 class StoreResource(dg.ConfigurableResource):

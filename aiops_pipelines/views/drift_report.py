@@ -110,16 +110,35 @@ def write_drift_reports(
     text = json.dumps(result.report.to_dict(), default=str, indent=1)
     json_path = replace_file(reports_dir / f"drift_{day}.json", lambda p: p.write_text(text))
     out = {"report_json": json_path}
-    samples = [reference_sample, day_sample]
-    if all(p is not None and p.exists() for p in samples):
-        cols = profiled_columns(model)
-        out["report"] = render_drift_html(
-            pd.read_parquet(reference_sample),
-            pd.read_parquet(day_sample),
-            numeric=cols.numeric,
-            categorical=cols.categorical,
-            path=reports_dir / f"drift_{day}.html",
-            methods={c.column: c.method for c in result.columns},
-            title=f"{model.key} {day}",
+    if (
+        reference_sample is not None
+        and day_sample is not None
+        and reference_sample.exists()
+        and day_sample.exists()
+    ):
+        out["report"] = render_day_html(
+            result, model, day, reports_dir / f"drift_{day}.html", reference_sample, day_sample
         )
     return out
+
+
+def render_day_html(
+    result: DriftResult,
+    model: ModelConfig,
+    day: str,
+    path: Path,
+    reference_sample: Path,
+    day_sample: Path,
+) -> Path:
+    """Evidently's HTML of a model-day at `path`, on the kept samples, each column tested with
+    the method our verdict used."""
+    cols = profiled_columns(model)
+    return render_drift_html(
+        pd.read_parquet(reference_sample),
+        pd.read_parquet(day_sample),
+        numeric=cols.numeric,
+        categorical=cols.categorical,
+        path=path,
+        methods={c.column: c.method for c in result.columns},
+        title=f"{model.key} {day}",
+    )

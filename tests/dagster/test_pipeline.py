@@ -122,6 +122,10 @@ def test_quiet_days_raise_no_drift(world: DemoWorld) -> None:
     store = MonitoringStore(load_config(world.config_path).storage.store_url)
     found = store.findings("globex", "eta", start=first, end=first, min_severity="warning")
     assert not any("drift" in s for s in found["signal"]), found[["signal", "column"]]
+    # no drift finding: the verdicts' JSON, not Evidently's 4 MB page (on demand with
+    # `aiops report --html`)
+    [mat] = res.asset_materializations_for_node("drift_report")
+    assert "report_json" in mat.metadata and "report" not in mat.metadata
 
 
 def test_rerunning_a_partition_replaces_store_rows_and_reuses_the_mlflow_run(

@@ -80,6 +80,17 @@ def test_run_then_report_then_rerun_without_duplicates(world, capsys) -> None:
     pages = sorted(p.name for p in (world.home / "artifacts" / "overview").glob("*.html"))
     assert pages == ["overview_2026-03-05.html", "overview_2026-03-06.html"]
 
+    # Evidently's page of a day no run rendered, on demand from the stored profiles and samples
+    page = world.home / "pages" / "intent-0305.html"
+    html = ["report", "--config", cfg, "--html", "--model", "acme.intent"]
+    assert main([*html, "--day", "2026-03-05", "--out", str(page)]) == 0
+    assert capsys.readouterr().out.strip() == str(page.resolve())
+    text = page.read_text()
+    assert "<title>acme.intent 2026-03-05 · " in text and "Dataset Drift" in text
+    assert main(html) == 2  # which day?
+    assert main([*html, "--day", "2026-03-09"]) == 1  # never run: says how to
+    assert "aiops run --config" in capsys.readouterr().err
+
 
 def test_run_reports_a_failed_partition_and_exits_nonzero(world, capsys) -> None:
     cfg = str(world.config_path)

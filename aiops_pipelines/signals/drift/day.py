@@ -14,7 +14,13 @@ from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.findings import Asset, Finding, Severity, Signal
 from aiops_pipelines.core.values import fmt_number
-from aiops_pipelines.signals.daily_shifts import DailyShift, daily_shifts, shift_findings
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.signals.daily_shifts import (
+    DailyShift,
+    daily_history,
+    daily_shifts,
+    shift_findings,
+)
 from aiops_pipelines.signals.drift.calibration import (
     RECENT_DAYS,
     ReferenceCalibration,
@@ -349,3 +355,35 @@ def report_findings(
                 )
             )
     return out
+
+
+def drift_for_stored_day(
+    store: MonitoringStore,
+    model: ModelConfig,
+    day: str,
+    reference_payload: Mapping[str, Any],
+    day_payload: Mapping[str, Any],
+) -> tuple[DriftResult, DatasetProfile, DatasetProfile]:
+    """`drift_for_day` on what the store holds: the reference's and the day's stored profiles
+    (as `load_profile` returns them), the days before for the windows and the within-day
+    variance, and the drift share's history. Returns the result with the two profiles."""
+    ref = DatasetProfile.from_dict(reference_payload["profile"])
+    today = StoredDay.from_payload(day, dict(day_payload))
+    first = date.fromisoformat(day) - timedelta(days=max(model.thresholds.windows + [RECENT_DAYS]))
+    history = [
+        StoredDay.from_payload(p, payload)
+        for p, payload in store.load_profiles(
+            model.tenant, model.name, "daily", start=first, end=date.fromisoformat(day)
+        ).items()
+        if p < day
+    ]
+    result = drift_for_day(
+        model,
+        day,
+        ref,
+        today,
+        calibration=ReferenceCalibration.from_dict(reference_payload.get("calibration")),
+        history=history,
+        metric_history=daily_history(store, model, day, Asset.DRIFT_REPORT),
+    )
+    return result, ref, today.profile
