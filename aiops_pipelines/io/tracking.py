@@ -211,9 +211,18 @@ class Tracker:
         self.artifacts_dir = str(artifacts_dir)
         prepare_tracking_store(tracking_uri, artifacts_dir)
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._experiments: dict[str, str] = {}
+
+    def experiment(self, model_key: str) -> str:
+        """The model's experiment id (looked up, or created, once per tracker)."""
+        if model_key not in self._experiments:
+            self._experiments[model_key] = ensure_experiment(
+                self.client, model_key, self.artifacts_dir
+            )
+        return self._experiments[model_key]
 
     def find_run(self, model_key: str, asset: str, partition: str) -> Any | None:
-        exp_id = ensure_experiment(self.client, model_key, self.artifacts_dir)
+        exp_id = self.experiment(model_key)
         runs = self.client.search_runs(
             [exp_id],
             filter_string=(
@@ -233,13 +242,19 @@ class Tracker:
     def partition_run(
         self, model_key: str, asset: str, partition: str, *, params: Mapping[str, Any] | None = None
     ) -> Iterator[PartitionRun]:
-        """Open the (asset, partition) run, creating it once and reusing it on re-runs."""
+        """Open the (asset, partition) run, creating it once and reusing it on re-runs.
+
+        The attempt and the process logging it are tagged at once (a run left RUNNING by a
+        process that dies is recognised by them); what the block logs is sent in one batch as
+        it ends, with the run's end (four MLflow calls for a whole attempt, not one per kind
+        of value)."""
         tenant, _, model = model_key.partition(".")
         existing = self.find_run(model_key, asset, partition)
+        process = str(Process.current())
         if existing is None:
-            exp_id = ensure_experiment(self.client, model_key, self.artifacts_dir)
+            attempt = 0
             run = self.client.create_run(
-                exp_id,
+                self.experiment(model_key),
                 run_name=f"{asset}:{partition}",
                 tags={
                     TAG_TENANT: tenant,
@@ -247,19 +262,24 @@ class Tracker:
                     TAG_ASSET: asset,
                     TAG_PARTITION: partition,
                     "date": partition,
+                    TAG_ATTEMPT: str(attempt),
+                    TAG_PROCESS: process,
                 },
             )
-            attempt = 0
         else:
             run = existing
             attempt = int(run.data.tags.get(TAG_ATTEMPT, "0")) + 1
             self.client.update_run(run.info.run_id, status="RUNNING")
-        handle = PartitionRun(self.client, run.info.run_id, attempt)
-        handle.set_tags({TAG_ATTEMPT: str(attempt), TAG_PROCESS: str(Process.current())})
+            self.client.log_batch(
+                run.info.run_id,
+                tags=[RunTag(TAG_ATTEMPT, str(attempt)), RunTag(TAG_PROCESS, process)],
+            )
+        handle = PartitionRun(self.client, run, attempt)
         if params:
             handle.log_params(params)
         try:
             yield handle
+            handle.flush()
         except BaseException:
             try:
                 self.client.set_terminated(run.info.run_id, status="FAILED")
@@ -334,41 +354,66 @@ class LoggedRun:
 
 
 class PartitionRun:
-    """What an asset logs into its partition's run."""
+    """What an asset logs into its partition's run: metrics, params and tags are kept and sent
+    in one `log_batch` by `flush` (`Tracker.partition_run` calls it as the block ends); files
+    are uploaded at once."""
 
-    def __init__(self, client: MlflowClient, run_id: str, attempt: int) -> None:
+    #: MLflow's limits per `log_batch` call
+    MAX_METRICS, MAX_PARAMS, MAX_TAGS = 800, 100, 100  # and 1,000 values in all
+
+    def __init__(self, client: MlflowClient, run: Any, attempt: int) -> None:
         self.client = client
-        self.run_id = run_id
+        self.run_id: str = run.info.run_id
+        self.artifact_uri: str = run.info.artifact_uri
         self.attempt = attempt
+        self._known_params: dict[str, str] = dict(run.data.params or {})
+        self._metrics: list[Metric] = []
+        self._params: dict[str, str] = {}
+        self._tags: dict[str, str] = {}
 
     def log_metrics(self, metrics: Mapping[str, float | None]) -> None:
-        import time
-
         ts = int(time.time() * 1000)
-        batch = [Metric(k, v, ts, self.attempt) for k, v in finite_metrics(metrics).items()]
-        for i in range(0, len(batch), 900):
-            self.client.log_batch(self.run_id, metrics=batch[i : i + 900])
+        self._metrics += [
+            Metric(k, v, ts, self.attempt) for k, v in finite_metrics(metrics).items()
+        ]
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        run = self.client.get_run(self.run_id)
-        known = run.data.params
-        fresh = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in known]
-        changed = {k: str(v) for k, v in params.items() if k in known and known[k] != str(v)}
-        if fresh:
-            self.client.log_batch(self.run_id, params=fresh)
-        if changed:  # MLflow params are immutable: keep the latest as a tag instead
-            self.set_tags({f"param.{k}": v for k, v in changed.items()})
+        """New params are logged; a param whose value changed since an earlier attempt is
+        kept as the tag `param.<name>` (MLflow params are immutable)."""
+        for k, v in params.items():
+            value = str(v)[:6000]
+            known = self._known_params.get(k)
+            if known is None:
+                self._params[k] = value
+            elif known != str(v):
+                self._tags[f"param.{k}"] = str(v)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self._tags.update({k: str(v) for k, v in tags.items()})
+
+    def flush(self) -> None:
+        """Send what was logged since the last flush, in as few `log_batch` calls as MLflow's
+        limits allow (one for an asset's usual few hundred values)."""
+        metrics, params = self._metrics, [Param(k, v) for k, v in self._params.items()]
+        tags = [RunTag(k, v) for k, v in self._tags.items()]
+        while metrics or params or tags:
+            self.client.log_batch(
+                self.run_id,
+                metrics=metrics[: self.MAX_METRICS],
+                params=params[: self.MAX_PARAMS],
+                tags=tags[: self.MAX_TAGS],
+            )
+            metrics = metrics[self.MAX_METRICS :]
+            params, tags = params[self.MAX_PARAMS :], tags[self.MAX_TAGS :]
+        self._known_params.update(self._params)
+        self._metrics, self._params, self._tags = [], {}, {}
 
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> str:
         """Upload a file (replacing the previous attempt's copy) and return its artifact URI."""
         self.client.log_artifact(self.run_id, str(path), artifact_path)
-        run = self.client.get_run(self.run_id)
         name = Path(path).name
         sub = f"{artifact_path}/{name}" if artifact_path else name
-        return f"{run.info.artifact_uri}/{sub}"
+        return f"{self.artifact_uri}/{sub}"
 
 
 @contextmanager
