@@ -228,8 +228,8 @@ def render_metrics(
 
     if deliveries is not None:
         _add_deliveries(page, normalize_deliveries(deliveries))
-    if day is None:  # the queue is now's state, not a day's
-        queued, oldest, _ = store.tracking_backlog()
+    queued, oldest, _ = store.tracking_backlog()
+    if day is None and (queued or page.samples):  # now's state, not a day's; none: no page
         page.add("aiops_mlflow_queued_loggings", {}, queued)
         if oldest is not None:
             page.add("aiops_mlflow_queued_oldest_timestamp_seconds", {}, oldest.timestamp())

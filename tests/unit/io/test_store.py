@@ -427,7 +427,9 @@ def test_tables_persist_and_creation_is_idempotent(store_url: str) -> None:
                 "audit_log",
                 "findings",
                 "metric_history",
+                "mlflow_outbox",
                 "profiles",
+                "registry_snapshots",
             ]
         )
 
