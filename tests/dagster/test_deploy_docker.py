@@ -118,11 +118,8 @@ def test_the_docker_instance_opens_on_postgresql_with_its_run_launcher(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_pg_url: str
 ) -> None:
     monkeypatch.setenv("AIOPS_DAGSTER_PG_URL", dagster_pg_url)
-    instance = dg.DagsterInstance.from_config(str(_docker_home(tmp_path)))
-    try:
+    with dg.DagsterInstance.from_config(str(_docker_home(tmp_path))) as instance:
         assert isinstance(instance.run_launcher, DockerRunLauncher)
         assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
         assert instance.run_monitoring_enabled
         assert instance.run_launcher.supports_check_run_worker_health  # monitoring sees crashes
-    finally:
-        instance.dispose()

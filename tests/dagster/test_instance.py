@@ -73,8 +73,8 @@ def test_the_instance_opens_on_postgresql_with_the_queue_and_monitoring(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dagster_pg_url: str
 ) -> None:
     monkeypatch.setenv(ENV, dagster_pg_url)
-    instance = dg.DagsterInstance.from_config(str(_home(tmp_path)))
-    try:
+    # entered, as Dagster's processes open it: the instance is the current one while in use
+    with dg.DagsterInstance.from_config(str(_home(tmp_path))) as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)
         assert isinstance(instance.schedule_storage, PostgresScheduleStorage)
@@ -86,17 +86,12 @@ def test_the_instance_opens_on_postgresql_with_the_queue_and_monitoring(
         # instance opened from the same file reads it
         result = dg.materialize([_noop], instance=instance, tags={TENANT_TAG: "acme"})
         assert result.success
-    finally:
-        instance.dispose()
-    again = dg.DagsterInstance.from_config(str(tmp_path / "dagster-home"))
-    try:
+    with dg.DagsterInstance.from_config(str(tmp_path / "dagster-home")) as again:
         [record] = again.get_run_records()
         assert record.dagster_run.run_id == result.run_id
         assert record.dagster_run.status == dg.DagsterRunStatus.SUCCESS
         assert record.dagster_run.tags[TENANT_TAG] == "acme"
         assert again.get_latest_materialization_event(dg.AssetKey("noop")) is not None
-    finally:
-        again.dispose()
 
 
 @dg.asset(name="noop")

@@ -102,43 +102,44 @@ def test_the_daemon_dequeues_each_tenants_runs_one_at_a_time(
     settings = InstanceSettings(postgres_url_env=PG_ENV, max_concurrent_runs=3, per_tenant=1)
     write_instance_yaml(home, settings)  # the file `aiops instance` writes, as it writes it
     monkeypatch.setenv(PG_ENV, dagster_pg_url)
-    instance = dg.DagsterInstance.from_config(str(home))  # creates the tables before the daemon
-    proc, log = _start_daemon(home, tmp_path, dagster_pg_url)
+    # opened first, so that its tables exist before the daemon starts
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        _check_the_queue(instance, *_start_daemon(home, tmp_path, dagster_pg_url))
+
+
+def _check_the_queue(instance: dg.DagsterInstance, proc: subprocess.Popen, log: Path) -> None:
     try:
         records = _finished_runs(instance, proc, log)
     finally:
         _stop(proc)
-    try:
-        failed = [
-            (r.dagster_run.run_id, r.dagster_run.status)
-            for r in records
-            if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS
-        ]
-        assert not failed, f"{failed}\n{log.read_text()[-4000:]}"
-        # per run: (enqueued, dequeued, started, ended); the daemon reports a dequeued run as
-        # STARTING, just before it launches it
-        runs: dict[str, list[tuple[float, float, float, float]]] = {t: [] for t in TENANTS}
-        for r in records:
-            run_id = r.dagster_run.run_id
-            [enqueued] = instance.get_records_for_run(
-                run_id, of_type=DagsterEventType.RUN_ENQUEUED
-            ).records
-            [dequeued] = instance.get_records_for_run(
-                run_id, of_type=DagsterEventType.RUN_STARTING
-            ).records
-            runs[r.dagster_run.tags[TENANT_TAG]].append(
-                (enqueued.timestamp, dequeued.timestamp, r.start_time, r.end_time)
-            )
-        assert sorted(len(s) for s in runs.values()) == [RUNS_PER_TENANT] * len(TENANTS)
-        for tenant, spans in runs.items():
-            spans.sort(key=lambda s: s[2])
-            for first, later in zip(spans, spans[1:], strict=False):
-                # queued while the tenant's other run was in progress, dequeued once it ended
-                assert later[0] < first[3] <= later[1], f"{tenant}: {spans}"
-                assert first[3] <= later[2], f"two runs of {tenant} were in progress together"
-        firsts = [spans[0] for spans in runs.values()]
-        assert max(s[2] for s in firsts) < min(s[3] for s in firsts), (
-            f"the tenants' first runs were never in progress together: {runs}"
+    failed = [
+        (r.dagster_run.run_id, r.dagster_run.status)
+        for r in records
+        if r.dagster_run.status != dg.DagsterRunStatus.SUCCESS
+    ]
+    assert not failed, f"{failed}\n{log.read_text()[-4000:]}"
+    # per run: (enqueued, dequeued, started, ended); the daemon reports a dequeued run as
+    # STARTING, just before it launches it
+    runs: dict[str, list[tuple[float, float, float, float]]] = {t: [] for t in TENANTS}
+    for r in records:
+        run_id = r.dagster_run.run_id
+        [enqueued] = instance.get_records_for_run(
+            run_id, of_type=DagsterEventType.RUN_ENQUEUED
+        ).records
+        [dequeued] = instance.get_records_for_run(
+            run_id, of_type=DagsterEventType.RUN_STARTING
+        ).records
+        runs[r.dagster_run.tags[TENANT_TAG]].append(
+            (enqueued.timestamp, dequeued.timestamp, r.start_time, r.end_time)
         )
-    finally:
-        instance.dispose()
+    assert sorted(len(s) for s in runs.values()) == [RUNS_PER_TENANT] * len(TENANTS)
+    for tenant, spans in runs.items():
+        spans.sort(key=lambda s: s[2])
+        for first, later in zip(spans, spans[1:], strict=False):
+            # queued while the tenant's other run was in progress, dequeued once it ended
+            assert later[0] < first[3] <= later[1], f"{tenant}: {spans}"
+            assert first[3] <= later[2], f"two runs of {tenant} were in progress together"
+    firsts = [spans[0] for spans in runs.values()]
+    assert max(s[2] for s in firsts) < min(s[3] for s in firsts), (
+        f"the tenants' first runs were never in progress together: {runs}"
+    )
