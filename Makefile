@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 AIOPS_HOME ?= $(HOME)/.aiops
 export AIOPS_HOME
 
-.PHONY: install chromium demo test test-fast lint format ui mlflow-ui bench clean
+.PHONY: install chromium demo test test-fast lint format ui instance mlflow-ui bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,15 @@ format: $(STAMP)
 ui: $(STAMP)
 	DAGSTER_HOME=$(AIOPS_HOME)/dagster AIOPS_CONFIG=$(AIOPS_HOME)/demo/config.yaml \
 		$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The production Dagster instance in the same home: PostgreSQL storage (the URL read from
+# $$AIOPS_DAGSTER_PG_URL whenever the instance opens), queued runs, a limit per tenant, run
+# monitoring. `make ui` then runs on it (README: Production instance).
+MAX_RUNS   ?= 10
+PER_TENANT ?= 2
+instance: $(STAMP)
+	$(BIN)/aiops instance --dagster-home $(AIOPS_HOME)/dagster \
+		--max-concurrent-runs $(MAX_RUNS) --per-tenant $(PER_TENANT)
 
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(AIOPS_HOME)/demo/mlflow.db \

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from aiops_pipelines.core.config import aiops_home, load_config
 from aiops_pipelines.core.errors import AiopsError
+from aiops_pipelines.deploy import InstanceSettings
+
+DEFAULT_INSTANCE = InstanceSettings()
 
 
 def _date(text: str) -> date:
@@ -530,6 +533,60 @@ def cmd_overview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_instance(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    from aiops_pipelines.deploy import (
+        Written,
+        default_dagster_home,
+        render_instance_yaml,
+        url_problem,
+        write_instance_yaml,
+    )
+
+    settings = InstanceSettings(
+        postgres_url_env=args.postgres_url_env,
+        max_concurrent_runs=args.max_concurrent_runs,
+        per_tenant=args.per_tenant,
+    )
+    if args.stdout:
+        print(render_instance_yaml(settings), end="")
+        return 0
+    home = Path(args.dagster_home).expanduser().resolve() if args.dagster_home else None
+    home = home or default_dagster_home()
+    written = write_instance_yaml(home, settings, force=args.force)
+    env = settings.postgres_url_env
+    print(
+        f"{written.path}: {written.outcome.value}. Runs, event logs and schedules in PostgreSQL "
+        f"(${env}); queued runs, at most {settings.max_concurrent_runs} in progress and "
+        f"{settings.per_tenant} per tenant; run monitoring on"
+    )
+    if written.backup:
+        print(f"the previous file is kept as {written.backup}")
+    if written.outcome is not Written.UNCHANGED and (home / "storage").exists():
+        print(
+            f"the runs recorded in SQLite under {home / 'storage'} stay there: the UI on this "
+            "instance shows those in PostgreSQL only"
+        )
+    if importlib.util.find_spec("dagster_postgres") is None:
+        print(
+            'dagster-postgres is not installed here: pip install "aiops-pipelines[postgres]"',
+            file=sys.stderr,
+        )
+    url = os.environ.get(env)
+    if not url:
+        print(f"${env} is not set here: every process opening the instance needs it")
+    elif problem := url_problem(url):
+        print(f"${env} holds {problem}", file=sys.stderr)
+    print(
+        "next:\n"
+        f"  export {env}=postgresql+psycopg2://USER:PASSWORD@HOST:5432/DATABASE\n"
+        f"  DAGSTER_HOME={home} dagster-daemon run -w workspace.yaml      # dequeues the runs\n"
+        f"  DAGSTER_HOME={home} dagster-webserver -w workspace.yaml -p 3000"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -642,6 +699,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="--serve: seconds a page is served before the store is checked for changes",
     )
     mt.set_defaults(func=cmd_metrics)
+
+    ins = sub.add_parser(
+        "instance",
+        help="write a production Dagster instance: PostgreSQL storage, queued runs with a "
+        "limit per tenant, run monitoring (README: Production instance)",
+    )
+    ins.add_argument(
+        "--postgres-url-env",
+        default=DEFAULT_INSTANCE.postgres_url_env,
+        metavar="VAR",
+        help="environment variable holding the PostgreSQL URL, read whenever the instance is "
+        f"opened (default {DEFAULT_INSTANCE.postgres_url_env})",
+    )
+    ins.add_argument(
+        "--max-concurrent-runs",
+        type=int,
+        default=DEFAULT_INSTANCE.max_concurrent_runs,
+        help=f"runs in progress at once (default {DEFAULT_INSTANCE.max_concurrent_runs})",
+    )
+    ins.add_argument(
+        "--per-tenant",
+        type=int,
+        default=DEFAULT_INSTANCE.per_tenant,
+        help=f"runs of one tenant in progress at once (default {DEFAULT_INSTANCE.per_tenant})",
+    )
+    ins.add_argument(
+        "--dagster-home",
+        help="the folder to write dagster.yaml into (default $DAGSTER_HOME, "
+        "else <aiops home>/dagster)",
+    )
+    ins.add_argument(
+        "--force", action="store_true", help="replace a different dagster.yaml (kept as .bak)"
+    )
+    ins.add_argument("--stdout", action="store_true", help="print the file instead of writing it")
+    ins.set_defaults(func=cmd_instance)
     return p
 
 

@@ -5,6 +5,7 @@ import json
 import dagster as dg
 
 from aiops_pipelines.lifecycle.registry import ROLLBACK_CANARY, acted_on
+from aiops_pipelines.orchestration.partitions import tenant_tags
 from aiops_pipelines.orchestration.resources import MonitoringConfig, StoreResource
 from assets.canary import canary_report
 from assets.lifecycle import CanaryActionConfig, promote_canary, rollback_canary
@@ -77,7 +78,7 @@ def canary_verdict_sensor(
                         )
                     }
                 ),
-                tags={"aiops/trigger": f"canary_{verdict}", "aiops/model": key},
+                tags={"aiops/trigger": f"canary_{verdict}", "aiops/model": key, **tenant_tags(key)},
             )
         )
     return dg.SensorResult(run_requests=requests, cursor=str(records[-1].storage_id))

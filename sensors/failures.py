@@ -7,7 +7,7 @@ import dagster as dg
 
 from aiops_pipelines.core.findings import Finding, Severity, Signal
 from aiops_pipelines.orchestration.jobs import alerts_job
-from aiops_pipelines.orchestration.partitions import partition_key
+from aiops_pipelines.orchestration.partitions import partition_key, tenant_tags
 from aiops_pipelines.orchestration.publish import PIPELINE_ASSET
 from aiops_pipelines.orchestration.resources import MonitoringConfig, StoreResource
 
@@ -110,5 +110,5 @@ def pipeline_failure_sensor(
     return dg.RunRequest(
         run_key=f"failure-alerts:{run.run_id}",
         partition_key=partition_key(day, model.key),
-        tags={"aiops/failed_run": run.run_id},
+        tags={"aiops/failed_run": run.run_id, **tenant_tags(model.key)},
     )

@@ -7,7 +7,12 @@ import dagster as dg
 
 from aiops_pipelines.io.labels import label_arrivals, record_unknown_outcomes
 from aiops_pipelines.orchestration.jobs import performance_job
-from aiops_pipelines.orchestration.partitions import MODELS, daily_partitions, partition_key
+from aiops_pipelines.orchestration.partitions import (
+    MODELS,
+    daily_partitions,
+    partition_key,
+    tenant_tags,
+)
 from aiops_pipelines.orchestration.resources import (
     Clock,
     MonitoringConfig,
@@ -66,7 +71,11 @@ def late_labels_sensor(
                     run_config=dg.RunConfig(
                         ops={"performance_report": {"config": {"as_of": now.isoformat()}}}
                     ),
-                    tags={"aiops/trigger": "late_labels", "aiops/new_labels": str(n_new)},
+                    tags={
+                        "aiops/trigger": "late_labels",
+                        "aiops/new_labels": str(n_new),
+                        **tenant_tags(model.key),
+                    },
                 )
             )
         if arrivals.last_observed is not None:

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from aiops_pipelines.orchestration.jobs import reference_job
-from aiops_pipelines.orchestration.partitions import MODELS, model_partitions
+from aiops_pipelines.orchestration.partitions import MODELS, model_partitions, tenant_tags
 from aiops_pipelines.orchestration.resources import MonitoringConfig
 
 
@@ -23,5 +23,8 @@ def model_partitions_sensor(
         return dg.SkipReason(f"all {len(config.models)} configured models are partitions")
     return dg.SensorResult(
         dynamic_partitions_requests=[model_partitions.build_add_request(new)],
-        run_requests=[dg.RunRequest(partition_key=k, run_key=f"reference-{k}") for k in new],
+        run_requests=[
+            dg.RunRequest(partition_key=k, run_key=f"reference-{k}", tags=tenant_tags(k))
+            for k in new
+        ],
     )

@@ -7,6 +7,7 @@ import dagster as dg
 
 from aiops_pipelines.lifecycle.retrain_policy import decide, record_decision
 from aiops_pipelines.orchestration.jobs import retrain_job
+from aiops_pipelines.orchestration.partitions import tenant_tags
 from aiops_pipelines.orchestration.resources import Clock, MonitoringConfig, StoreResource
 from assets.lifecycle import RetrainConfig
 from assets.monitoring import drift_report
@@ -75,7 +76,7 @@ def retrain_sensor(
                         )
                     }
                 ),
-                tags={"aiops/trigger": decision.reason, "aiops/model": key},
+                tags={"aiops/trigger": decision.reason, "aiops/model": key, **tenant_tags(key)},
             )
         )
     return dg.SensorResult(run_requests=requests, cursor=new_cursor)

@@ -14,6 +14,11 @@ import dagster as dg
 from aiops_pipelines.core.config import default_config_path, load_config
 
 MODELS = "models"
+TENANT_TAG = "aiops/tenant"
+"""The run tag naming the tenant a run is for. A production instance limits how many runs of
+one tenant are in progress at once by it (`tag_concurrency_limits` in aiops_pipelines/deploy), so
+every run request for one model carries it; runs over every tenant (delivery, overview, MLflow
+replay) do not."""
 FALLBACK_YEARS = 5
 """Without a config to read, daily partitions go back this many years (from January 1st)."""
 
@@ -42,6 +47,12 @@ date_x_model = dg.MultiPartitionsDefinition({"date": daily_partitions, "model": 
 
 def partition_key(day: str, model_key: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"date": day, "model": model_key})
+
+
+def tenant_tags(model_key: str) -> dict[str, str]:
+    """The run tags of a run for one model: its tenant, the part of `tenant.model` before the
+    dot (names never contain one)."""
+    return {TENANT_TAG: model_key.split(".", 1)[0]}
 
 
 def split_key(context: dg.AssetExecutionContext) -> tuple[str, str]:

@@ -13,7 +13,14 @@ import pytest
 import yaml
 
 from aiops_pipelines.orchestration.definitions import defs
-from aiops_pipelines.orchestration.partitions import FALLBACK_YEARS, MODELS, first_day
+from aiops_pipelines.orchestration.partitions import (
+    FALLBACK_YEARS,
+    MODELS,
+    TENANT_TAG,
+    first_day,
+)
+from aiops_pipelines.orchestration.resources import MonitoringConfig
+from sensors.models import model_partitions_sensor
 
 END = date(2026, 3, 14)
 
@@ -84,12 +91,65 @@ def test_schedule_requests_yesterday_for_every_model() -> None:
         now = dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=datetime(2026, 3, 15, 2, 0),
+            repository_def=defs.get_repository_def(),  # as the daemon evaluates it
         )
         requests = schedule.evaluate_tick(now).run_requests
     yesterday = END.isoformat()
     assert sorted(r.partition_key for r in requests) == [
         f"{yesterday}|acme.churn",
         f"{yesterday}|globex.eta",
+    ]
+    # the run key is the partition key, as Dagster's partitioned schedule sets it (a tick
+    # evaluated twice launches each run once), and each run carries its model's tenant, which
+    # the production instance's per-tenant run limit counts
+    assert sorted((r.run_key, r.tags[TENANT_TAG]) for r in requests) == [
+        (f"{yesterday}|acme.churn", "acme"),
+        (f"{yesterday}|globex.eta", "globex"),
+    ]
+    assert schedule.cron_schedule == "0 2 * * *" and schedule.execution_timezone == "UTC"
+
+
+def test_schedule_skips_before_any_model_is_a_partition() -> None:
+    schedule = defs.resolve_schedule_def("daily_monitoring_schedule")
+    with dg.instance_for_test() as instance:
+        now = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 3, 15, 2, 0)
+        )
+        result = schedule.evaluate_tick(now)
+    assert not result.run_requests and "no model partitions" in result.skip_message
+
+
+def test_model_partitions_sensor_tags_each_reference_run_with_its_tenant(tmp_path) -> None:
+    cfg = tmp_path / "config.yaml"
+    model = {
+        "task": "binary_classification",
+        "features": {"numeric": ["age"], "categorical": []},
+        "columns": {"score": "score"},
+        "predictions": {"url": "sqlite:///world.db", "table": "preds"},
+        "reference": {"parquet": "ref/*.parquet"},
+    }
+    raw = {
+        "storage": {
+            "store_url": "sqlite://",
+            "mlflow_tracking_uri": "sqlite://",
+            "artifacts_dir": str(tmp_path),
+        },
+        "tenants": [
+            {"name": "acme", "models": [{"name": "churn", **model}, {"name": "intent", **model}]},
+            {"name": "globex", "models": [{"name": "eta", **model}]},
+        ],
+    }
+    cfg.write_text(yaml.safe_dump(raw))
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_sensor_context(
+            instance=instance,
+            resources={"monitoring_config": MonitoringConfig(config_path=str(cfg))},
+        )
+        result = model_partitions_sensor(ctx)
+    assert sorted((r.partition_key, r.tags[TENANT_TAG]) for r in result.run_requests) == [
+        ("acme.churn", "acme"),
+        ("acme.intent", "acme"),
+        ("globex.eta", "globex"),
     ]
 
 

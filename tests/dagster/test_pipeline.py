@@ -16,7 +16,7 @@ from aiops_pipelines.demo.world import DemoWorld
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.io.tracking import experiment_name
 from aiops_pipelines.orchestration.definitions import ASSETS
-from aiops_pipelines.orchestration.partitions import MODELS, partition_key
+from aiops_pipelines.orchestration.partitions import MODELS, TENANT_TAG, partition_key
 from aiops_pipelines.orchestration.resources import MonitoringConfig, default_resources
 from assets.monitoring import drift_report, feature_profile, reference_profile
 from sensors.models import model_partitions_sensor
@@ -203,9 +203,9 @@ def test_model_partitions_sensor_adds_configured_models_once(world: DemoWorld) -
         result = model_partitions_sensor(ctx)
         [add] = result.dynamic_partitions_requests
         assert sorted(add.partition_keys) == ["acme.intent", "globex.eta"]
-        assert sorted(r.partition_key for r in result.run_requests) == [
-            "acme.intent",
-            "globex.eta",
+        assert sorted((r.partition_key, r.tags[TENANT_TAG]) for r in result.run_requests) == [
+            ("acme.intent", "acme"),
+            ("globex.eta", "globex"),
         ]
         instance.add_dynamic_partitions(MODELS, list(add.partition_keys))
         again = model_partitions_sensor(ctx)

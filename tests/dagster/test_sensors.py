@@ -17,7 +17,7 @@ from aiops_pipelines.demo.world import DemoWorld
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.io.tracking import experiment_name
 from aiops_pipelines.orchestration.definitions import ASSETS, defs
-from aiops_pipelines.orchestration.partitions import MODELS, partition_key
+from aiops_pipelines.orchestration.partitions import MODELS, TENANT_TAG, partition_key
 from aiops_pipelines.orchestration.resources import Clock, MonitoringConfig, default_resources
 from assets.lifecycle import retrained_model
 from assets.monitoring import reference_profile
@@ -127,6 +127,10 @@ def test_late_labels_rematerialize_past_partitions_with_rising_coverage(world: D
         assert f"{day}|{KEY}" in keys2
         # only partitions that really received labels in between are requested
         assert all(r.run_key.startswith("labels:") for r in tick2.run_requests)
+        assert all(
+            r.tags[TENANT_TAG] == r.partition_key.split("|")[1].split(".")[0]
+            for r in tick2.run_requests
+        )
         assert f"{(END - timedelta(days=20)).isoformat()}|{KEY}" not in keys2
         req2 = next(r for r in tick2.run_requests if r.partition_key == f"{day}|{KEY}")
         res2 = dg.materialize(
@@ -184,6 +188,7 @@ def test_retrain_sensor_requests_one_retrain_per_cooldown_window(world: DemoWorl
         tick = _tick(retrain_sensor, instance=instance, resources=_resources(cfg_path, now))
         [req] = tick.run_requests
         assert req.partition_key == KEY and req.run_key.startswith(f"retrain:{KEY}:")
+        assert req.tags[TENANT_TAG] == "globex"  # the instance's per-tenant run limit
         op_config = req.run_config["ops"]["retrained_model"]["config"]
         assert op_config["reason"] == "performance_decay"
         assert json.loads(op_config["evidence"])["severity"] == "critical"

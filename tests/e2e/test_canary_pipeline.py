@@ -19,7 +19,7 @@ from aiops_pipelines.demo.world import DemoWorld
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.lifecycle.registry import TAG_CANARY_START, aliases
 from aiops_pipelines.orchestration.definitions import defs
-from aiops_pipelines.orchestration.partitions import MODELS, partition_key
+from aiops_pipelines.orchestration.partitions import MODELS, TENANT_TAG, partition_key
 from aiops_pipelines.orchestration.resources import Clock, MonitoringConfig, default_resources
 from aiops_pipelines.orchestration.runner import ALL_ASSETS
 from assets.canary import canary_report
@@ -133,6 +133,7 @@ def test_worse_canary_is_rolled_back_once(world: DemoWorld) -> None:
         tick = _tick(instance, cfg, day, cursor)
         [req] = tick.run_requests
         assert req.job_name == "rollback_canary" and req.run_key == f"rollback:{key}:2"
+        assert req.tags[TENANT_TAG] == key.split(".")[0]  # the instance's per-tenant run limit
         assert _run(instance, cfg, req, day).success
         assert "canary" not in aliases(uri, key) and aliases(uri, key)["champion"] == "1"
         # a reset cursor re-reads the fail verdict: nothing more to do

@@ -16,7 +16,7 @@ from aiops_pipelines.core.config import load_config
 from aiops_pipelines.demo.receiver import AlertReceiver
 from aiops_pipelines.demo.world import DEMO_WEBHOOK_ENV, DemoWorld
 from aiops_pipelines.io.store import MonitoringStore
-from aiops_pipelines.orchestration.partitions import MODELS, partition_key
+from aiops_pipelines.orchestration.partitions import MODELS, TENANT_TAG, partition_key
 from aiops_pipelines.orchestration.resources import Clock, MonitoringConfig, default_resources
 from aiops_pipelines.orchestration.runner import ALL_ASSETS
 from assets.alerts import alert_delivery_job, model_alerts
@@ -83,6 +83,7 @@ def test_failed_run_is_recorded_as_a_pipeline_failure_finding(
         assert isinstance(request, dg.RunRequest) and again.run_key == request.run_key
         assert request.run_key == f"failure-alerts:{failed.dagster_run.run_id}"
         assert request.partition_key == partition_key(day, "acme.churn")
+        assert request.tags[TENANT_TAG] == "acme"  # the instance's per-tenant run limit
         with AlertReceiver() as receiver:
             os.environ[DEMO_WEBHOOK_ENV] = receiver.url("/acme")
             try:
