@@ -312,10 +312,12 @@ def _deliver_route(
     with one attempt first."""
     for i, out in enumerate(outgoing):
         attempts = 1 if state.tripped else cfg.max_attempts
-        tries, error = _send_with_retries(route, out.message, cfg, attempts, deadline, sleep, out)
+        tries, error, timed_out = _send_with_retries(
+            route, out.message, cfg, attempts, deadline, sleep, out
+        )
         if tries == 0:  # no time left
             return outgoing[i:]
-        state = state.after(error, now(), cfg)
+        state = state.after(error, now(), cfg, timed_out=timed_out)
         emit(_Result(route.name, out, tries, error, state))
         if state.tripped:
             log.warning("route %s: %s", route.name, state.describe(now()))
@@ -337,11 +339,12 @@ def _send_with_retries(
     deadline: float,
     sleep: Callable[[float], None],
     out: _Outgoing,
-) -> tuple[int, str | None]:
+) -> tuple[int, str | None, bool]:
     """Send with up to `max_attempts` tries and exponential backoff, each try bounded by the
-    time left before `deadline`: (attempts, last error). No retry after a timeout or a
-    configuration error; none started when too little time is left (0 attempts)."""
-    attempts, error = 0, None
+    time left before `deadline`: (attempts, last error, whether it timed out). No retry after
+    a timeout or a configuration error; none started when too little time is left (0
+    attempts)."""
+    attempts, error, timed_out = 0, None, False
     for attempt in range(max_attempts):
         left = deadline - time.monotonic()
         if left < min(MIN_ATTEMPT_SECONDS, route.timeout_seconds):
@@ -349,7 +352,7 @@ def _send_with_retries(
         attempts += 1
         try:
             send(route, message, timeout=min(route.timeout_seconds, left))
-            return attempts, None
+            return attempts, None, False
         except Exception as exc:  # noqa: BLE001 - one route must never abort the others
             error = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
             log.warning(
@@ -360,14 +363,15 @@ def _send_with_retries(
                 out.what,
                 error,
             )
-            if isinstance(exc, DeliveryError) and (exc.timed_out or not exc.retryable):
+            timed_out = isinstance(exc, DeliveryError) and exc.timed_out
+            if timed_out or (isinstance(exc, DeliveryError) and not exc.retryable):
                 break
             delay = cfg.backoff_seconds * 2**attempt
             if attempt + 1 < max_attempts:
                 if time.monotonic() + delay >= deadline:
                     break
                 sleep(delay)
-    return attempts, error
+    return attempts, error, timed_out
 
 
 @dataclass

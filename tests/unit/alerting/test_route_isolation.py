@@ -164,19 +164,24 @@ def test_the_breaker_opens_after_repeated_failures_and_waits_for_its_cool_down(
 def test_a_receiver_that_never_answers_is_not_sent_the_same_message_again_and_again(
     store: MonitoringStore, silent: Silent
 ) -> None:
-    """It may have processed what it never answered: each delivery sends the message once
-    (same Idempotency-Key), and once the breaker opens, not at all until the cool-down."""
+    """It may have processed what it never answered: a delivery sends the message once (no
+    retry after a timeout), and the timeout opens the route at once (a receiver that does
+    not answer costs its whole timeout per message): nothing more until the cool-down, then
+    one trial with the same Idempotency-Key."""
     clock = Clock()
     route = {"name": "hook", "type": "webhook", "url": silent.url, "timeout_seconds": 0.5}
     cfg = alerting(routes=[route], max_attempts=3, backoff_seconds=0, breaker_failures=3)
-    models_firing(store, cfg, 1)
+    models_firing(store, cfg, 2)
     for _ in range(5):
         deliver(store, cfg, now=clock)
         clock.advance(minutes=1)
-    assert len(silent.keys) == 3 and len(set(silent.keys)) == 1
-    (row,) = store.deliveries().to_dict("records")
-    assert (row["status"], row["attempts"]) == ("pending", 3)
-    assert "timed out" in row["last_error"]
+    assert len(silent.keys) == 1  # the first model's message timed out: the second waits
+    clock.advance(seconds=cfg.breaker_cooldown_seconds)
+    deliver(store, cfg, now=clock)  # the trial: one message, one attempt
+    assert len(silent.keys) == 2 and len(set(silent.keys)) == 1
+    rows = store.deliveries().sort_values("attempts").to_dict("records")
+    assert [(r["status"], r["attempts"]) for r in rows] == [("pending", 0), ("pending", 2)]
+    assert "timed out" in rows[1]["last_error"]
 
 
 def test_evaluating_a_day_sends_nothing_and_never_waits_on_a_route(
