@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_long_strings.py
 	$(BIN)/python benchmarks/bench_metrics_scrape.py
 	$(BIN)/python benchmarks/bench_dead_route.py
+	$(BIN)/python benchmarks/bench_dead_route_run.py
 	$(BIN)/python benchmarks/bench_mlflow_down.py
 
 clean:
