@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -91,6 +92,7 @@ def _run(
     live: bool = False,
     expected_failures: set[tuple[str, str]] | None = None,
     refresh_reference: bool = False,
+    overview: bool = True,
 ) -> int:
     from tqdm import tqdm
 
@@ -124,6 +126,7 @@ def _run(
             refresh_reference=refresh_reference,
             labels=labels,
             live=live,
+            overview=overview,
             on_progress=progress,
         )
     finally:
@@ -233,6 +236,8 @@ def _print_routes(config) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.workers > 1:
+        return _run_workers(args)
     return _run(
         Path(args.config),
         args.start,
@@ -241,7 +246,62 @@ def cmd_run(args: argparse.Namespace) -> int:
         not args.no_html,
         labels="now" if args.labels_now else "replay",
         refresh_reference=args.refresh_reference,
+        overview=not args.no_overview,
     )
+
+
+def _run_workers(args: argparse.Namespace) -> int:
+    """`aiops run --workers N`: the models split over N processes, each an `aiops run` of its
+    models over the whole range (a model's days stay in order: a day's drift windows read the
+    days before), then each day's delivery and overview page once, here. Safe on every store:
+    each (asset, partition) is locked while written, and two processes never run the same
+    model; SQLite serialises their writes (PostgreSQL runs them side by side)."""
+    import subprocess
+    import tempfile
+    from contextlib import ExitStack
+
+    from aiops_pipelines.orchestration.runner import run_range
+
+    config = load_config(args.config)
+    keys = args.model or [m.key for m in config.models]
+    for key in keys:
+        config.model(key)  # an unknown model: the usual error, before anything starts
+    n = min(args.workers, len(keys))
+    groups = [keys[i::n] for i in range(n)]
+    print(f"{len(keys)} model(s) over {n} worker process(es)", file=sys.stderr)
+    base = [sys.executable, "-m", "aiops_pipelines.cli", "run", "--config", str(args.config)]
+    base += ["--start", args.start.isoformat(), "--end", args.end.isoformat(), "--no-overview"]
+    base += [f for f, on in (("--no-html", args.no_html), ("--labels-now", args.labels_now),
+             ("--refresh-reference", args.refresh_reference)) if on]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="aiops-workers-") as tmp, ExitStack() as files:
+        procs = []
+        for i, group in enumerate(groups):
+            out = files.enter_context(Path(tmp, f"{i}.out").open("w"))
+            err = files.enter_context(Path(tmp, f"{i}.err").open("w"))
+            cmd = [*base, *(a for k in group for a in ("--model", k))]
+            procs.append((group, subprocess.Popen(cmd, stdout=out, stderr=err)))
+        succeeded = failed = code = 0
+        for i, (group, proc) in enumerate(procs):
+            code = max(code, proc.wait())
+            text = Path(tmp, f"{i}.out").read_text()
+            failures = [
+                line
+                for line in Path(tmp, f"{i}.err").read_text().splitlines()
+                if line.startswith(("FAILED", "Traceback", "aiops:")) or "Error" in line[:40]
+            ]
+            found = re.search(r"(\d+) partitions succeeded, (\d+) failed", text)
+            if found:
+                succeeded += int(found.group(1))
+                failed += int(found.group(2))
+            print(f"worker {i + 1} ({', '.join(group)}): exit {proc.returncode}")
+            for line in failures + [
+                x for x in text.splitlines() if "partitions succeeded" not in x
+            ]:
+                print(f"  {line}")
+    if not args.no_overview:  # each day's page once, over every model's results
+        run_range(args.config, args.start, args.end, daily=False, render_html=not args.no_html)
+    print(f"{succeeded} partitions succeeded, {failed} failed")
+    return code
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -616,6 +676,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--end", type=_date, required=True)
     r.add_argument("--model", action="append", help="tenant.model (repeatable; default all)")
     r.add_argument("--no-html", action="store_true", help="skip Evidently's HTML reports")
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run the models in this many processes at once (each model's days in order)",
+    )
+    r.add_argument("--no-overview", action="store_true", help="write no overview page for the days")
     r.add_argument(
         "--labels-now",
         action="store_true",

@@ -123,12 +123,20 @@ def days_between(start: date, end: date) -> list[str]:
 class _Launcher:
     """Runs what a sensor requested, in-process, honouring run keys like the daemon does."""
 
-    def __init__(self, instance: dg.DagsterInstance, resources: dict, quiet: dict) -> None:
+    def __init__(
+        self,
+        instance: dg.DagsterInstance,
+        resources: dict,
+        quiet: dict,
+        models: set[str] | None = None,
+    ) -> None:
         self.instance = instance
         self.resources = resources
         self.quiet = quiet
         self.cursors: dict[str, str | None] = {}
         self.launched: set[str] = set()
+        self.models = models
+        """Only these models' partitions are run when a sensor asks (None: every model)."""
 
     def tick(
         self,
@@ -157,9 +165,11 @@ class _Launcher:
         self.cursors[sensor.name] = result.cursor
         launched = 0
         for req in result.run_requests or []:
-            day = str(req.partition_key or "").split("|")[0]
+            day, _, model = str(req.partition_key or "").partition("|")
             if days is not None and req.partition_key is not None and day not in days:
                 continue
+            if self.models is not None and model and model not in self.models:
+                continue  # another model's: an `aiops run --model` (or worker) leaves it alone
             launched += self._launch(req, selection, sensor.name, record, rerun=rerun)
         return launched
 
@@ -269,6 +279,7 @@ def run_range(
     live: bool = False,
     label_tick_days: int = 7,
     overview: bool = True,
+    daily: bool = True,
     on_progress: Callable[[PartitionOutcome], None] | None = None,
 ) -> RangeOutcome:
     """Materialize reference_profile (once per model, again for every model with
@@ -290,6 +301,10 @@ def run_range(
     are held, and each route gets one summary line about them (with the first recent day,
     else at the end). With `live` (the demo's simulated life) the replayed clock is "now" for
     notifications too, and the canary-verdict and retrain sensors tick and act as well.
+
+    A sensor's request for a model outside `models` is left alone. `daily=False` runs no
+    model's partition: only each day's delivery and overview page (what `aiops run --workers`
+    does once its workers have run the models).
     """
     config: AppConfig = load_config(config_path)
     keys = [m.key for m in config.models]
@@ -298,6 +313,8 @@ def run_range(
         if unknown:
             raise ConfigError(f"unknown model(s) {unknown}; configured: {keys}", path=config.path)
         keys = [k for k in keys if k in models]
+    if not daily:
+        keys = []
     store = MonitoringStore(config.storage.store_url)
     stored = {}
     for key in keys:
@@ -366,7 +383,7 @@ def run_range(
             path=config.path,
             field="start_date",
         )
-    launcher = _Launcher(instance, resources, quiet)
+    launcher = _Launcher(instance, resources, quiet, set(keys) if models or not daily else None)
     replay = labels == "replay"
     for i, day in enumerate(days):
         day_end = (date.fromisoformat(day) + timedelta(days=1)).isoformat() + "T00:00:00+00:00"

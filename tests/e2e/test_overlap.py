@@ -299,3 +299,24 @@ with persistent_instance() as instance:
     go.touch()
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, "\n".join(errors)[-3000:]
+
+
+def test_workers_run_the_models_in_parallel_and_store_what_one_process_does(
+    make_world: Callable[..., DemoWorld], tmp_path: Path
+) -> None:
+    """`aiops run --workers 2`: three models over two processes (SQLite store and Dagster
+    home), then each day's overview page once; the store ends as one process leaves it."""
+    days = ["--start", "2026-03-12", "--end", "2026-03-13", "--no-html"]
+    world = _world(make_world, "workers", f"sqlite:///{tmp_path / 'workers.db'}")
+    alone = _world(make_world, "one_process", f"sqlite:///{tmp_path / 'one.db'}")
+    code, out, err = _finish(_aiops(world, *days, "--workers", "2"))
+    assert code == 0, err[-3000:]
+    assert "3 model(s) over 2 worker process(es)" in err
+    assert out.count("worker ") == 2 and _failed_partitions(out) == 0
+    assert "6 partitions succeeded, 0 failed" in out
+    assert _finish(_aiops(alone, *days))[0] == 0
+    assert _store_content(f"sqlite:///{tmp_path / 'workers.db'}") == _store_content(
+        f"sqlite:///{tmp_path / 'one.db'}"
+    )
+    pages = sorted(p.name for p in (world.config_path.parent / "artifacts" / "overview").iterdir())
+    assert pages == ["overview_2026-03-12.html", "overview_2026-03-13.html"]
