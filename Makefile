@@ -69,6 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dead_route.py
 	$(BIN)/python benchmarks/bench_dead_route_run.py
 	$(BIN)/python benchmarks/bench_mlflow_down.py
+	$(BIN)/python benchmarks/bench_workers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
