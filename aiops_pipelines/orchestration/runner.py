@@ -306,6 +306,59 @@ def run_range(
     model's partition: only each day's delivery and overview page (what `aiops run --workers`
     does once its workers have run the models).
     """
+    if instance is None:
+        # entered for the range: Dagster then reads its definitions' state through this
+        # instance, not through whichever instance the process entered last
+        with persistent_instance() as owned:
+            return _run_range(
+                config_path,
+                start,
+                end,
+                models=models,
+                render_html=render_html,
+                refresh_reference=refresh_reference,
+                labels=labels,
+                live=live,
+                label_tick_days=label_tick_days,
+                overview=overview,
+                daily=daily,
+                on_progress=on_progress,
+                instance=owned,
+            )
+    return _run_range(
+        config_path,
+        start,
+        end,
+        models=models,
+        render_html=render_html,
+        refresh_reference=refresh_reference,
+        labels=labels,
+        live=live,
+        label_tick_days=label_tick_days,
+        overview=overview,
+        daily=daily,
+        on_progress=on_progress,
+        instance=instance,
+    )
+
+
+def _run_range(
+    config_path: str | os.PathLike[str],
+    start: date,
+    end: date,
+    *,
+    models: Sequence[str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    render_html: bool = True,
+    refresh_reference: bool = False,
+    labels: Literal["replay", "now"] = "replay",
+    live: bool = False,
+    label_tick_days: int = 7,
+    overview: bool = True,
+    daily: bool = True,
+    on_progress: Callable[[PartitionOutcome], None] | None = None,
+) -> RangeOutcome:
+    """`run_range` on an instance."""
     config: AppConfig = load_config(config_path)
     keys = [m.key for m in config.models]
     if models:
@@ -330,7 +383,6 @@ def run_range(
                     DatasetProfile.from_dict(have["profile"]),
                     config_path=config.path,
                 )
-    instance = instance or persistent_instance()
     _add_models(instance, keys)
     # before any asset: MLflow's database created or migrated by one process only (another
     # `aiops run` starting beside this one waits for it), and what runs that died left behind

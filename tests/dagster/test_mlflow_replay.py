@@ -11,6 +11,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from aiops_pipelines.core.config import load_config
 from aiops_pipelines.io import tracking
 from aiops_pipelines.io.mlflow_outbox import log_or_queue
 from aiops_pipelines.io.store import MonitoringStore
@@ -55,6 +56,7 @@ def test_the_sensor_waits_for_mlflow_then_its_run_logs_what_was_queued(
     }
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw))
+    load_config(config)  # bounds MLflow's requests in this process (mlflow_retries: 0)
     store = MonitoringStore(f"sqlite:///{tmp_path / 'store.db'}")
     queued = log_or_queue(
         Tracker(down, tmp_path / "artifacts"),
