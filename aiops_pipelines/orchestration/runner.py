@@ -7,12 +7,13 @@ materializations, metadata plots and check results afterwards.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 import sqlalchemy as sa
@@ -266,6 +267,22 @@ def _add_models(instance: dg.DagsterInstance, keys: Sequence[str]) -> None:
             raise
 
 
+def _entering_its_instance(run: Callable[..., RangeOutcome]) -> Callable[..., RangeOutcome]:
+    """Run with the persistent instance entered when none is given: Dagster reads its
+    definitions' state through the instance the process entered last, and a closed one left
+    there (by a caller, or a test) would break every run after it."""
+
+    @functools.wraps(run)
+    def wrapper(*args: Any, instance: dg.DagsterInstance | None = None, **kwargs: Any):
+        if instance is not None:
+            return run(*args, instance=instance, **kwargs)
+        with persistent_instance() as owned:
+            return run(*args, instance=owned, **kwargs)
+
+    return wrapper
+
+
+@_entering_its_instance
 def run_range(
     config_path: str | os.PathLike[str],
     start: date,
@@ -306,59 +323,6 @@ def run_range(
     model's partition: only each day's delivery and overview page (what `aiops run --workers`
     does once its workers have run the models).
     """
-    if instance is None:
-        # entered for the range: Dagster then reads its definitions' state through this
-        # instance, not through whichever instance the process entered last
-        with persistent_instance() as owned:
-            return _run_range(
-                config_path,
-                start,
-                end,
-                models=models,
-                render_html=render_html,
-                refresh_reference=refresh_reference,
-                labels=labels,
-                live=live,
-                label_tick_days=label_tick_days,
-                overview=overview,
-                daily=daily,
-                on_progress=on_progress,
-                instance=owned,
-            )
-    return _run_range(
-        config_path,
-        start,
-        end,
-        models=models,
-        render_html=render_html,
-        refresh_reference=refresh_reference,
-        labels=labels,
-        live=live,
-        label_tick_days=label_tick_days,
-        overview=overview,
-        daily=daily,
-        on_progress=on_progress,
-        instance=instance,
-    )
-
-
-def _run_range(
-    config_path: str | os.PathLike[str],
-    start: date,
-    end: date,
-    *,
-    models: Sequence[str] | None = None,
-    instance: dg.DagsterInstance | None = None,
-    render_html: bool = True,
-    refresh_reference: bool = False,
-    labels: Literal["replay", "now"] = "replay",
-    live: bool = False,
-    label_tick_days: int = 7,
-    overview: bool = True,
-    daily: bool = True,
-    on_progress: Callable[[PartitionOutcome], None] | None = None,
-) -> RangeOutcome:
-    """`run_range` on an instance."""
     config: AppConfig = load_config(config_path)
     keys = [m.key for m in config.models]
     if models:
