@@ -7,11 +7,12 @@ import dagster as dg
 from aiops_pipelines.alerting.day import alerts_for_day
 from aiops_pipelines.alerting.outbox import deliver
 from aiops_pipelines.core.findings import Asset
+from aiops_pipelines.io.mlflow_outbox import log_or_queue
 from aiops_pipelines.orchestration.partitions import daily_partitions, date_x_model
 from aiops_pipelines.orchestration.publish import (
     check_result,
     lock_key,
-    log_to_mlflow,
+    mlflow_metadata,
     model_day,
     partition_locked,
 )
@@ -139,15 +140,17 @@ def ops_overview(
         logged: dict = {}
         tracker = mlflow.tracker(cfg)
         if tracker:
-            logged = log_to_mlflow(
-                tracker,
-                db,
-                OVERVIEW_KEY,
-                Asset.OPS_OVERVIEW,
-                day,
-                lock_key=lock_key(context),
-                metrics=page.tracked_metrics,
-                artifacts={"mlflow_artifact": page.path},
+            logged = mlflow_metadata(
+                log_or_queue(
+                    tracker,
+                    db,
+                    OVERVIEW_KEY,
+                    Asset.OPS_OVERVIEW,
+                    day,
+                    lock_key=lock_key(context),
+                    metrics=page.tracked_metrics,
+                    artifacts={"mlflow_artifact": page.path},
+                )
             )
     return dg.MaterializeResult(
         metadata={

@@ -24,7 +24,7 @@ import dagster as dg
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import AppConfig, ModelConfig
 from aiops_pipelines.core.findings import Finding, Signal
-from aiops_pipelines.io.mlflow_outbox import log_or_queue
+from aiops_pipelines.io.mlflow_outbox import Logged, log_or_queue
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 from aiops_pipelines.io.tracking import Tracker
 from aiops_pipelines.orchestration.partitions import split_key
@@ -164,59 +164,30 @@ def publish(
         column=asset,
     )
     out = dict(metadata)
-    links: dict[str, Any] = {
-        name: dg.MetadataValue.path(str(p)) for name, p in (artifacts or {}).items()
-    }
-    out["mlflow_run_id"] = ""
-    if md.tracker is not None:
-        out.update(
-            log_to_mlflow(
-                md.tracker,
-                md.store,
-                m.key,
-                asset,
-                md.partition,
-                lock_key=md.lock_key,
-                metrics=mlflow_metrics,
-                params=mlflow_params,
-                tags=mlflow_tags,
-                artifacts=artifacts,
-            )
-        )
+    if md.tracker is None:  # the files stay where they are: link their paths
+        out["mlflow_run_id"] = ""
+        out.update({n: dg.MetadataValue.path(str(p)) for n, p in (artifacts or {}).items()})
     else:
-        out.update(links)
+        logged = log_or_queue(
+            md.tracker,
+            md.store,
+            m.key,
+            asset,
+            md.partition,
+            lock_key=md.lock_key,
+            metrics=mlflow_metrics,
+            params=mlflow_params,
+            tags=mlflow_tags,
+            artifacts=artifacts,
+        )
+        out.update(mlflow_metadata(logged))
     return dg.MaterializeResult(metadata=out, check_results=[check_result(c) for c in checks])
 
 
-def log_to_mlflow(
-    tracker: Tracker,
-    store: MonitoringStore,
-    model_key: str,
-    asset: str,
-    partition: str,
-    *,
-    lock_key: str,
-    metrics: Mapping[str, float | None] | None = None,
-    params: Mapping[str, Any] | None = None,
-    tags: Mapping[str, str] | None = None,
-    artifacts: Mapping[str, Path] | None = None,
-) -> dict[str, Any]:
-    """Log to MLflow, or queue the logging when MLflow cannot be reached (`io.mlflow_outbox`:
-    the asset succeeds either way, its results being in the store); the metadata entries
-    saying which: `mlflow_run_id` and a link per artifact, or `mlflow_queued` with the reason
-    and the paths of the kept files."""
-    logged = log_or_queue(
-        tracker,
-        store,
-        model_key,
-        asset,
-        partition,
-        lock_key=lock_key,
-        metrics=metrics,
-        params=params,
-        tags=tags,
-        artifacts=artifacts,
-    )
+def mlflow_metadata(logged: Logged) -> dict[str, Any]:
+    """The metadata saying what `log_or_queue` did: `mlflow_run_id` and a link per artifact,
+    or `mlflow_queued` (MLflow unreachable: the asset succeeds, its results being in the store)
+    with the reason and the paths of the kept files."""
     out: dict[str, Any] = {"mlflow_run_id": logged.run_id}
     if logged.queued is not None:
         out["mlflow_queued"] = f"MLflow unreachable, logged when it answers: {logged.queued}"

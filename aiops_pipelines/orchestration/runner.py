@@ -23,7 +23,7 @@ from aiops_pipelines.core.errors import AiopsError, ConfigError
 from aiops_pipelines.core.files import replace_file
 from aiops_pipelines.io.locks import file_lock
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
-from aiops_pipelines.io.tracking import prepare_tracking_store, probe
+from aiops_pipelines.io.tracking import is_remote, prepare_tracking_store, probe
 from aiops_pipelines.orchestration.definitions import ASSETS, defs
 from aiops_pipelines.orchestration.partitions import MODELS, daily_partitions, partition_key
 from aiops_pipelines.orchestration.recovery import Debris, clear_debris, process_tags
@@ -354,7 +354,8 @@ def run_range(
     prepare_tracking_store(config.storage.mlflow_tracking_uri, config.storage.artifacts_dir)
     # MLflow asked once, within seconds: when it does not answer, every logging of this run is
     # queued in the store at once instead of each waiting on it (`io.mlflow_outbox`)
-    mlflow_down = probe(config.storage.mlflow_tracking_uri)
+    uri = config.storage.mlflow_tracking_uri
+    mlflow_down = probe(uri) if is_remote(uri) else None  # a local store: prepared just above
     debris = clear_debris(instance, config, store)
     resources = {
         **default_resources(),

@@ -228,8 +228,8 @@ def render_metrics(
 
     if deliveries is not None:
         _add_deliveries(page, normalize_deliveries(deliveries))
-    queued, oldest, _ = store.tracking_backlog()
-    if day is None and (queued or page.samples):  # now's state, not a day's; none: no page
+    queued, oldest, _ = store.tracking_backlog() if day is None else (0, None, None)
+    if queued or (day is None and page.samples):  # now's state, not a day's; none: no page
         page.add("aiops_mlflow_queued_loggings", {}, queued)
         if oldest is not None:
             page.add("aiops_mlflow_queued_oldest_timestamp_seconds", {}, oldest.timestamp())
