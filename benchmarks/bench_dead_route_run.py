@@ -11,13 +11,10 @@ healthy one.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -26,6 +23,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from worlds import aiops_run  # noqa: E402
+
 from aiops_pipelines.demo.world import DEMO_SLACK_ENV, DEMO_WEBHOOK_ENV, build_world  # noqa: E402
 from tests.servers import Silent  # noqa: E402
 
@@ -33,22 +32,8 @@ RANGE = ["--start", "2026-03-08", "--end", "2026-03-14"]
 
 
 def _run(home: Path, webhook: str, slack: str) -> tuple[float, str]:
-    config = home / "demo" / "config.yaml"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "AIOPS_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-        DEMO_WEBHOOK_ENV: webhook,
-        DEMO_SLACK_ENV: slack,
-    }
-    cmd = [sys.executable, "-m", "aiops_pipelines.cli", "run", "--config", str(config)]
-    t = time.perf_counter()
-    out = subprocess.run([*cmd, *RANGE, "--no-html"], env=env, capture_output=True, text=True)
-    took = time.perf_counter() - t
-    if out.returncode != 0:
-        raise RuntimeError(out.stdout[-2000:] + out.stderr[-3000:])
-    return took, out.stdout
+    env = {DEMO_WEBHOOK_ENV: webhook, DEMO_SLACK_ENV: slack}
+    return aiops_run(home, *RANGE, "--no-html", env=env)
 
 
 def main() -> None:

@@ -18,12 +18,9 @@ timeout, per request.)
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
@@ -31,6 +28,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from worlds import aiops_run  # noqa: E402
 
 from aiops_pipelines.demo.world import build_world  # noqa: E402
 from aiops_pipelines.io.store import MonitoringStore  # noqa: E402
@@ -41,21 +40,7 @@ DAY, NEXT = "2026-03-12", "2026-03-13"
 
 
 def _run(home: Path, day: str) -> tuple[float, str]:
-    config = home / "demo" / "config.yaml"
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "AIOPS_HOME": str(home),
-        "DAGSTER_HOME": str(home / "dagster"),
-    }
-    cmd = [sys.executable, "-m", "aiops_pipelines.cli", "run", "--config", str(config)]
-    cmd += ["--start", day, "--end", day, "--model", MODEL, "--no-html"]
-    t = time.perf_counter()
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
-    took = time.perf_counter() - t
-    if out.returncode != 0:
-        raise RuntimeError(out.stdout[-2000:] + out.stderr[-3000:])
-    return took, out.stdout
+    return aiops_run(home, "--start", day, "--end", day, "--model", MODEL, "--no-html")
 
 
 def _point(home: Path, uri: str) -> None:

@@ -18,6 +18,7 @@ from aiops_pipelines.signals.drift.day import drift_for_day
 from aiops_pipelines.signals.operations.day import stream_operations
 from aiops_pipelines.signals.profile.day import profile_for_day, profile_reference
 from aiops_pipelines.views.drift_report import write_drift_reports
+from tests.unit.signals.test_monitor import served
 
 DAY = "2026-03-02"
 HUGE = 2_000_000  # characters: large enough that a copy anywhere would show
@@ -32,17 +33,7 @@ def _frame(n: int, seed: int, day: str | None) -> pd.DataFrame:
             "plan": rng.choice(["basic", "plus", "pro"], n, p=[0.5, 0.3, 0.2]).astype(object),
         }
     )
-    df["score"] = 1 / (1 + np.exp(-(df.income - 50) / 10))
-    df["prediction"] = (df.score > 0.5).astype(int)
-    if day is not None:
-        secs = np.sort(rng.uniform(0, 86399, n))
-        ts = pd.Timestamp(day, tz="UTC") + pd.to_timedelta(secs, unit="s")
-        df.insert(0, "request_id", [f"{day}-{i}" for i in range(n)])
-        df.insert(1, "timestamp", ts.strftime("%Y-%m-%d %H:%M:%S.%f+00:00"))
-        df.insert(2, "model_version", "1")
-        df["latency_ms"] = rng.lognormal(3, 0.3, n)
-        df["status"] = "ok"
-    return df
+    return served(df, rng, day)
 
 
 def _model(

@@ -28,6 +28,14 @@ def _frame(n: int, seed: int, day: str | None, shift: float = 0.0) -> pd.DataFra
             "plan": rng.choice(["basic", "plus", "pro"], n, p=[0.5, 0.3, 0.2]),
         }
     )
+    return served(df, rng, day)
+
+
+def served(df: pd.DataFrame, rng: np.random.Generator, day: str | None) -> pd.DataFrame:
+    """`df`'s features with the model's score and prediction on `income`, and, for a `day`,
+    what serving logs beside them: request ids, timestamps through the day, version, latency
+    and status (the reference has none of these)."""
+    n = len(df)
     df["score"] = 1 / (1 + np.exp(-(df.income - 50) / 10))
     df["prediction"] = (df.score > 0.5).astype(int)
     if day is not None:
