@@ -72,11 +72,19 @@ class SourceConfig(_Strict):
     query: str | None = Field(None, description="SQL query (with url); may use :start and :end")
     parquet: str | None = Field(None, description="a Parquet file, a folder of them, or a glob")
     chunk_rows: int = Field(50_000, ge=1_000, description="rows per streamed chunk")
+    reader: Literal["auto", "adbc", "sqlalchemy"] = Field(
+        "auto",
+        description="how a url's rows are read: 'adbc' (Arrow, SQLite and PostgreSQL only, "
+        "failing rather than falling back), 'sqlalchemy', or 'auto' (ADBC where it can, "
+        "SQLAlchemy otherwise)",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceConfig:
         if self.parquet and (self.url or self.table or self.query):
             raise ValueError("give either 'parquet' or 'url' with 'table'/'query', not both")
+        if self.parquet and self.reader != "auto":
+            raise ValueError("'reader' applies to a 'url' source, not to 'parquet'")
         if not self.parquet:
             if not self.url:
                 raise ValueError("needs 'url' with 'table' or 'query', or 'parquet'")

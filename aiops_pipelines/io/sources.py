@@ -22,6 +22,7 @@ smaller day.
 from __future__ import annotations
 
 import glob
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,17 @@ import sqlalchemy as sa
 from aiops_pipelines.core.config import ModelConfig, SourceConfig
 from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.core.values import cap_strings, quoted
+from aiops_pipelines.io.arrow_sql import (
+    AdbcError,
+    AdbcTarget,
+    AdbcUnsupported,
+    adbc_target,
+    prefetched,
+    read_frames,
+    same_values,
+)
+
+log = logging.getLogger(__name__)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _HAS_OFFSET = r"(?:Z|[+-]\d\d:?\d\d)\s*$"
@@ -440,17 +452,101 @@ class Source:
     def _sql_chunks(
         self, columns: Sequence[str] | None, window: tuple[str, datetime, datetime] | None
     ) -> Iterator[pd.DataFrame]:
+        """The rows of the select `_sql_select` builds, through ADBC where it reads them (see
+        `arrow_sql`), else through SQLAlchemy: the same chunks either way."""
         eng = engine_for(self.config.url or "")
         if columns:
             self._require(columns)
         sql, params = self._sql_select(eng, columns, window)
+        target = self._adbc_target()
+        if target is None:
+            yield from self._sqlalchemy_chunks(eng, sql, params)
+            return
+        frames = prefetched(
+            read_frames(
+                target,
+                sql,
+                params,
+                chunk_rows=self.chunk_rows,
+                text_ok=window[:1] if window else (),
+            )
+        )
+        read, last = 0, None
+        try:
+            for chunk in frames:
+                yield chunk
+                read, last = read + len(chunk), chunk
+            return
+        except AdbcError as exc:
+            if self.config.reader == "adbc":
+                raise DataError(
+                    f"reading {self.describe()} through ADBC failed: {exc}"
+                    + (f" (after {read:,} rows)" if read else "")
+                ) from None
+            after = f" after {read:,} rows" if read else ""
+            log.info(
+                "reading %s through SQLAlchemy: ADBC failed%s: %s", self.describe(), after, exc
+            )
+            failure = str(exc)
+        finally:
+            frames.close()
+        yield from self._resumed(eng, sql, params, read, last, failure)
+
+    def _adbc_target(self) -> AdbcTarget | None:
+        """Where ADBC reads this source's rows (None: SQLAlchemy reads them)."""
+        if self.config.reader == "sqlalchemy":
+            return None
+        try:
+            return adbc_target(self.config.url or "")
+        except AdbcUnsupported as exc:
+            if self.config.reader == "adbc":
+                raise DataError(f"{self.describe()} cannot be read through ADBC: {exc}") from None
+            log.debug("reading %s through SQLAlchemy: %s", self.describe(), exc)
+            return None
+
+    def _resumed(
+        self,
+        eng: sa.Engine,
+        sql: str,
+        params: dict[str, object],
+        skip: int,
+        last: pd.DataFrame | None,
+        failure: str,
+    ) -> Iterator[pd.DataFrame]:
+        """The SQLAlchemy read of `sql` after its first `skip` rows, which ADBC handed on before
+        it failed. Both read the same statement in chunks of `chunk_rows`: SQLAlchemy's chunk
+        ending at `skip` must hold the rows of `last`, ADBC's last chunk, or no row can be
+        trusted to be read once (a writer, or another plan), and the read fails."""
+        seen = 0
+        for chunk in self._sqlalchemy_chunks(eng, sql, params):
+            if seen >= skip:
+                yield chunk
+                continue
+            seen += len(chunk)
+            if seen > skip or (seen == skip and (last is None or not same_values(chunk, last))):
+                seen = -1
+                break
+        if seen != skip:
+            raise DataError(
+                f"reading {self.describe()} through ADBC failed after {skip:,} rows ({failure}),"
+                " and SQLAlchemy's read does not return those rows in the same order, so it "
+                "cannot continue where ADBC stopped. Was the source written to during the read? "
+                "Rerun, or set `reader: sqlalchemy` on this source"
+            )
+
+    def _sqlalchemy_chunks(
+        self, eng: sa.Engine, sql: str, params: dict[str, object]
+    ) -> Iterator[pd.DataFrame]:
         with eng.connect().execution_options(stream_results=True) as conn:
             try:
                 yield from pd.read_sql_query(
                     sa.text(sql), conn, params=params, chunksize=self.chunk_rows
                 )
-            except sa.exc.SQLAlchemyError as exc:
-                raise DataError(f"reading {self.describe()} failed: {exc.orig or exc}") from None
+            except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
+                # pandas raises the statement's error as its own DatabaseError
+                cause = exc.__cause__ if isinstance(exc.__cause__, sa.exc.SQLAlchemyError) else exc
+                reason = getattr(cause, "orig", None) or cause
+                raise DataError(f"reading {self.describe()} failed: {reason}") from None
 
     # ---------------------------------------------------------------- Parquet
     def _dataset(self) -> pads.Dataset:

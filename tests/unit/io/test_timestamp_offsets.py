@@ -7,11 +7,10 @@ the written text; 902 of 995 rows were profiled, exit code 0, no warning.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -96,13 +95,6 @@ def test_the_generated_log_puts_written_dates_and_utc_days_apart() -> None:
 # ------------------------------------------------------------------ the sources, each kind
 
 
-def _pg_url() -> str:
-    url = os.environ.get("AIOPS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("AIOPS_TEST_POSTGRES_URL is not set (PostgreSQL source test)")
-    return url
-
-
 def _sqlite_table(tmp_path: Path, log: pd.DataFrame) -> SourceConfig:
     url = f"sqlite:///{tmp_path / 'log.db'}"
     eng = sa.create_engine(url)
@@ -116,30 +108,6 @@ def _sqlite_table(tmp_path: Path, log: pd.DataFrame) -> SourceConfig:
 def _sqlite_query(tmp_path: Path, log: pd.DataFrame) -> SourceConfig:
     url = _sqlite_table(tmp_path, log).url
     return SourceConfig(url=url, query="SELECT * FROM preds WHERE status = 'ok'")
-
-
-@pytest.fixture
-def pg_table() -> Iterator[Callable[..., SourceConfig]]:
-    """Writes a frame to a throwaway PostgreSQL table (dropped afterwards)."""
-    names: list[str] = []
-
-    def write(frame: pd.DataFrame, timestamp: str = "timestamp") -> SourceConfig:
-        url = _pg_url()
-        names.append(f"log_{uuid.uuid4().hex[:8]}")
-        eng = sa.create_engine(url)
-        frame.to_sql(names[-1], eng, index=False)
-        with eng.begin() as conn:
-            conn.execute(sa.text(f'CREATE INDEX "ix_{names[-1]}" ON "{names[-1]}" ("{timestamp}")'))
-        eng.dispose()
-        return SourceConfig(url=url, table=names[-1], chunk_rows=1000)
-
-    yield write
-    if names:
-        eng = sa.create_engine(_pg_url())
-        with eng.begin() as conn:
-            for name in names:
-                conn.execute(sa.text(f'DROP TABLE "{name}"'))
-        eng.dispose()
 
 
 def _parquet(tmp_path: Path, frame: pd.DataFrame) -> SourceConfig:
@@ -271,22 +239,23 @@ def test_a_day_logged_at_minus_five_hours_is_profiled_whole(
 # ------------------------------------------------------------------ the cross-check
 
 
+@pytest.mark.parametrize("reader", ["adbc", "sqlalchemy"])
 def test_rows_lost_between_the_database_and_the_profile_fail_the_day_naming_both_counts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    reader: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = _log(edges=False)  # no row near a midnight: the database counts the day exactly
     url = f"sqlite:///{tmp_path / 'ref.db'}"
     _log(2000, seed=1).drop(columns=["utc", "timestamp"]).to_sql("ref", sa.create_engine(url))
-    preds = _sqlite_table(tmp_path, log)
+    preds = _sqlite_table(tmp_path, log).model_copy(update={"reader": reader})
     model = _model(preds, SourceConfig(url=preds.url, table="preds"), url)
     ref = profile_reference(model).profile
-    read_sql = pd.read_sql_query
+    read_chunks = Source._sql_chunks
 
-    def drops_the_last_chunk(*args: object, **kwargs: object) -> Iterator[pd.DataFrame]:
-        *kept, _ = list(read_sql(*args, **kwargs))
+    def drops_the_last_chunk(*args: Any, **kwargs: Any) -> Iterator[pd.DataFrame]:
+        *kept, _ = list(read_chunks(*args, **kwargs))
         return iter(kept)
 
-    monkeypatch.setattr(pd, "read_sql_query", drops_the_last_chunk)
+    monkeypatch.setattr(Source, "_sql_chunks", drops_the_last_chunk)
     day = "2026-03-05"
     want = len(_expected_ids(log, day))
     read = want - (want % 100 or 100)
