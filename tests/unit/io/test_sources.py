@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from aiops_pipelines.core.config import SourceConfig
 from aiops_pipelines.core.errors import DataError
-from aiops_pipelines.io.sources import Source, day_window
+from aiops_pipelines.io.sources import Source, day_window, parse_timestamps
 
 START, END = day_window("2026-03-02")
 
@@ -154,3 +154,37 @@ def test_postgres_timestamptz_table() -> None:
     finally:
         with eng.begin() as conn:
             conn.execute(sa.text(f'DROP TABLE "{table}"'))
+
+
+def test_arrow_parses_iso_text_to_the_instants_pandas_gives() -> None:
+    forms = [
+        "2026-03-05T01:02:03.123456-05:00",
+        "2026-03-05 01:02:03Z",
+        "2026-03-05T01:02+0530",
+        "2026-03-05T01+09:00",
+        "2026-03-05 23:59:59.999999+14:00",
+        "1969-12-31T23:59:59.5-23:59",
+    ]
+    for batch in [[f] for f in forms] + [forms]:
+        text = pd.Series(batch, index=range(7, 7 + len(batch)), name="ts", dtype="str")
+        want = pd.to_datetime(text, format="ISO8601", utc=True)
+        pd.testing.assert_series_equal(parse_timestamps(text, column="ts"), want)
+    nanos = pd.Series(["2026-03-05T01:02:03.123456789+00:00", forms[0]], dtype="str")
+    got = parse_timestamps(nanos, column="ts")  # beyond Arrow's microseconds: pandas parses
+    pd.testing.assert_series_equal(got, pd.to_datetime(nanos, format="ISO8601", utc=True))
+    assert str(got.dtype) == "datetime64[ns, UTC]"
+    empty = pd.Series([], dtype="str")
+    pd.testing.assert_series_equal(
+        parse_timestamps(empty, column="ts"), pd.to_datetime(empty, format="ISO8601", utc=True)
+    )
+
+
+def test_parquet_duplicates_are_found_in_the_order_they_repeat(tmp_path: Path) -> None:
+    ids = ["a", "b", "c", "b", "d", "a", "e", "b", "f", "c", "g", "h", "g"]
+    ts = [f"2026-03-05T{h:02d}:00:00+00:00" for h in range(len(ids))]
+    pq.write_table(pa.table({"request_id": ids, "timestamp": ts}), tmp_path / "d.parquet")
+    src = Source(SourceConfig(parquet=str(tmp_path / "d.parquet"), chunk_rows=1000), chunk_rows=4)
+    start, end = day_window("2026-03-05")
+    assert src.duplicate_ids("request_id", "timestamp", start, end) == ["b", "a", "c", "g"]
+    assert src.duplicate_ids("request_id", "timestamp", start, end, limit=2) == ["b", "a"]
+    assert src.duplicate_ids("request_id", "timestamp", start, start + timedelta(hours=3)) == []

@@ -14,6 +14,7 @@ from scipy import stats
 from aiops_pipelines.core.config import DriftThresholds
 from aiops_pipelines.demo import drift_trials as t
 from aiops_pipelines.signals.drift.calibration import (
+    BlockTables,
     DayBlocks,
     ReferenceCalibration,
     column_coder,
@@ -24,6 +25,7 @@ from aiops_pipelines.signals.drift.calibration import (
 from aiops_pipelines.signals.drift.compare import mean_test, null_rate_drift, pooled_chisquare
 from aiops_pipelines.signals.drift.day import StoredDay, drift_for_day
 from aiops_pipelines.signals.profile.builder import build_reference_profile, profile_frame
+from aiops_pipelines.signals.profile.profiles import DatasetProfile, ProfileSpec
 
 # E[m^2] / E[m] for groups of m = 2..8 identical rows: the variance inflation of any share
 GROUP_DEFF = np.mean(np.arange(2, 9) ** 2) / np.mean(np.arange(2, 9))
@@ -213,3 +215,18 @@ def test_windows_need_every_day_on_the_same_bins() -> None:
     assert {c.alpha for c in gap.report.features} == {0.01 / 2}
     assert {c.alpha for c in full.report.features} == {0.01 / 3}
     assert n_full and not full.findings and not gap.findings
+
+
+def test_day_blocks_place_rows_by_their_utc_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    got: list[np.ndarray] = []
+    monkeypatch.setattr(BlockTables, "add", lambda self, df, blocks: got.append(blocks))
+    rng = np.random.default_rng(0)
+    ns = rng.integers(-(10**17), 2 * 10**18, 5000)
+    ts = pd.Series(pd.to_datetime(ns, unit="ns", utc=True)).dt.tz_convert("Asia/Kolkata")
+    blocks = DayBlocks(DatasetProfile(n_rows=0, columns={}, spec=ProfileSpec({}, {})), [])
+    blocks.add(pd.DataFrame(index=ts.index), ts)
+    blocks.add(pd.DataFrame(index=ts.index), ts.astype(str))  # text: parsed as before
+    utc = ts.dt.tz_convert("UTC")
+    want = (utc.dt.hour.to_numpy() * 60 + utc.dt.minute.to_numpy()) // 10
+    np.testing.assert_array_equal(got[0], want)
+    np.testing.assert_array_equal(got[1], want)
