@@ -73,8 +73,8 @@ class AdbcTarget:
 
 
 def adbc_target(url: str) -> AdbcTarget:
-    """The ADBC connection for a SQLite file or a PostgreSQL URL (libpq's own form: the URL's
-    options are libpq's, as they are for psycopg); `AdbcUnsupported` for any other URL."""
+    """The ADBC connection for a SQLite file or a PostgreSQL URL (as libpq keywords, the URL's
+    query among them, as psycopg passes them); `AdbcUnsupported` for any other URL."""
     u = sa.make_url(url)
     if u.drivername in _SQLITE_DRIVERS:
         db = u.database or ""
@@ -84,9 +84,30 @@ def adbc_target(url: str) -> AdbcTarget:
             raise AdbcUnsupported(f"the URL's options ({', '.join(u.query)}) are SQLAlchemy's")
         return AdbcTarget("sqlite", db)
     if u.drivername in _PG_DRIVERS:
-        uri = u.set(drivername="postgresql").render_as_string(hide_password=False)
-        return AdbcTarget("postgresql", uri)
+        return AdbcTarget("postgresql", _libpq_conninfo(u))
     raise AdbcUnsupported(f"no ADBC driver is used for {u.drivername} URLs")
+
+
+def _libpq_conninfo(u: sa.URL) -> str:
+    """libpq's `keyword='value' ...` form of a URL (a URI rendered back by SQLAlchemy writes a
+    space as '+', which libpq would keep)."""
+    words: dict[str, object] = {
+        "host": u.host,
+        "port": u.port,
+        "dbname": u.database,
+        "user": u.username,
+        "password": u.password,
+    }
+    for key, value in u.query.items():
+        if not isinstance(value, str):
+            raise AdbcUnsupported(f"the URL's option {key} is given more than once")
+        words[key] = value
+    return " ".join(f"{k}={_quoted(v)}" for k, v in words.items() if v is not None)
+
+
+def _quoted(value: object) -> str:
+    text = str(value).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
 
 
 def _connect(target: AdbcTarget) -> Any:

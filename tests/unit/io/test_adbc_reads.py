@@ -25,7 +25,7 @@ from pydantic import ValidationError
 
 from aiops_pipelines.core.config import SourceConfig
 from aiops_pipelines.core.errors import DataError
-from aiops_pipelines.io.arrow_sql import bind, prefetched
+from aiops_pipelines.io.arrow_sql import adbc_target, bind, prefetched
 from aiops_pipelines.io.sources import Source, StringCap, day_window
 from aiops_pipelines.signals.profile.day import profile_for_day, profile_reference
 from tests.unit.io.test_timestamp_offsets import (
@@ -421,6 +421,26 @@ def test_read_ahead_keeps_order_raises_in_place_and_stops_when_closed() -> None:
     ahead.close()
     assert closed.is_set()
     assert not [t for t in threading.enumerate() if t.name == "aiops-read-ahead"]
+
+
+def test_a_postgres_url_reaches_libpq_whole() -> None:
+    url = "postgresql+psycopg://us%27er:p%40ss%5Cw@db:5433/logs?options=-csearch_path%3Dx%20-cfoo%3Dbar"
+    assert adbc_target(url).uri == (
+        "host='db' port='5433' dbname='logs' user='us\\'er' password='p@ss\\\\w' "
+        "options='-csearch_path=x -cfoo=bar'"
+    )
+
+
+@postgres
+def test_postgres_options_with_spaces_reach_the_server(pg_url: str) -> None:
+    """Two options in the URL (a space between them): the search path still holds, so ADBC
+    reads the table of the throwaway schema, in the order of a scan started at its start."""
+    _postgres(pg_url, _frame(3000))
+    u = sa.make_url(pg_url)
+    options = f"{u.query['options']} -csynchronize_seqscans=off"
+    url = u.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    config = SourceConfig(url=url, table="preds", chunk_rows=1000)
+    _assert_same(_read(config, _all))
 
 
 def test_the_reader_setting(tmp_path: Path) -> None:
