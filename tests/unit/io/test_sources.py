@@ -179,12 +179,53 @@ def test_arrow_parses_iso_text_to_the_instants_pandas_gives() -> None:
     )
 
 
-def test_parquet_duplicates_are_found_in_the_order_they_repeat(tmp_path: Path) -> None:
+@pytest.mark.parametrize("timestamps", ["text", "typed"])
+def test_parquet_duplicates_are_found_in_the_order_they_repeat(
+    tmp_path: Path, timestamps: str
+) -> None:
     ids = ["a", "b", "c", "b", "d", "a", "e", "b", "f", "c", "g", "h", "g"]
     ts = [f"2026-03-05T{h:02d}:00:00+00:00" for h in range(len(ids))]
-    pq.write_table(pa.table({"request_id": ids, "timestamp": ts}), tmp_path / "d.parquet")
+    stamps = pa.array(ts) if timestamps == "text" else pa.array(pd.to_datetime(ts, utc=True))
+    pq.write_table(pa.table({"request_id": ids, "timestamp": stamps}), tmp_path / "d.parquet")
     src = Source(SourceConfig(parquet=str(tmp_path / "d.parquet"), chunk_rows=1000), chunk_rows=4)
     start, end = day_window("2026-03-05")
     assert src.duplicate_ids("request_id", "timestamp", start, end) == ["b", "a", "c", "g"]
     assert src.duplicate_ids("request_id", "timestamp", start, end, limit=2) == ["b", "a"]
     assert src.duplicate_ids("request_id", "timestamp", start, start + timedelta(hours=3)) == []
+
+
+def _scanned(src: Source, columns: list[str] | None, window: tuple | None) -> list[pd.DataFrame]:
+    """The chunks as the dataset's scanner gave them (before reading a batch at a time)."""
+    ds = src._dataset()
+    flt = src._parquet_filter(ds, window)
+    scanner = ds.scanner(columns=columns, filter=flt, batch_size=src.chunk_rows)
+    return [b.to_pandas() for b in scanner.to_batches() if b.num_rows]
+
+
+@pytest.mark.parametrize("timestamps", ["typed", "text"])
+def test_parquet_row_groups_read_a_batch_at_a_time_give_the_scanners_chunks(
+    tmp_path: Path, timestamps: str
+) -> None:
+    df = _rows(9000)
+    if timestamps == "text":
+        df = df.assign(timestamp=df.timestamp.dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00"))
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    for i, lo in enumerate(range(0, len(df), 4000)):
+        part = pa.Table.from_pandas(df.iloc[lo : lo + 4000], preserve_index=False)
+        pq.write_table(part, folder / f"{i}.parquet", row_group_size=1500)
+    src = Source(SourceConfig(parquet=str(folder), chunk_rows=1000))
+    for columns in (None, ["request_id", "timestamp", "x"]):
+        for window in (None, ("timestamp", START, END)):
+            got = list(src._parquet_chunks(columns, window))
+            want = _scanned(src, columns, window)
+            assert len(got) == len(want) > 3
+            for a, b in zip(got, want, strict=True):
+                pd.testing.assert_frame_equal(a, b, check_exact=True)
+    # a file of other types than the dataset's: the scanner casts it, as it did
+    odd = df.iloc[:500].assign(x=np.arange(500))
+    pq.write_table(pa.Table.from_pandas(odd, preserve_index=False), folder / "9.parquet")
+    got = pd.concat(src._parquet_chunks(None, None), ignore_index=True)
+    want = pd.concat(_scanned(src, None, None), ignore_index=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    assert str(got.x.dtype) == "float64"
