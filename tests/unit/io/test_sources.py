@@ -229,3 +229,31 @@ def test_parquet_row_groups_read_a_batch_at_a_time_give_the_scanners_chunks(
     want = pd.concat(_scanned(src, None, None), ignore_index=True)
     pd.testing.assert_frame_equal(got, want, check_exact=True)
     assert str(got.x.dtype) == "float64"
+
+
+def test_parquet_duplicates_match_a_plain_loop_over_the_ids(tmp_path: Path) -> None:
+    """Ids hashed to 64 bits, the repeats found exactly: the ids a loop over every id finds,
+    in its order (unicode, empty and NULL ids, repeats across chunks and files)."""
+    rng = np.random.default_rng(4)
+    pool = np.array(["", "é", "日本", "a-1", "a-10", "a-100", *(f"r{i}" for i in range(5000))])
+    ids = pool[rng.integers(0, len(pool), 6000)].astype(object)
+    ids[rng.random(6000) < 0.01] = None
+    ts = pd.Timestamp("2026-03-05", tz="UTC") + pd.to_timedelta(
+        np.sort(rng.uniform(0, 86399, 6000)), "s"
+    )
+    folder = tmp_path / "pq"
+    folder.mkdir()
+    for i, lo in enumerate(range(0, 6000, 2500)):
+        part = pa.table({"request_id": ids[lo : lo + 2500], "timestamp": ts[lo : lo + 2500]})
+        pq.write_table(part, folder / f"{i}.parquet")
+    start, end = day_window("2026-03-05")
+    src = Source(SourceConfig(parquet=str(folder), chunk_rows=1000))
+    seen: set[object] = set()
+    want: list[object] = []
+    for rid in ids.tolist():
+        if rid in seen and rid not in want:
+            want.append(rid)
+        seen.add(rid)
+    assert len(want) > 5
+    assert src.duplicate_ids("request_id", "timestamp", start, end, limit=len(want)) == want
+    assert src.duplicate_ids("request_id", "timestamp", start, end) == want[:5]
