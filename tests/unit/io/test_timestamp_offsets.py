@@ -253,7 +253,7 @@ def test_rows_lost_between_the_database_and_the_profile_fail_the_day_naming_both
 
     def drops_the_last_chunk(*args: Any, **kwargs: Any) -> Iterator[pd.DataFrame]:
         *kept, _ = list(read_chunks(*args, **kwargs))
-        return iter(kept)
+        yield from kept
 
     monkeypatch.setattr(Source, "_sql_chunks", drops_the_last_chunk)
     day = "2026-03-05"
