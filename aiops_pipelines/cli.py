@@ -93,6 +93,7 @@ def _run(
     expected_failures: set[tuple[str, str]] | None = None,
     refresh_reference: bool = False,
     overview: bool = True,
+    runs: str = "range",
 ) -> int:
     from tqdm import tqdm
 
@@ -127,6 +128,7 @@ def _run(
             labels=labels,
             live=live,
             overview=overview,
+            runs=runs,  # type: ignore[arg-type]
             on_progress=progress,
         )
     finally:
@@ -247,6 +249,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         labels="now" if args.labels_now else "replay",
         refresh_reference=args.refresh_reference,
         overview=not args.no_overview,
+        runs="day" if args.day_runs else "range",
     )
 
 
@@ -272,7 +275,8 @@ def _run_workers(args: argparse.Namespace) -> int:
     base = [sys.executable, "-m", "aiops_pipelines.cli", "run", "--config", str(args.config)]
     base += ["--start", args.start.isoformat(), "--end", args.end.isoformat(), "--no-overview"]
     base += [f for f, on in (("--no-html", args.no_html), ("--labels-now", args.labels_now),
-             ("--refresh-reference", args.refresh_reference)) if on]  # fmt: skip
+             ("--refresh-reference", args.refresh_reference), ("--day-runs", args.day_runs))
+             if on]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="aiops-workers-") as tmp, ExitStack() as files:
         procs = []
         for i, group in enumerate(groups):
@@ -683,6 +687,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the models in this many processes at once (each model's days in order)",
     )
     r.add_argument("--no-overview", action="store_true", help="write no overview page for the days")
+    r.add_argument(
+        "--day-runs",
+        action="store_true",
+        help="one Dagster run per (day, model), as before range runs (default: one run per "
+        "model for up to 31 days, or up to each weekly late-label tick)",
+    )
     r.add_argument(
         "--labels-now",
         action="store_true",

@@ -8,13 +8,14 @@ from aiops_pipelines.alerting.day import alerts_for_day
 from aiops_pipelines.alerting.outbox import deliver
 from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.io.mlflow_outbox import log_or_queue
-from aiops_pipelines.orchestration.partitions import daily_partitions, date_x_model
+from aiops_pipelines.orchestration.partitions import RANGE_RUNS, daily_partitions, date_x_model
 from aiops_pipelines.orchestration.publish import (
+    ModelDay,
     check_result,
+    for_each_day,
     lock_key,
     mlflow_metadata,
-    model_day,
-    partition_locked,
+    run_partitions,
 )
 from aiops_pipelines.orchestration.resources import (
     Clock,
@@ -35,6 +36,7 @@ OVERVIEW_DAYS = 14
 
 @dg.asset(
     partitions_def=date_x_model,
+    backfill_policy=RANGE_RUNS,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "sql"},
@@ -64,9 +66,10 @@ def model_alerts(
     than `max_event_age_days`). Nothing is sent here: `alert_delivery_job` (launched by
     `alert_delivery_sensor`) delivers, so a dead route never slows a model's run. The check
     turns yellow when this model's notifications wait on a failing or open route."""
-    with model_day(context, monitoring_config, store) as md:
+
+    def day(md: ModelDay) -> dg.MaterializeResult:
         # notifications are aged from the wall clock, or (the demo) the end of the replayed day
-        today = (clock.alerts_now() - timedelta(seconds=1)).date().isoformat()
+        today = (clock.for_day(md.partition).alerts_now() - timedelta(seconds=1)).date().isoformat()
         res = alerts_for_day(
             md.store, md.config.alerting, md.model.tenant, md.model.name, md.partition, today=today
         )
@@ -79,6 +82,8 @@ def model_alerts(
             },
             check_results=[check_result(c) for c in res.checks()],
         )
+
+    return for_each_day(context, monitoring_config, store, None, day)
 
 
 @dg.op(
@@ -115,6 +120,7 @@ def alert_delivery_job() -> None:
 
 @dg.asset(
     partitions_def=daily_partitions,
+    backfill_policy=RANGE_RUNS,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "html", "mlflow"},
@@ -132,31 +138,33 @@ def ops_overview(
     recent actions. Written under the artifacts folder and logged to MLflow."""
     from aiops_pipelines.views.page import write_overview
 
-    day = context.partition_key
     cfg = monitoring_config.load()
     db = store.open(cfg)
-    with partition_locked(context, db, store):
-        page = write_overview(db, cfg, day, window_days=OVERVIEW_DAYS)
-        logged: dict = {}
-        tracker = mlflow.tracker(cfg)
-        if tracker:
-            logged = mlflow_metadata(
-                log_or_queue(
-                    tracker,
-                    db,
-                    OVERVIEW_KEY,
-                    Asset.OPS_OVERVIEW,
-                    day,
-                    lock_key=lock_key(context),
-                    metrics=page.tracked_metrics,
-                    artifacts={"mlflow_artifact": page.path},
+    tracker = mlflow.tracker(cfg)
+    days = run_partitions(context)
+    for day in days:  # one day, or a range run's days (each page as of its day)
+        with db.partition_lock(lock_key(context, day), timeout=store.lock_timeout_seconds):
+            page = write_overview(db, cfg, day, window_days=OVERVIEW_DAYS)
+            logged: dict = {}
+            if tracker:
+                logged = mlflow_metadata(
+                    log_or_queue(
+                        tracker,
+                        db,
+                        OVERVIEW_KEY,
+                        Asset.OPS_OVERVIEW,
+                        day,
+                        lock_key=lock_key(context, day),
+                        metrics=page.tracked_metrics,
+                        artifacts={"mlflow_artifact": page.path},
+                    )
                 )
-            )
-    return dg.MaterializeResult(
-        metadata={
+        metadata = {
             "overview": dg.MetadataValue.url(page.path.resolve().as_uri()),
             "path": dg.MetadataValue.path(str(page.path)),
             **logged,
             **page.summary(day),
         }
-    )
+        if context.has_partition_key_range:
+            context.add_asset_metadata(metadata, partition_key=day)
+    return dg.MaterializeResult(metadata=None if context.has_partition_key_range else metadata)

@@ -5,8 +5,8 @@ import dagster as dg
 
 from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.lifecycle.registry import live_canary_or_snapshot
-from aiops_pipelines.orchestration.partitions import date_x_model
-from aiops_pipelines.orchestration.publish import check_result, model_day, publish
+from aiops_pipelines.orchestration.partitions import RANGE_RUNS, date_x_model
+from aiops_pipelines.orchestration.publish import ModelDay, check_result, for_some_days, publish
 from aiops_pipelines.orchestration.resources import (
     Clock,
     MlflowResource,
@@ -20,6 +20,7 @@ from assets.performance import PerformanceConfig
 
 @dg.asset(
     partitions_def=date_x_model,
+    backfill_policy=RANGE_RUNS,
     group_name="model_lifecycle",
     owners=OWNERS,
     kinds={"python", "mlflow"},
@@ -47,7 +48,9 @@ def canary_report(
     the labels observed so far, cumulated and tested with an anytime-valid confidence sequence
     plus guardrails. Verdict fail / pass / inconclusive with its evidence. Materialized only
     while a canary exists; the check then says 'no canary'."""
-    with model_day(context, monitoring_config, store, mlflow) as md:
+    no_canary: list[dg.AssetCheckResult] = []
+
+    def on(md: ModelDay) -> dg.MaterializeResult | None:
         model, day = md.model, md.partition
         live, registry_note = live_canary_or_snapshot(
             md.config.storage.mlflow_tracking_uri, model.registry_name, md.store
@@ -56,13 +59,13 @@ def canary_report(
             context.log.warning(registry_note)
         start = live.window_start(day) if model.canary.enabled else None
         if start is None or live.canary is None or live.champion is None:
-            yield check_result(no_canary_check(live.aliases, registry_note))
-            return
-        as_of = clock.at(config.as_of)
+            no_canary[:] = [check_result(no_canary_check(live.aliases, registry_note))]
+            return None
+        as_of = clock.for_day(day).at(config.as_of)
         res = canary_for_day(
             model, day, as_of, canary=live.canary, champion=live.champion, start=start
         )
-        yield publish(
+        return publish(
             md,
             Asset.CANARY_REPORT,
             metrics=res.metrics,
@@ -75,3 +78,9 @@ def canary_report(
             },
             checks=res.checks(),
         )
+
+    res = for_some_days(context, monitoring_config, store, mlflow, on)
+    if res is None:  # no canary on any day: no materialization, the check says why
+        yield from no_canary
+    else:
+        yield res

@@ -11,8 +11,14 @@ import dagster as dg
 
 from aiops_pipelines.core.findings import Asset
 from aiops_pipelines.io.store import REFERENCE_PARTITION
-from aiops_pipelines.orchestration.partitions import date_x_model, model_partitions
-from aiops_pipelines.orchestration.publish import ModelDay, artifact_folder, model_day, publish
+from aiops_pipelines.orchestration.partitions import RANGE_RUNS, date_x_model, model_partitions
+from aiops_pipelines.orchestration.publish import (
+    ModelDay,
+    artifact_folder,
+    for_each_day,
+    model_day,
+    publish,
+)
 from aiops_pipelines.orchestration.resources import (
     MlflowResource,
     MonitoringConfig,
@@ -103,6 +109,7 @@ def reference_profile(
 
 @dg.asset(
     partitions_def=date_x_model,
+    backfill_policy=RANGE_RUNS,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "sql", "mlflow"},
@@ -143,7 +150,8 @@ def feature_profile(
     mergeable profile (counts, missing, moments, histogram on the reference's bins, category
     counts with an unseen bucket). Contract violations fail the partition with the model,
     partition and column named; nothing already stored is touched."""
-    with model_day(context, monitoring_config, store, mlflow) as md:
+
+    def day(md: ModelDay) -> dg.MaterializeResult:
         ref_payload = _stored_profile(md, "reference")
         ref = DatasetProfile.from_dict(ref_payload["profile"])
         res = profile_for_day(
@@ -175,9 +183,12 @@ def feature_profile(
             checks=res.checks(md.model, ref, ref_payload.get("dtypes", {})),
         )
 
+    return for_each_day(context, monitoring_config, store, mlflow, day)
+
 
 @dg.asset(
     partitions_def=date_x_model,
+    backfill_policy=RANGE_RUNS,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "evidently", "mlflow"},
@@ -213,7 +224,8 @@ def drift_report(
     a `level_shift` while the drift share stays risen (change points over the last 90 days).
     Findings carry their evidence; Evidently renders the HTML on bounded samples, for the days
     with a drift finding (`sources.html_days`; any other day with `aiops report --html`)."""
-    with model_day(context, monitoring_config, store, mlflow) as md:
+
+    def day(md: ModelDay) -> dg.MaterializeResult:
         model, day, home = md.model, md.partition, md.config.artifacts_path
         result, ref, cur = drift_for_stored_day(
             md.store, model, day, _stored_profile(md, "reference"), _stored_profile(md, "daily")
@@ -242,3 +254,5 @@ def drift_report(
                 },
                 checks=result.checks(model),
             )
+
+    return for_each_day(context, monitoring_config, store, mlflow, day)

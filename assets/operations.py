@@ -4,8 +4,8 @@
 import dagster as dg
 
 from aiops_pipelines.core.findings import Asset
-from aiops_pipelines.orchestration.partitions import date_x_model
-from aiops_pipelines.orchestration.publish import model_day, publish
+from aiops_pipelines.orchestration.partitions import RANGE_RUNS, date_x_model
+from aiops_pipelines.orchestration.publish import ModelDay, for_each_day, publish
 from aiops_pipelines.orchestration.resources import MlflowResource, MonitoringConfig, StoreResource
 from aiops_pipelines.signals.operations.day import operations_for_day
 from assets.monitoring import GROUP, OWNERS
@@ -13,6 +13,7 @@ from assets.monitoring import GROUP, OWNERS
 
 @dg.asset(
     partitions_def=date_x_model,
+    backfill_policy=RANGE_RUNS,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "sql", "mlflow"},
@@ -43,7 +44,8 @@ def ops_report(
     """Latency p50/p95/p99, throughput per hour and per day, error rate, per model and
     version, and cost per 1,000 predictions when the config gives a unit cost; hourly series
     tested against a robust hour-of-day x weekday baseline of the previous weeks."""
-    with model_day(context, monitoring_config, store, mlflow) as md:
+
+    def day(md: ModelDay) -> dg.MaterializeResult:
         res = operations_for_day(md.model, md.partition, md.store)
         return publish(
             md,
@@ -54,3 +56,5 @@ def ops_report(
             metadata=res.summary(),
             checks=res.checks(),
         )
+
+    return for_each_day(context, monitoring_config, store, mlflow, day)

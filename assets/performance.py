@@ -5,8 +5,8 @@ import dagster as dg
 from pydantic import Field
 
 from aiops_pipelines.core.findings import Asset
-from aiops_pipelines.orchestration.partitions import date_x_model
-from aiops_pipelines.orchestration.publish import model_day, publish
+from aiops_pipelines.orchestration.partitions import RANGE_RUNS, date_x_model
+from aiops_pipelines.orchestration.publish import ModelDay, for_each_day, publish
 from aiops_pipelines.orchestration.resources import (
     Clock,
     MlflowResource,
@@ -27,6 +27,7 @@ class PerformanceConfig(dg.Config):
 
 @dg.asset(
     partitions_def=date_x_model,
+    backfill_policy=RANGE_RUNS,
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "scikit-learn", "mlflow"},
@@ -62,8 +63,9 @@ def performance_report(
     has closed) stays at a worse level (change points over 90 days). Re-materialized by
     late_labels_sensor as labels arrive: the partition is replaced, and each attempt stays in
     the MLflow run's metric history."""
-    with model_day(context, monitoring_config, store, mlflow) as md:
-        as_of = clock.at(config.as_of)
+
+    def day(md: ModelDay) -> dg.MaterializeResult:
+        as_of = clock.for_day(md.partition).at(config.as_of)
         res = performance_for_day(md.model, md.partition, as_of, md.store)
         return publish(
             md,
@@ -78,3 +80,5 @@ def performance_report(
             },
             checks=res.checks(md.model),
         )
+
+    return for_each_day(context, monitoring_config, store, mlflow, day)

@@ -7,7 +7,7 @@ import dagster as dg
 
 from aiops_pipelines.core.findings import Finding, Severity, Signal
 from aiops_pipelines.orchestration.jobs import alerts_job
-from aiops_pipelines.orchestration.partitions import partition_key, tenant_tags
+from aiops_pipelines.orchestration.partitions import partition_key, range_of, tenant_tags
 from aiops_pipelines.orchestration.publish import PIPELINE_ASSET
 from aiops_pipelines.orchestration.resources import MonitoringConfig, StoreResource
 
@@ -24,6 +24,18 @@ def first_failure(events: Iterable[dg.DagsterEvent]) -> tuple[str, str] | None:
         if err is not None:
             return event.step_key, err.message.strip()
     return None
+
+
+def failed_partition(events: Iterable[dg.DagsterEvent]) -> str:
+    """The partition a range run's first failed step failed on (`publish.for_some_days` names
+    it in the failure's metadata), else ''."""
+    for event in events:
+        data = event.step_failure_data if event.is_step_failure else None
+        if data is not None and data.user_failure_data is not None:
+            value = data.user_failure_data.metadata.get("partition")
+            if value is not None:
+                return str(value.value)
+    return ""
 
 
 def root_error(events: Iterable[dg.DagsterEvent]) -> str | None:
@@ -66,14 +78,18 @@ def pipeline_failure_sensor(
 ) -> dg.RunRequest | dg.SkipReason:
     run = context.dagster_run
     tags = run.tags
-    partition = tags.get("dagster/partition", "")
+    steps = context.get_step_failure_events()
+    partition = tags.get("dagster/partition", "") or failed_partition(steps)
     day, _, model_key = partition.partition("|") if "|" in partition else ("", "", partition)
+    ranged = range_of(tags)
+    if not partition and ranged is not None:  # a range run that failed outside a day
+        model_key, day = ranged[0], ranged[1]
+        partition = str(partition_key(day, model_key))
     config = monitoring_config.load()
     known = {m.key: m for m in config.models}
     model = known.get(model_key or tags.get("dagster/partition/model", ""))
     tenant, name = (model.tenant, model.name) if model else ("", "pipeline")
     day = day or tags.get("dagster/partition/date") or datetime.now(UTC).date().isoformat()
-    steps = context.get_step_failure_events()
     failure = first_failure(steps)
     # what failed, not which run: a re-run of the failing partition replaces the finding and
     # stays the same alert, and the asset's next success in the partition clears it (`publish`)

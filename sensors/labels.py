@@ -1,4 +1,5 @@
-"""Late labels: re-materialize exactly the performance partitions whose coverage changed."""
+"""Late labels: re-judge the performance of the days whose coverage changed, one run per model
+covering them (a range run: each day still its own partition)."""
 
 import json
 from datetime import timedelta
@@ -10,8 +11,7 @@ from aiops_pipelines.orchestration.jobs import performance_job
 from aiops_pipelines.orchestration.partitions import (
     MODELS,
     daily_partitions,
-    partition_key,
-    tenant_tags,
+    partition_range_tags,
 )
 from aiops_pipelines.orchestration.resources import (
     Clock,
@@ -25,7 +25,8 @@ from aiops_pipelines.orchestration.resources import (
     job=performance_job,
     minimum_interval_seconds=600,
     description="Watches each model's outcomes source (cursor: the latest observed_at seen) "
-    "and requests performance_report for the (day, model) partitions that received labels.",
+    "and requests one performance_report run per model over the days that received labels "
+    "(first to last, each day its own partition; tag aiops/labelled_days names them).",
 )
 def late_labels_sensor(
     context: dg.SensorEvaluationContext,
@@ -56,25 +57,30 @@ def late_labels_sensor(
                 f"(e.g. {arrivals.unknown_examples}); they are dropped"
             )
         oldest = (now - window).date().isoformat()
-        for day, n_new in arrivals.by_day.items():
-            if (
-                day < (config.start_date or "")
-                or day < oldest
-                or last_partition is None
-                or day > last_partition
-            ):
-                continue
+        days = {
+            day: n_new
+            for day, n_new in arrivals.by_day.items()
+            if day >= (config.start_date or "")
+            and day >= oldest
+            and last_partition is not None
+            and day <= last_partition
+        }
+        if days:
+            first, last = min(days), max(days)
+            # one run re-judges them all, day after day (the days between without new labels
+            # too: at most the label window, and judged again they are unchanged)
             requests.append(
                 dg.RunRequest(
-                    partition_key=partition_key(day, model.key),
-                    run_key=f"labels:{model.key}:{day}:{arrivals.last_observed.isoformat()}",
+                    run_key=f"labels:{model.key}:{first}..{last}:"
+                    f"{arrivals.last_observed.isoformat()}",
                     run_config=dg.RunConfig(
                         ops={"performance_report": {"config": {"as_of": now.isoformat()}}}
                     ),
                     tags={
                         "aiops/trigger": "late_labels",
-                        "aiops/new_labels": str(n_new),
-                        **tenant_tags(model.key),
+                        "aiops/new_labels": str(sum(days.values())),
+                        "aiops/labelled_days": ",".join(sorted(days)),
+                        **partition_range_tags(model.key, first, last),
                     },
                 )
             )

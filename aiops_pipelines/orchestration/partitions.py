@@ -7,6 +7,8 @@ change and no redeploy.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 import dagster as dg
@@ -45,6 +47,34 @@ daily_partitions = dg.DailyPartitionsDefinition(start_date=first_day(), end_offs
 date_x_model = dg.MultiPartitionsDefinition({"date": daily_partitions, "model": model_partitions})
 
 
+warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
+RANGE_RUNS = dg.BackfillPolicy.single_run()
+"""How a backfill of the daily assets runs: one run per range of partitions (Dagster groups
+a backfill's partitions by the dimension with fewer keys: a year of one model is one run), each
+partition still materialized on its own with its own metadata (`publish.for_each_day`)."""
+
+
+def partition_range_tags(model_key: str, first_day: str, last_day: str) -> dict[str, str]:
+    """The tags of one run over the days `first_day`..`last_day` of one model (a range run),
+    with its tenant's tag."""
+    return {
+        "dagster/asset_partition_range_start": str(partition_key(first_day, model_key)),
+        "dagster/asset_partition_range_end": str(partition_key(last_day, model_key)),
+        **tenant_tags(model_key),
+    }
+
+
+def range_of(tags: Mapping[str, str]) -> tuple[str, str, str] | None:
+    """(model key, first day, last day) of a range run's tags, else None."""
+    start = tags.get("dagster/asset_partition_range_start", "")
+    end = tags.get("dagster/asset_partition_range_end", "")
+    if "|" not in start or "|" not in end:
+        return None
+    first, model = split_key(start)
+    last, _ = split_key(end)
+    return model, first, last
+
+
 def partition_key(day: str, model_key: str) -> dg.MultiPartitionKey:
     return dg.MultiPartitionKey({"date": day, "model": model_key})
 
@@ -55,7 +85,7 @@ def tenant_tags(model_key: str) -> dict[str, str]:
     return {TENANT_TAG: model_key.split(".", 1)[0]}
 
 
-def split_key(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    """(date, model key) of the running date x model partition."""
-    keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
-    return keys["date"], keys["model"]
+def split_key(key: str) -> tuple[str, str]:
+    """(date, model key) of a date x model partition key (`2024-03-01|tenant.model`)."""
+    day, _, model = key.partition("|")
+    return day, model

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,40 +55,140 @@ def model_day(
     monitoring_config: MonitoringConfig,
     store: StoreResource,
     mlflow: MlflowResource | None = None,
+    *,
+    partition: str | None = None,
 ) -> Iterator[ModelDay]:
-    """The running partition, (date, model) for daily assets, the model for reference ones,
-    locked for the block (`partition_locked`)."""
-    if isinstance(context.partition_key, dg.MultiPartitionKey):
-        day, key = split_key(context)
+    """The running partition (or `partition`, one of a range run's), (date, model) for daily
+    assets, the model for reference ones, locked for the block (`partition_locked`)."""
+    key = str(context.partition_key) if partition is None else partition
+    if "|" in key:
+        day, model = split_key(key)
     else:
-        day, key = REFERENCE_PARTITION, context.partition_key
+        day, model = REFERENCE_PARTITION, key
     cfg = monitoring_config.load()
     md = ModelDay(
         cfg,
-        cfg.model(key),
+        cfg.model(model),
         day,
         store.open(cfg),
         mlflow.tracker(cfg) if mlflow else None,
-        lock_key(context),
+        lock_key(context, key),
     )
-    with partition_locked(context, md.store, store):
+    with md.store.partition_lock(md.lock_key, timeout=store.lock_timeout_seconds):
         yield md
 
 
-def lock_key(context: dg.AssetExecutionContext) -> str:
-    """The running (asset, partition)'s lock name."""
-    return f"{context.asset_key.to_user_string()}:{context.partition_key}"
+def lock_key(context: dg.AssetExecutionContext, partition: str | None = None) -> str:
+    """The (asset, partition) lock name of the running partition, or of `partition`. Held
+    while the asset runs for it: another run of the same partition (the same range run twice
+    at once, a re-run beside the daily run) waits until this one has stored and logged
+    everything, then redoes it from there."""
+    key = context.partition_key if partition is None else partition
+    return f"{context.asset_key.to_user_string()}:{key}"
 
 
-@contextmanager
-def partition_locked(
-    context: dg.AssetExecutionContext, db: MonitoringStore, store: StoreResource
-) -> Iterator[None]:
-    """Hold the running (asset, partition)'s lock in the store for the block: another run of
-    the same partition (the same range run twice at once, a re-run beside the daily run)
-    waits until this one has stored and logged everything, then redoes it from there."""
-    with db.partition_lock(lock_key(context), timeout=store.lock_timeout_seconds):
-        yield
+def run_partitions(context: dg.AssetExecutionContext) -> list[str]:
+    """The partitions of the running step, in day order: one, or a range run's (a backfill, or
+    the late labels of many days of one model)."""
+    if not context.has_partition_key_range:
+        return [str(context.partition_key)]
+    return sorted((str(k) for k in context.partition_keys), key=lambda k: k.split("|"))
+
+
+def for_each_day(
+    context: dg.AssetExecutionContext,
+    monitoring_config: MonitoringConfig,
+    store: StoreResource,
+    mlflow: MlflowResource | None,
+    body: Callable[[ModelDay], dg.MaterializeResult],
+) -> dg.MaterializeResult:
+    """`for_some_days` for an asset that materializes every day."""
+    res = for_some_days(context, monitoring_config, store, mlflow, body)
+    assert res is not None  # noqa: S101 - body never returns None
+    return res
+
+
+def for_some_days(
+    context: dg.AssetExecutionContext,
+    monitoring_config: MonitoringConfig,
+    store: StoreResource,
+    mlflow: MlflowResource | None,
+    body: Callable[[ModelDay], dg.MaterializeResult | None],
+) -> dg.MaterializeResult | None:
+    """Run `body` for each partition of the step, day after day (each one's history is the
+    days before it, stored by then), each under its partition's lock, and report to Dagster.
+
+    One partition: `body`'s result as it is. A range run: one materialization per partition
+    with that day's own metadata, and each check once for the range (`merged_checks`: it
+    fails when a day failed, naming the days). `body` returning None (a canary asset on a day
+    without a canary) stores nothing that day; all None: no materialization at all."""
+    keys = run_partitions(context)
+    if len(keys) == 1 and not context.has_partition_key_range:
+        with model_day(context, monitoring_config, store, mlflow) as md:
+            return body(md)
+    done: list[tuple[str, dg.MaterializeResult]] = []
+    for key in keys:
+        try:
+            with model_day(context, monitoring_config, store, mlflow, partition=key) as md:
+                res = body(md)
+        except Exception as exc:
+            # the days before it are stored; the failure names the day (`sensors.failures`)
+            raise dg.Failure(
+                description=f"{context.asset_key.to_user_string()} failed on {key}, day "
+                f"{keys.index(key) + 1} of the {len(keys)} of this run: {exc}",
+                metadata={"partition": key},
+            ) from exc
+        if res is not None:
+            done.append((md.partition, res))
+        context.add_asset_metadata(
+            dict(res.metadata or {}) if res is not None else {"stored": "nothing this day"},
+            partition_key=key,
+        )
+    if not done:
+        return None
+    return dg.MaterializeResult(check_results=merged_checks(done))
+
+
+def merged_checks(days: Sequence[tuple[str, dg.MaterializeResult]]) -> list[dg.AssetCheckResult]:
+    """Each check once for a range run's days (Dagster keeps one result per check and run): it
+    passes when it passed on every day; else it fails with the worst severity of its failures,
+    the first failure's explanation and every failed day in its metadata."""
+    by_name: dict[str, list[tuple[str, dg.AssetCheckResult]]] = {}
+    for day, res in days:
+        for c in res.check_results or ():
+            by_name.setdefault(str(c.check_name), []).append((day, c))
+    out = []
+    for name, results in by_name.items():
+        failed = [(d, c) for d, c in results if not c.passed]
+        if not failed:
+            out.append(
+                dg.AssetCheckResult(
+                    check_name=name,
+                    passed=True,
+                    metadata={"days": len(results), "first_day": results[0][0]},
+                    description=f"passed on all {len(results)} days, "
+                    f"{results[0][0]} to {results[-1][0]}",
+                )
+            )
+            continue
+        errors = [c for _, c in failed if c.severity == dg.AssetCheckSeverity.ERROR]
+        first_day, first = failed[0]
+        out.append(
+            dg.AssetCheckResult(
+                check_name=name,
+                passed=False,
+                severity=dg.AssetCheckSeverity.ERROR if errors else dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "days": len(results),
+                    "failed_days": ", ".join(d for d, _ in failed),
+                    **{f"{first_day} {k}": v for k, v in first.metadata.items()},
+                },
+                description=f"failed on {len(failed)} of {len(results)} days "
+                f"({', '.join(d for d, _ in failed[:5])}{', ...' if len(failed) > 5 else ''}); "
+                f"{first_day}: {first.description or 'failed'}",
+            )
+        )
+    return out
 
 
 @contextmanager

@@ -8,7 +8,7 @@ file itself defaults to `$AIOPS_CONFIG` or the demo's config under `$AIOPS_HOME`
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -107,6 +107,19 @@ class Clock(dg.ConfigurableResource):
         description="age alert notifications from the real time even when now_iso pretends "
         "another (a backfill replays label arrival but must not page about the past)",
     )
+
+    day_ends: bool = Field(
+        default=False,
+        description="now is the end of the day being judged (a range run replaying a backfill "
+        "judges each of its days as on-call saw it then); now_iso is then ignored",
+    )
+
+    def for_day(self, day: str) -> Clock:
+        """The clock of one day of a run: with `day_ends`, it is that day's end."""
+        if not self.day_ends:
+            return self
+        end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
+        return Clock(now_iso=end.isoformat(), alerts_from_wall_clock=self.alerts_from_wall_clock)
 
     def now(self) -> datetime:
         if not self.now_iso:

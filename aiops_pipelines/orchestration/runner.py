@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -25,7 +25,13 @@ from aiops_pipelines.io.locks import file_lock
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 from aiops_pipelines.io.tracking import is_remote, prepare_tracking_store, probe
 from aiops_pipelines.orchestration.definitions import ASSETS, defs
-from aiops_pipelines.orchestration.partitions import MODELS, daily_partitions, partition_key
+from aiops_pipelines.orchestration.partitions import (
+    MODELS,
+    daily_partitions,
+    partition_key,
+    partition_range_tags,
+    range_of,
+)
 from aiops_pipelines.orchestration.recovery import Debris, clear_debris, process_tags
 from aiops_pipelines.orchestration.resources import (
     Clock,
@@ -115,6 +121,24 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     return root_error(result.all_events) or "run failed (see the Dagster UI for the run's logs)"
 
 
+MAX_RANGE_DAYS = 31
+"""The most days of one model one run of `aiops run` covers (a failed range is run again day by
+day, so this bounds what a failure costs)."""
+
+
+def _chunks(days: Sequence[str], tick_days: int, most: int) -> list[list[str]]:
+    """`days` cut after every `tick_days`-th day (where the late-labels sensor ticks; 0: never)
+    and into pieces of at most `most` days."""
+    out: list[list[str]] = [[]]
+    for i, day in enumerate(days):
+        if len(out[-1]) == most:
+            out.append([])
+        out[-1].append(day)
+        if tick_days and i % tick_days == tick_days - 1 and i < len(days) - 1:
+            out.append([])
+    return [c for c in out if c]
+
+
 def days_between(start: date, end: date) -> list[str]:
     if end < start:
         raise AiopsError(f"--end {end} is before --start {start}")
@@ -166,6 +190,19 @@ class _Launcher:
         self.cursors[sensor.name] = result.cursor
         launched = 0
         for req in result.run_requests or []:
+            ranged = range_of(req.tags)
+            if ranged is not None:  # one model's days in one run (late labels)
+                model, first, last = ranged
+                if self.models is not None and model not in self.models:
+                    continue
+                inside = [d for d in days if first <= d <= last] if days is not None else []
+                if days is not None and not inside:
+                    continue
+                if inside:  # a backfill re-judges the days it covers
+                    tags = {**req.tags, **partition_range_tags(model, inside[0], inside[-1])}
+                    req = req._replace(tags=tags)
+                launched += self._launch(req, selection, sensor.name, record, rerun=rerun)
+                continue
             day, _, model = str(req.partition_key or "").partition("|")
             if days is not None and req.partition_key is not None and day not in days:
                 continue
@@ -204,19 +241,23 @@ class _Launcher:
                 tags=launch_tags,
             )
         else:
-            res = dg.materialize(
-                ALL_ASSETS,
-                selection=selection,
-                partition_key=req.partition_key,
-                instance=self.instance,
-                resources=self.resources,
-                raise_on_error=False,
-                run_config=run_config,
-                tags=launch_tags,
-            )
+            with dg.partition_loading_context(dynamic_partitions_store=self.instance):
+                res = dg.materialize(
+                    ALL_ASSETS,
+                    selection=selection,
+                    partition_key=req.partition_key,
+                    instance=self.instance,
+                    resources=self.resources,
+                    raise_on_error=False,
+                    run_config=run_config,
+                    tags=launch_tags,
+                )
+        ranged = range_of(req.tags)
         record(
             PartitionOutcome(
-                str(req.partition_key),
+                str(req.partition_key)
+                if ranged is None
+                else f"{ranged[1]}..{ranged[2]}|{ranged[0]}",
                 req.run_key or "",
                 res.success,
                 "" if res.success else _failure_message(res),
@@ -225,18 +266,25 @@ class _Launcher:
         )
         return 1
 
-    def materialize(self, selection: list, key: str | dg.MultiPartitionKey):
-        """One run of `selection` for a partition, as `aiops run` launches it."""
-        return dg.materialize(
-            ALL_ASSETS,
-            selection=selection,
-            partition_key=key,
-            instance=self.instance,
-            resources=self.resources,
-            raise_on_error=False,
-            run_config=self.quiet,
-            tags={"aiops/launched_by": "aiops-run", **process_tags()},
-        )
+    def materialize(
+        self,
+        selection: list,
+        key: str | dg.MultiPartitionKey | None,
+        range_tags: Mapping[str, str] | None = None,
+    ):
+        """One run of `selection` for a partition, or for a range of them (`range_tags`), as
+        `aiops run` launches it."""
+        with dg.partition_loading_context(dynamic_partitions_store=self.instance):
+            return dg.materialize(
+                ALL_ASSETS,
+                selection=selection,
+                partition_key=key,
+                instance=self.instance,
+                resources=self.resources,
+                raise_on_error=False,
+                run_config=self.quiet,
+                tags={"aiops/launched_by": "aiops-run", **process_tags(), **(range_tags or {})},
+            )
 
     def failed_run(self, res: dg.ExecuteInProcessResult, record) -> int:
         """What the daemon's pipeline_failure_sensor does with a failed run: a finding, then
@@ -297,6 +345,7 @@ def run_range(
     label_tick_days: int = 7,
     overview: bool = True,
     daily: bool = True,
+    runs: Literal["range", "day"] = "range",
     on_progress: Callable[[PartitionOutcome], None] | None = None,
 ) -> RangeOutcome:
     """Materialize reference_profile (once per model, again for every model with
@@ -318,6 +367,13 @@ def run_range(
     are held, and each route gets one summary line about them (with the first recent day,
     else at the end). With `live` (the demo's simulated life) the replayed clock is "now" for
     notifications too, and the canary-verdict and retrain sensors tick and act as well.
+
+    `runs="range"` (the default, outside the demo's `live` life): each model's days run as one
+    Dagster run per chunk (at most `MAX_RANGE_DAYS`, cut where the late-labels sensor ticks),
+    still one materialization and one stored row set per (day, model), each day judged at its
+    end; a chunk that fails is run again day by day, so a failure is reported for its day as
+    a daily run reports it. Each chunk's overview pages are one run too. `runs="day"`: one run
+    per (day, model), as the daemon's daily schedule launches them.
 
     A sensor's request for a model outside `models` is left alone. `daily=False` runs no
     model's partition: only each day's delivery and overview page (what `aiops run --workers`
@@ -402,48 +458,93 @@ def run_range(
         )
     launcher = _Launcher(instance, resources, quiet, set(keys) if models or not daily else None)
     replay = labels == "replay"
-    for i, day in enumerate(days):
-        day_end = (date.fromisoformat(day) + timedelta(days=1)).isoformat() + "T00:00:00+00:00"
-        if replay:
-            clock = Clock(now_iso=day_end, alerts_from_wall_clock=not live)
-            launcher.resources = {**resources, "clock": clock}
-        for key in keys:
-            if last is None or day > last:
-                record(
-                    PartitionOutcome(
-                        key, day, False, f"partition {day} is not closed yet (last: {last})"
-                    )
-                )
-                continue
-            if key in failed_refs:
-                record(PartitionOutcome(key, day, False, "reference profile failed"))
-                continue
-            selection = [feature_profile, drift_report, canary_report, ops_report]
-            if config.model(key).outcomes is not None:
-                selection.append(performance_report)
-            selection.append(model_alerts)
-            res = launcher.materialize(selection, partition_key(day, key))
+    ranged = runs == "range" and not live
+
+    def selection_for(key: str) -> list:
+        selection = [feature_profile, drift_report, canary_report, ops_report]
+        if config.model(key).outcomes is not None:
+            selection.append(performance_report)
+        return [*selection, model_alerts]
+
+    def closed(day: str, key: str) -> bool:
+        if last is None or day > last:
             record(
                 PartitionOutcome(
-                    key, day, res.success, "" if res.success else _failure_message(res)
+                    key, day, False, f"partition {day} is not closed yet (last: {last})"
                 )
             )
-            if not res.success:
-                launcher.failed_run(res, record)
+            return False
+        if key in failed_refs:
+            record(PartitionOutcome(key, day, False, "reference profile failed"))
+            return False
+        return True
+
+    def one_day(day: str, key: str) -> None:
+        res = launcher.materialize(selection_for(key), partition_key(day, key))
+        record(
+            PartitionOutcome(key, day, res.success, "" if res.success else _failure_message(res))
+        )
+        if not res.success:
+            launcher.failed_run(res, record)
+
+    def day_clock(day: str) -> Clock:
+        end_of_day = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+        return Clock(now_iso=f"{end_of_day}T00:00:00+00:00", alerts_from_wall_clock=not live)
+
+    def overview_pages(pages: list[str]) -> None:
+        if not overview or not pages:
+            return
+        if len(pages) == 1:
+            res = launcher.materialize([ops_overview], pages[0])
+        else:
+            res = launcher.materialize(
+                [ops_overview],
+                None,
+                {
+                    "dagster/asset_partition_range_start": pages[0],
+                    "dagster/asset_partition_range_end": pages[-1],
+                },
+            )
+        for day in pages:
+            error = "" if res.success else _failure_message(res)
+            record(PartitionOutcome("overview", day, res.success, error, kind="overview"))
+
+    for chunk in _chunks(days, label_tick_days if replay else 0, MAX_RANGE_DAYS if ranged else 1):
+        if ranged:
+            # each model's days of the chunk in one run, each day judged at its end
+            if replay:
+                launcher.resources = {
+                    **resources,
+                    "clock": Clock(day_ends=True, alerts_from_wall_clock=True),
+                }
+            for key in keys:
+                todo = [day for day in chunk if closed(day, key)]
+                if len(todo) == 1:
+                    one_day(todo[0], key)
+                elif todo:
+                    res = launcher.materialize(
+                        selection_for(key), None, partition_range_tags(key, todo[0], todo[-1])
+                    )
+                    if res.success:
+                        for day in todo:
+                            record(PartitionOutcome(key, day, True))
+                    else:  # each day on its own: which failed, and why, as a daily run says
+                        for day in todo:
+                            one_day(day, key)
+        else:
+            (day,) = chunk
+            if replay:
+                launcher.resources = {**resources, "clock": day_clock(day)}
+            for key in keys:
+                if closed(day, key):
+                    one_day(day, key)
+        if replay:  # the sensors tick at the end of the chunk's last day
+            launcher.resources = {**resources, "clock": day_clock(chunk[-1])}
         # the day's notifications go out before its overview page is written
         launcher.tick(alert_delivery_sensor, None, record)
         launcher.tick(mlflow_outbox_sensor, None, record)  # MLflow back: what waited on it
-        if overview and (last is None or day <= last):
-            res = launcher.materialize([ops_overview], day)
-            record(
-                PartitionOutcome(
-                    "overview",
-                    day,
-                    res.success,
-                    "" if res.success else _failure_message(res),
-                    kind="overview",
-                )
-            )
+        overview_pages([day for day in chunk if last is None or day <= last])
+        i = days.index(chunk[-1])
         if replay and live:
             launcher.tick(canary_verdict_sensor, None, record)  # cheap: it reads verdicts
         if replay and (i % label_tick_days == label_tick_days - 1 or i == len(days) - 1):

@@ -17,7 +17,7 @@ from aiops_pipelines.demo.world import DemoWorld
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.io.tracking import experiment_name
 from aiops_pipelines.orchestration.definitions import ASSETS, defs
-from aiops_pipelines.orchestration.partitions import MODELS, TENANT_TAG, partition_key
+from aiops_pipelines.orchestration.partitions import MODELS, TENANT_TAG, partition_key, range_of
 from aiops_pipelines.orchestration.resources import Clock, MonitoringConfig, default_resources
 from assets.lifecycle import retrained_model
 from assets.monitoring import reference_profile
@@ -92,6 +92,25 @@ def _prepare(instance, config_path: Path, now: str) -> None:
     ).success
 
 
+def _days(first: date, last: date) -> list[str]:
+    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+
+
+def _run_request(instance, req: dg.RunRequest, resources: dict) -> dg.ExecuteInProcessResult:
+    """Run a range request (a late-labels run) as the daemon would: its tags, its config."""
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        res = dg.materialize(
+            ALL,
+            selection=[performance_report],
+            instance=instance,
+            resources=resources,
+            run_config=req.run_config,
+            tags=req.tags,
+        )
+    assert res.success
+    return res
+
+
 def test_late_labels_rematerialize_past_partitions_with_rising_coverage(world: DemoWorld) -> None:
     cfg_path = _config_copy(world, "labels_store")
     day = (END - timedelta(days=6)).isoformat()
@@ -102,20 +121,19 @@ def test_late_labels_rematerialize_past_partitions_with_rising_coverage(world: D
         tick = _tick(
             late_labels_sensor, instance=instance, resources=_resources(cfg_path, first_now)
         )
-        requested = {r.partition_key: r for r in tick.run_requests if r.partition_key.endswith(KEY)}
-        assert f"{day}|{KEY}" in requested
+        # one run for the model, over every day that received labels
+        [req] = [r for r in tick.run_requests if range_of(r.tags)[0] == KEY]
+        _, first, last = range_of(req.tags)
+        labelled = req.tags["aiops/labelled_days"].split(",")
+        assert req.partition_key is None and day in labelled
+        assert (first, last) == (labelled[0], labelled[-1])
         # run what the sensor asked for, with its own run config (as_of = its now)
-        req = requested[f"{day}|{KEY}"]
-        res = dg.materialize(
-            ALL,
-            selection=[performance_report],
-            partition_key=req.partition_key,
-            instance=instance,
-            resources=_resources(cfg_path, first_now),
-            run_config=req.run_config,
-        )
-        [mat] = res.asset_materializations_for_node("performance_report")
-        early = mat.metadata["coverage"].value
+        res = _run_request(instance, req, _resources(cfg_path, first_now))
+        mats = {m.partition: m for m in res.asset_materializations_for_node("performance_report")}
+        assert sorted(mats) == [
+            f"{d}|{KEY}" for d in _days(date.fromisoformat(first), date.fromisoformat(last))
+        ]
+        early = mats[f"{day}|{KEY}"].metadata["coverage"].value
 
         tick2 = _tick(
             late_labels_sensor,
@@ -123,25 +141,21 @@ def test_late_labels_rematerialize_past_partitions_with_rising_coverage(world: D
             cursor=tick.cursor,
             resources=_resources(cfg_path, later_now),
         )
-        keys2 = {r.partition_key for r in tick2.run_requests}
-        assert f"{day}|{KEY}" in keys2
-        # only partitions that really received labels in between are requested
+        # only days that really received labels in between, one run per model
         assert all(r.run_key.startswith("labels:") for r in tick2.run_requests)
         assert all(
-            r.tags[TENANT_TAG] == r.partition_key.split("|")[1].split(".")[0]
-            for r in tick2.run_requests
+            r.tags[TENANT_TAG] == range_of(r.tags)[0].split(".")[0] for r in tick2.run_requests
         )
-        assert f"{(END - timedelta(days=20)).isoformat()}|{KEY}" not in keys2
-        req2 = next(r for r in tick2.run_requests if r.partition_key == f"{day}|{KEY}")
-        res2 = dg.materialize(
-            ALL,
-            selection=[performance_report],
-            partition_key=req2.partition_key,
-            instance=instance,
-            resources=_resources(cfg_path, later_now),
-            run_config=req2.run_config,
-        )
-        [mat2] = res2.asset_materializations_for_node("performance_report")
+        assert len({range_of(r.tags)[0] for r in tick2.run_requests}) == len(tick2.run_requests)
+        [req2] = [r for r in tick2.run_requests if range_of(r.tags)[0] == KEY]
+        assert day in req2.tags["aiops/labelled_days"].split(",")
+        assert range_of(req2.tags)[1] > (END - timedelta(days=20)).isoformat()
+        res2 = _run_request(instance, req2, _resources(cfg_path, later_now))
+        [mat2] = [
+            m
+            for m in res2.asset_materializations_for_node("performance_report")
+            if m.partition == f"{day}|{KEY}"
+        ]
         assert mat2.metadata["coverage"].value > early
 
         nothing_new = _tick(
