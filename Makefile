@@ -70,6 +70,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dead_route_run.py
 	$(BIN)/python benchmarks/bench_mlflow_down.py
 	$(BIN)/python benchmarks/bench_workers.py
+	$(BIN)/python benchmarks/bench_backfill.py --old
+	$(BIN)/python benchmarks/bench_level_shift_false_alarms.py
 	$(BIN)/python benchmarks/bench_read.py
 
 clean:

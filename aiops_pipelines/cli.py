@@ -476,7 +476,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{config.storage.mlflow_tracking_uri} --port 5000"
     )
     print(f"Report:      aiops report --config {world.config_path}")
-    print(f"demo finished in {time.perf_counter() - t0:.0f}s")
+    size = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
+    print(f"demo finished in {time.perf_counter() - t0:.0f}s; {home} holds {size / 1e6:.0f} MB")
     if code == 0 and not summary.all_detected:
         return 3
     return code

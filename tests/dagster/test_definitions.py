@@ -84,6 +84,17 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
     }
 
 
+def test_runs_execute_their_steps_in_one_process_and_backfill_one_run_per_range() -> None:
+    """A run's assets share its process (a model-day's rows read once, no process per step);
+    a backfill of the daily assets launches one run per range of partitions."""
+    for name in ("daily_monitoring_job", "performance_job", "retrain_job"):
+        assert defs.resolve_job_def(name).executor_def.name == "in_process"
+    graph = defs.resolve_asset_graph()
+    for key in ("feature_profile", "drift_report", "performance_report", "model_alerts"):
+        policy = graph.get(dg.AssetKey(key)).backfill_policy
+        assert policy is not None and policy.max_partitions_per_run is None  # single run
+
+
 def test_schedule_requests_yesterday_for_every_model() -> None:
     schedule = defs.resolve_schedule_def("daily_monitoring_schedule")
     with dg.instance_for_test() as instance:

@@ -15,6 +15,7 @@ import pytest
 import aiops_pipelines.orchestration.partitions  # noqa: F401
 from aiops_pipelines.cli import main
 from aiops_pipelines.demo.world import DemoWorld
+from aiops_pipelines.orchestration.partitions import range_of
 
 pytestmark = pytest.mark.slow
 
@@ -70,13 +71,16 @@ def test_run_then_report_then_rerun_without_duplicates(world, capsys) -> None:
         runs = instance.get_runs()
     relabel = [r for r in runs if r.tags.get("aiops/trigger") == "late_labels"]
     delivery = [r for r in runs if r.job_name == "alert_delivery_job"]
-    # the reference once, then two days twice, each followed by that day's overview page (and
-    # a delivery run whenever notifications were due: here the held-back summaries, retried on
-    # the webhook route whose URL variable is unset until its breaker opens)
-    assert len(runs) - len(relabel) - len(delivery) == 1 + 2 * (2 + 2)
+    # the reference once, then twice the two days in one range run followed by their overview
+    # pages in one run (and a delivery run whenever notifications were due: here the held-back
+    # summaries, retried on the webhook route whose URL variable is unset until its breaker
+    # opens)
+    assert len(runs) - len(relabel) - len(delivery) == 1 + 2 * (1 + 1)
+    ranged = [r for r in runs if r not in relabel and range_of(r.tags)]
+    assert [range_of(r.tags) for r in ranged] == [("acme.intent", *days[1::2])] * 2
     # and each time, the first day re-judged with the labels that arrived by the end of the
     # range (the second day's come later): the same runs again, the same stored result
-    assert sorted(r.tags["dagster/partition"] for r in relabel) == ["2026-03-05|acme.intent"] * 2
+    assert [range_of(r.tags) for r in relabel] == [("acme.intent", "2026-03-05", "2026-03-05")] * 2
     pages = sorted(p.name for p in (world.home / "artifacts" / "overview").glob("*.html"))
     assert pages == ["overview_2026-03-05.html", "overview_2026-03-06.html"]
 

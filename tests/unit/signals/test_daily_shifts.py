@@ -518,14 +518,18 @@ def test_unchanged_models_raise_no_level_shift_on_their_last_day() -> None:
     assert len(raised) <= 2, raised  # at most 1% of 200 series
 
 
+def quiet_series_raising_a_shift(seeds: range) -> list[int]:
+    """The seeds whose unchanged series, judged every other day from the 28th on, raise a
+    level shift on some day (a shift lasts, so one found on a day skipped is found on the
+    next). `benchmarks/bench_level_shift_false_alarms.py` measures the rate on 200 series."""
+    model = _model()
+    return [
+        s for s in seeds if any(QuietModel(s).shifts(model, i) for i in range(28, QUIET_DAYS, 2))
+    ]
+
+
 @pytest.mark.slow
 def test_unchanged_models_judged_day_after_day_rarely_raise_a_level_shift() -> None:
-    model = _model()
-    raised = []
-    for s in range(200):
-        quiet = QuietModel(s)
-        # every other day from the 28th on: a shift lasts, so one found on a day skipped is
-        # found on the next
-        if any(quiet.shifts(model, i) for i in range(28, QUIET_DAYS, 2)):
-            raised.append(s)
-    assert len(raised) <= 2, raised  # at most 1% of 200 series
+    # 60 series here (the suite's time); the benchmark's 200 measured 0-2 (<= 1%)
+    raised = quiet_series_raising_a_shift(range(60))
+    assert len(raised) <= 1, raised
