@@ -78,6 +78,13 @@ class SourceConfig(_Strict):
         "failing rather than falling back), 'sqlalchemy', or 'auto' (ADBC where it can, "
         "SQLAlchemy otherwise)",
     )
+    profile: Literal["stream", "pushdown"] = Field(
+        "stream",
+        description="how a day of a 'url' predictions source is profiled: 'stream' (its rows "
+        "read and profiled here, in chunks) or 'pushdown' (counts, moments, bins, categories "
+        "and checks computed by the database in one query, only the results moved: for a "
+        "warehouse-sized log)",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceConfig:
@@ -85,6 +92,11 @@ class SourceConfig(_Strict):
             raise ValueError("give either 'parquet' or 'url' with 'table'/'query', not both")
         if self.parquet and self.reader != "auto":
             raise ValueError("'reader' applies to a 'url' source, not to 'parquet'")
+        if self.parquet and self.profile == "pushdown":
+            raise ValueError(
+                "'profile: pushdown' runs the profile in a SQL database: it needs a 'url' "
+                "source, not 'parquet' (use 'profile: stream')"
+            )
         if not self.parquet:
             if not self.url:
                 raise ValueError("needs 'url' with 'table' or 'query', or 'parquet'")
@@ -551,6 +563,13 @@ class ModelConfig(_Named):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
+        for name in ("outcomes", "reference", "validation"):
+            src = getattr(self, name)
+            if src is not None and src.profile == "pushdown":
+                raise ValueError(
+                    f"{name}.profile: 'pushdown' applies to the daily 'predictions' source only "
+                    f"(remove it from '{name}')"
+                )
         reserved = {v for k, v in self.columns.model_dump().items() if v and k not in ("label",)}
         clash = reserved & set(self.features.all)
         if clash:
