@@ -83,7 +83,8 @@ class SourceConfig(_Strict):
         description="how a day of a 'url' predictions source is profiled: 'stream' (its rows "
         "read and profiled here, in chunks) or 'pushdown' (counts, moments, bins, categories "
         "and checks computed by the database in one query, only the results moved: for a "
-        "warehouse-sized log)",
+        "warehouse-sized log). Read only on `predictions`: a source shared with `outcomes` "
+        "(one table, a YAML anchor) may carry it there too",
     )
 
     @model_validator(mode="after")
@@ -563,13 +564,6 @@ class ModelConfig(_Named):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelConfig:
-        for name in ("outcomes", "reference", "validation"):
-            src = getattr(self, name)
-            if src is not None and src.profile == "pushdown":
-                raise ValueError(
-                    f"{name}.profile: 'pushdown' applies to the daily 'predictions' source only "
-                    f"(remove it from '{name}')"
-                )
         reserved = {v for k, v in self.columns.model_dump().items() if v and k not in ("label",)}
         clash = reserved & set(self.features.all)
         if clash:
