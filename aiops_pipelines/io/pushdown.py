@@ -34,6 +34,7 @@ with a message pointing at `profile: stream`, whose parser reads it.
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -146,7 +147,7 @@ _TOTALS = (
     "naive",
     "unsure",
 )
-_INTS = len(_TOTALS)
+_INTS = 5
 _FLOATS = 6
 _LAYOUT = ["part", "col", "k1", "k2", "kt", "kf", "n"] + [f"i{j}" for j in range(_INTS)]
 _LAYOUT += [f"f{j}" for j in range(_FLOATS)]
@@ -197,7 +198,17 @@ class _Statement:
             return f"CASE WHEN {x} IS NULL THEN NULL ELSE 0 END"
         if self.pg:
             return f"width_bucket({x}, {self.bind([float(e) for e in edges])})"
-        names = [sqlite_real(float(e)) for e in edges]
+        names = sqlite_numbers([float(e) for e in edges])
+
+        def below(j: int) -> str:  # x < edges[j]
+            # '-1.5' is not a literal but a constant expression, which SQLite's prepare
+            # factors out at a cost growing with their count: -x > 1.5 instead
+            e = names[j]
+            return f"-{x} > {e[1:]}" if e.startswith("-") else f"{x} < {e}"
+
+        def on(j: int) -> str:  # x = edges[j]
+            e = names[j]
+            return f"-{x} = {e[1:]}" if e.startswith("-") else f"{x} = {e}"
 
         def tree(lo: int, hi: int) -> str:
             if lo == hi:
@@ -205,22 +216,16 @@ class _Statement:
                     return str(lo)
                 if lo == 0:
                     return "0"
-                return f"{2 * lo} + ({x} = {names[lo - 1]})"
+                return f"{2 * lo} + ({on(lo - 1)})"
             mid = (lo + hi) // 2
-            return f"CASE WHEN {x} < {names[mid]} THEN {tree(lo, mid)} ELSE {tree(mid + 1, hi)} END"
+            return f"CASE WHEN {below(mid)} THEN {tree(lo, mid)} ELSE {tree(mid + 1, hi)} END"
 
         return f"CASE WHEN {x} IS NULL THEN NULL ELSE {tree(0, len(edges))} END"
 
 
 def sqlite_real(x: float) -> str:
-    """A finite double as a SQLite expression that evaluates to exactly it.
-
-    Decimal literals will not do: SQLite 3.40 parses about one in a thousand shortest
-    round-trip decimals (`repr`) to a neighbouring double. Bound parameters are exact, but
-    SQLite's prepare slows quadratically with their number (12 s for 20 columns of 1000 edges
-    as parameters, 1 s as these expressions). So: the integer mantissa, exact as an int64 and
-    as a double, scaled by powers of two, each exact, which SQLite folds once per statement.
-    """
+    """A finite double as a SQLite expression that evaluates to exactly it: its integer
+    mantissa (exact as an int64 and as a double) scaled by powers of two, each exact."""
     if not math.isfinite(x):
         raise ValueError(f"not a finite double: {x!r}")
     if x == 0.0:
@@ -234,6 +239,29 @@ def sqlite_real(x: float) -> str:
         step = max(-62, min(62, e))
         out = f"({out} {'*' if step > 0 else '/'} {2 ** abs(step)})"
         e -= step
+    return out
+
+
+def sqlite_numbers(values: Sequence[float], batch: int = 500) -> list[str]:
+    """SQLite text for each double that SQLite reads as exactly that double.
+
+    The shortest round-trip decimal (`repr`) where SQLite parses it exactly, else
+    `sqlite_real`. SQLite 3.40 parses about one such decimal in 2,000 to a neighbouring
+    double (so a value on an edge would change bins), hence the check, by the very library
+    that will run the statement. Not every number as `sqlite_real`: SQLite's prepare slows
+    quadratically with the count of constant expressions it factors out (19 s for 20 columns
+    of 1000 edges, most of a 100,000-row day), as it does with bound parameters (12 s).
+    """
+    out = [repr(float(v)) for v in values]
+    con = sqlite3.connect(":memory:")
+    try:
+        for lo in range(0, len(out), batch):
+            got = con.execute(f"SELECT {', '.join(out[lo : lo + batch])}").fetchone()
+            for i, (read, want) in enumerate(zip(got, values[lo : lo + batch], strict=True)):
+                if read != want:
+                    out[lo + i] = sqlite_real(float(want))
+    finally:
+        con.close()
     return out
 
 
@@ -485,29 +513,34 @@ def profile_query(
 
 
 def _block_parts(st: _Statement, codes: list[str]) -> list[str]:
-    """Rows per 10-minute block and coarse code of each profiled column. PostgreSQL: one pass,
-    a grouping set per column (the row's column is the one set whose code is grouped); SQLite,
-    without grouping sets: a GROUP BY per column."""
+    """Rows per 10-minute block and coarse code of each profiled column, one result row per
+    column and block with its counts as text 'code:rows,...' (integers: exact as text; one
+    row instead of up to 21 keeps the result small). PostgreSQL: one pass, a grouping set
+    per column (the row's column is the one set whose code is grouped); SQLite, without
+    grouping sets: a GROUP BY per column."""
+    pairs = "CAST(c AS TEXT) || ':' || CAST(n AS TEXT)"
+    packed = f"string_agg({pairs}, ',')" if st.pg else f"group_concat({pairs}, ',')"
+    row = st.row(part="2", col="p", k2="bk", kt=packed)
     if not st.pg:
         return [
-            f"SELECT {st.row(part='2', col=str(p), k1='c', k2='bk', n='COUNT(*)')} FROM "
-            f"(SELECT bk, {code} AS c FROM w WHERE s = 1) AS b{p} GROUP BY bk, c"
+            f"SELECT {row} FROM (SELECT {p} AS p, bk, c, COUNT(*) AS n FROM "
+            f"(SELECT bk, {code} AS c FROM w WHERE s = 1) AS b{p} GROUP BY bk, c) AS g{p} "
+            "GROUP BY bk"
             for p, code in enumerate(codes)
         ]
     inner = ", ".join(f"{code} AS c{p}" for p, code in enumerate(codes))
     which = " ".join(f"WHEN GROUPING(c{p}) = 0 THEN {p}" for p in range(len(codes)))
     grouped = ", ".join(f"c{p}" for p in range(len(codes)))
-    row = st.row(
-        part="2", col=f"CASE {which} END", k1=f"COALESCE({grouped})", k2="bk", n="COUNT(*)"
-    )
     sets = ", ".join(f"(bk, c{p})" for p in range(len(codes)))
     return [
-        f"SELECT {row} FROM (SELECT bk, {inner} FROM w WHERE s = 1) AS b "
-        f"GROUP BY GROUPING SETS ({sets})"
+        f"SELECT {row} FROM (SELECT CASE {which} END AS p, bk, COALESCE({grouped}) AS c, "
+        f"COUNT(*) AS n FROM (SELECT bk, {inner} FROM w WHERE s = 1) AS b "
+        f"GROUP BY GROUPING SETS ({sets})) AS g GROUP BY p, bk"
     ]
 
 
 def _totals(st: _Statement) -> str:
+    """One row per count of `_TOTALS` (a narrow result row, not a wide one)."""
     sums = {
         "n_read": "COUNT(*)",
         "n_rows": "SUM(s)",
@@ -520,8 +553,11 @@ def _totals(st: _Statement) -> str:
         "naive": "SUM(nv)",
         "unsure": "0",
     }
-    ints = {f"i{j}": f"COALESCE({sums[name]}, 0)" for j, name in enumerate(_TOTALS)}
-    return f"SELECT {st.row(part='0', **ints)} FROM w"
+    agg = ", ".join(f"COALESCE({sums[name]}, 0) AS t{j}" for j, name in enumerate(_TOTALS))
+    which = " ".join(f"WHEN {j} THEN t{j}" for j in range(len(_TOTALS)))
+    index = " UNION ALL ".join(f"SELECT {j} AS i" for j in range(len(_TOTALS)))
+    row = st.row(part="0", col="k.i", n=f"CASE k.i {which} END")
+    return f"SELECT {row} FROM (SELECT {agg} FROM w) AS t CROSS JOIN ({index}) AS k"
 
 
 def _numeric_part(st: _Statement, i: int, col: NumericColumn) -> str:
@@ -628,7 +664,7 @@ def _read(rows: Sequence[sa.Row], day: DayQuery, pg: bool, types: dict[str, obje
     for r in rows:
         part, col = int(r.part), r.col
         if part == 0:
-            totals = {name: int(getattr(r, f"i{j}") or 0) for j, name in enumerate(_TOTALS)}
+            totals[_TOTALS[int(col)]] = int(r.n)
         elif part == 1:
             c = day.numeric[int(col)]
             acc = numeric[c.name]
@@ -659,7 +695,9 @@ def _read(rows: Sequence[sa.Row], day: DayQuery, pg: bool, types: dict[str, obje
             elif b == len(c.edges):
                 acc.tail_high += float(r.f5 or 0.0)
         elif part == 2:
-            blocks[day.profiled[int(col)]].append((int(r.k2), int(r.k1), int(r.n)))
+            for pair in str(r.kt).split(","):
+                code, n = pair.split(":")
+                blocks[day.profiled[int(col)]].append((int(r.k2), int(code), int(n)))
         elif part == 3:
             name = day.keyed[int(col)].name
             value = r.kf if pg and r.kf is not None else r.kt
