@@ -276,3 +276,20 @@ def test_pushdown_on_parquet_is_a_config_error_naming_the_model() -> None:
     with pytest.raises(ConfigError, match="pushdown") as exc:
         parse_config(raw)
     assert "churn" in str(exc.value) and "predictions" in str(exc.value)
+
+
+def test_a_query_source_is_profiled_the_same(tmp_path: Path) -> None:
+    world = World(tmp_path, "sqlite-text", None)
+    world.write(_log(world.reference))
+    days = []
+    for how in ("pushdown", "stream"):
+        raw = _config(
+            {
+                "url": world.url,
+                "query": "SELECT * FROM preds WHERE status IS NOT NULL",
+                "profile": how,
+            },
+            world.ref_url,
+        )
+        days.append(profile_for_day(parse_config(raw).models[0], DAY, world.reference))
+    assert_same_day(*days)
