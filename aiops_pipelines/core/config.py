@@ -78,6 +78,14 @@ class SourceConfig(_Strict):
         "failing rather than falling back), 'sqlalchemy', or 'auto' (ADBC where it can, "
         "SQLAlchemy otherwise)",
     )
+    profile: Literal["stream", "pushdown"] = Field(
+        "stream",
+        description="how a day of a 'url' predictions source is profiled: 'stream' (its rows "
+        "read and profiled here, in chunks) or 'pushdown' (counts, moments, bins, categories "
+        "and checks computed by the database in one query, only the results moved: for a "
+        "warehouse-sized log). Read only on `predictions`: a source shared with `outcomes` "
+        "(one table, a YAML anchor) may carry it there too",
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceConfig:
@@ -85,6 +93,11 @@ class SourceConfig(_Strict):
             raise ValueError("give either 'parquet' or 'url' with 'table'/'query', not both")
         if self.parquet and self.reader != "auto":
             raise ValueError("'reader' applies to a 'url' source, not to 'parquet'")
+        if self.parquet and self.profile == "pushdown":
+            raise ValueError(
+                "'profile: pushdown' runs the profile in a SQL database: it needs a 'url' "
+                "source, not 'parquet' (use 'profile: stream')"
+            )
         if not self.parquet:
             if not self.url:
                 raise ValueError("needs 'url' with 'table' or 'query', or 'parquet'")

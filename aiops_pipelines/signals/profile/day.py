@@ -509,6 +509,12 @@ def profile_for_day(
 ) -> ProfileDay:
     """Profile one day of predictions in one streamed pass, on the reference's fixed bins (the
     day's sample kept under `samples_dir` for the HTML report)."""
+    if model.predictions.profile == "pushdown":  # the same day, profiled by the database
+        from aiops_pipelines.signals.profile.pushdown import profile_pushdown
+
+        return profile_pushdown(
+            model, day, reference, sample_rows=sample_rows, samples_dir=samples_dir
+        )
     partition = day if isinstance(day, str) else day.isoformat()
     t0 = time.perf_counter()
     require_reference_columns(model, reference)
