@@ -44,7 +44,7 @@ def ops_report(
     version, and cost per 1,000 predictions when the config gives a unit cost; hourly series
     tested against a robust hour-of-day x weekday baseline of the previous weeks."""
     with model_day(context, monitoring_config, store, mlflow) as md:
-        res = operations_for_day(md.model, md.partition, md.store)
+        res = operations_for_day(md.model, md.partition, md.store, read_token=md.read_token)
         return publish(
             md,
             Asset.OPS_REPORT,

@@ -64,7 +64,7 @@ def performance_report(
     the MLflow run's metric history."""
     with model_day(context, monitoring_config, store, mlflow) as md:
         as_of = clock.at(config.as_of)
-        res = performance_for_day(md.model, md.partition, as_of, md.store)
+        res = performance_for_day(md.model, md.partition, as_of, md.store, read_token=md.read_token)
         return publish(
             md,
             Asset.PERFORMANCE_REPORT,
