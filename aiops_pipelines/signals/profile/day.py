@@ -34,7 +34,6 @@ from aiops_pipelines.io.sources import (
     IdHashes,
     Source,
     StringCap,
-    WindowCount,
     check_window_count,
     day_window,
     served,
@@ -53,6 +52,7 @@ from aiops_pipelines.signals.profile.builder import (
     ProfileBuilder,
     SampleKeeper,
     build_reference_profile,
+    category_codes,
 )
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
 
@@ -566,8 +566,9 @@ class DayProfiler:
         if chunk.empty:
             return
         _check_chunk(self.model, chunk, cols)
-        self.builder.update(chunk)
-        self.blocks.add(chunk, chunk[c.timestamp])
+        coded = {name: category_codes(chunk[name]) for name in cols.categorical}
+        self.builder.update(chunk, coded)
+        self.blocks.add(chunk, chunk[c.timestamp], coded)
         self.keeper.update(chunk[[*cols.all]])
         for k, v in chunk[c.version].astype(str).value_counts().items():
             self.versions[str(k)] = self.versions.get(str(k), 0) + int(v)
@@ -576,17 +577,17 @@ class DayProfiler:
         self.n_rows += len(chunk)
         self.n_chunks += 1
 
-    def finish(
-        self, src: Source, counted: WindowCount | None = None, samples_dir: Path | None = None
-    ) -> ProfileDay:
+    def finish(self, src: Source, samples_dir: Path | None = None) -> ProfileDay:
         """The day's profile, once every chunk was added: the rows read must be the rows the
-        source counts in the window (`counted`, else counted now), the day not empty, its ids
-        unique."""
+        source counts in the window, the day not empty, its ids unique.
+
+        The count stays a query of its own, after the read: it checks the read's filter (the
+        rows it kept from text instants) and that no row was written to the window meanwhile,
+        which a count taken by the read itself could not."""
         c = self.model.columns
         start, end = day_window(self.partition)
         # a day judged on part of its rows must not pass for the whole day
-        if counted is None:
-            counted = src.count_window(c.timestamp, start, end)
+        counted = src.count_window(c.timestamp, start, end)
         check_window_count(src.describe(), c.timestamp, start, end, counted, self.n_read)
         if self.n_rows == 0:
             raise DataError(f"no predictions in {src.describe()} for this day (empty partition)")
