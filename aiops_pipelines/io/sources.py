@@ -177,8 +177,14 @@ class IdHashes:
             return True
         if not self._parts:
             return False
-        every = np.concatenate(self._parts)
-        self._parts = []
+        # one array, filled as the parts are let go: 8 bytes an id at the peak, not 16
+        every = np.empty(sum(len(p) for p in self._parts), np.uint64)
+        at = 0
+        self._parts.reverse()
+        while self._parts:
+            part = self._parts.pop()
+            every[at : at + len(part)] = part
+            at += len(part)
         every.sort()
         return bool((every[1:] == every[:-1]).any())
 
