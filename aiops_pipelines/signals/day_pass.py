@@ -18,10 +18,13 @@ returns. A `DataError` of one part (a feature's inf, the profile's count check) 
 part's alone; a failed read (a missing column, naive timestamps) makes every part read on
 its own, which raises its own error, or succeeds when its columns are fine.
 
-Memory: at most `MAX_KEPT` model-days are kept; a day's kept parts are its `OpsDay` (a few
+Memory: the parts of at most `MAX_KEPT` model-days are kept; a day's are its `OpsDay` (a few
 kB) and the performance columns (request id, timestamp, version, prediction, score,
-segments): about 50 MB at 1M rows (measured in `tests`... see `kept_bytes`). Predictions are
-kept only for a model with an outcomes source (performance needs one).
+segments), which `read_day_predictions` held whole too: 41 MB at 1M rows for an id, a
+timestamp, a version and a prediction (`benchmarks/bench_read.py`, `kept_bytes`). They are
+kept only for a model with an outcomes source (performance needs one). With an executor that
+runs each step in a process of its own, each step reads the day itself, and the parts it
+computes for the others are dropped with its process.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.errors import DataError
@@ -177,7 +181,8 @@ def _read(
             if ops is not None:
                 ops.add(ops.cut.apply(chunk))
             if keep:
-                kept.append(served(segments.apply(chunk), c.prediction, c.status)[pred_cols])
+                day_rows = served(segments.apply(chunk), c.prediction, c.status)
+                kept.append(_own_memory(day_rows[pred_cols]))
     except Exception:
         with _LOCK:
             day = _KEPT.setdefault(key, _Day())
@@ -210,6 +215,20 @@ def _read(
         day.errors.update(errors)
         while len(_KEPT) > MAX_KEPT:
             _KEPT.popitem(last=False)
+
+
+def _own_memory(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of `frame` that holds no memory of the chunk it was selected from: a column read
+    through ADBC shares the memory of its whole batch (every column read, ~13 MB a 50k-row
+    chunk here), which the column kept for later would keep alive (a 1M-row day kept 290 MB
+    more than its 41 MB of performance columns)."""
+    out = frame.copy()
+    for i, dtype in enumerate(frame.dtypes):
+        if hasattr(dtype, "__from_arrow__"):  # Arrow-backed: its buffers copied
+            chunked = pa.chunked_array(pa.array(frame.iloc[:, i]))
+            owned = pa.concat_arrays(chunked.chunks) if chunked.num_chunks else chunked
+            out.isetitem(i, pd.Series(dtype.__from_arrow__(owned), index=frame.index))
+    return out
 
 
 def day_profile(
