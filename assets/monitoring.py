@@ -161,6 +161,7 @@ def feature_profile(
             sample_rows=sources.sample_rows,
             chunk_rows=sources.chunk_rows or None,
             samples_dir=md.config.artifacts_path,
+            read_token=md.read_token,
         )
         null_rates, unseen = res.null_rates(), res.unseen_share()
         return publish(

@@ -46,7 +46,7 @@ def ops_report(
     tested against a robust hour-of-day x weekday baseline of the previous weeks."""
 
     def day(md: ModelDay) -> dg.MaterializeResult:
-        res = operations_for_day(md.model, md.partition, md.store)
+        res = operations_for_day(md.model, md.partition, md.store, read_token=md.read_token)
         return publish(
             md,
             Asset.OPS_REPORT,

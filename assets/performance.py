@@ -66,7 +66,7 @@ def performance_report(
 
     def day(md: ModelDay) -> dg.MaterializeResult:
         as_of = clock.for_day(md.partition).at(config.as_of)
-        res = performance_for_day(md.model, md.partition, as_of, md.store)
+        res = performance_for_day(md.model, md.partition, as_of, md.store, read_token=md.read_token)
         return publish(
             md,
             Asset.PERFORMANCE_REPORT,

@@ -7,8 +7,10 @@ timestamps with an offset, indexed), in PostgreSQL (timestamptz, indexed, in a t
 schema dropped afterwards) and in Parquet (UTC timestamps). Each source and reader is measured
 in its own child process: `profile_for_day` (the read, the profile, and the database's count
 and duplicate checks), best of `--repeats`, then the read alone (every chunk of the day's
-window), best of `--repeats`, and the child's peak RSS (VmHWM, its high-water mark since it
-started; `wait4` would count the parent's memory at the fork). Then a day of `--big-rows` rows
+window), best of `--repeats`, then the whole daily read (profile, operations and the
+predictions the performance join needs: three reads before `signals.day_pass`, one after),
+best of `--repeats`, and the child's peak RSS (VmHWM, its high-water mark since it started;
+`wait4` would count the parent's memory at the fork). Then a day of `--big-rows` rows
 (default 10,000,000) from Parquet and from SQLite through the new path, once each: memory
 bounded by the chunk size does not grow with the rows.
 
@@ -163,14 +165,43 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         for _chunk in src.iter_window(c.timestamp, *day_window(DAY), cols):
             pass
         read_s.append(time.perf_counter() - t0)
+    daily_s, kept_mb = [], 0.0
+    for i in range(spec["repeats"] if spec.get("daily") else 0):
+        t0 = time.perf_counter()
+        kept_mb = daily_read(model, reference, f"bench-{i}")
+        daily_s.append(time.perf_counter() - t0)
     return {
         "profile_s": profile_s,
         "read_s": read_s,
+        "daily_s": daily_s,
+        "kept_mb": kept_mb,
         "rows": rows,
         "base_mb": base_mb,
         "peak_mb": peak_mb(),
         "profile": day.profile.to_dict(),
     }
+
+
+def daily_read(model: Any, reference: Any, token: str) -> float:
+    """What a daily run reads: the feature profile, the operational numbers and the
+    predictions the performance join needs; through the day's one read where the code has it
+    (`signals.day_pass`, a run's `read_token`), else three reads. The MB of the predictions'
+    columns kept for the performance join."""
+    from aiops_pipelines.io.labels import read_day_predictions
+    from aiops_pipelines.signals.operations.day import stream_operations
+    from aiops_pipelines.signals.profile.day import profile_for_day
+
+    try:
+        from aiops_pipelines.signals.day_pass import day_predictions
+    except ImportError:  # the code before one read per day
+        profile_for_day(model, DAY, reference)
+        stream_operations(model, DAY)
+        predictions = read_day_predictions(model, DAY)
+    else:
+        profile_for_day(model, DAY, reference, read_token=token)
+        stream_operations(model, DAY, read_token=token)
+        predictions = day_predictions(model, DAY, read_token=token)
+    return float(predictions.memory_usage(deep=True).sum()) / 2**20
 
 
 def peak_mb() -> float:
@@ -206,7 +237,8 @@ def _reference(config: dict[str, Any], path: Path) -> None:
 def _row(label: str, r: dict[str, Any]) -> str:
     best = min(r["profile_s"])
     read = f"{min(r['read_s']):8.2f}" if r["read_s"] else f"{'-':>8}"
-    return f"{label:<40}{r['rows']:>11,}{best:>10.2f}{read}{r['peak_mb']:>10.0f}"
+    daily = f"{min(r['daily_s']):9.2f}" if r.get("daily_s") else f"{'-':>9}"
+    return f"{label:<40}{r['rows']:>11,}{best:>10.2f}{read}{daily}{r['peak_mb']:>10.0f}"
 
 
 def _before(ref: str, tmp: Path) -> Path:
@@ -268,6 +300,7 @@ def run(args: argparse.Namespace) -> None:
                     "reference": str(reference),
                     "repeats": args.repeats,
                     "read_alone": True,
+                    "daily": "sqlalchemy" not in label,
                 }
                 results[label] = measure(spec, tmp, code)
                 print(_row(label, results[label]), flush=True)
@@ -303,7 +336,10 @@ def run(args: argparse.Namespace) -> None:
         f"{args.rows:,}-row day, best of {args.repeats}; load average {load[0]:.2f}, "
         f"{load[1]:.2f}, {load[2]:.2f} (1, 5, 15 min) on {os.cpu_count()} cores"
     )
-    print(f"{'source, reader':<40}{'rows':>11}{'profile s':>10}{'read s':>8}{'peak MB':>10}")
+    print(
+        f"{'source, reader':<40}{'rows':>11}{'profile s':>10}{'read s':>8}{'daily s':>9}"
+        f"{'peak MB':>10}"
+    )
     for label, r in results.items():
         print(_row(label, r))
     for label, r in big.items():
@@ -317,9 +353,14 @@ def run(args: argparse.Namespace) -> None:
     print(f"profiles over every source: {len(set(profiles.values()))} distinct")
     print(
         "profile s: profile_for_day (read, profile, the database's count and duplicate "
-        "checks); read s: the window's chunks alone; peak MB: the child's peak RSS "
+        "checks); read s: the window's chunks alone; daily s: profile, operations and the "
+        "performance join's predictions, as a daily run reads them (three reads before "
+        "signals.day_pass, one after); peak MB: the child's peak RSS "
         f"(about {min(r['base_mb'] for r in results.values()):.0f} MB after imports)"
     )
+    kept = [r["kept_mb"] for r in results.values() if r.get("kept_mb")]
+    if kept:
+        print(f"the predictions' columns kept for the performance join: {max(kept):.0f} MB")
 
 
 def main() -> None:

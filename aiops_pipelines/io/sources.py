@@ -102,12 +102,17 @@ def _fields(schema: pa.Schema, names: Sequence[str]) -> list[tuple[str, pa.DataT
     return [(n, schema.field(n).type) for n in names]
 
 
-def _position_keys(n: int) -> np.ndarray:
-    """splitmix64 of 0..n-1: a fixed pseudo-random 64-bit key for each byte position."""
-    z = np.arange(n, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+def _splitmix64(values: np.ndarray) -> np.ndarray:
+    """splitmix64 of each 64-bit value: a bijection, so distinct values never share a hash."""
+    z = values.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
+
+
+def _position_keys(n: int) -> np.ndarray:
+    """splitmix64 of 0..n-1: a fixed pseudo-random 64-bit key for each byte position."""
+    return _splitmix64(np.arange(n, dtype=np.uint64))
 
 
 def _text_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -137,6 +142,51 @@ def _text_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
         filled = lengths > 0
         out[filled] = np.add.reduceat(terms, starts[filled])
     return out ^ (lengths.astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93))
+
+
+class IdHashes:
+    """A 64-bit hash of every id of a window, collected chunk by chunk, to tell whether any id
+    repeats without a second scan of the window (8 bytes an id).
+
+    Equal ids always hash alike, so no repeat among the hashes means no repeated id. A repeat
+    may be two ids sharing a hash (about 2^-57 a pair): `maybe_repeated` says only that the
+    ids must be compared (`Source.duplicate_ids`). Text ids hash their text (`_text_hashes`),
+    integer ids their value; ids of any other type (a float or mixed column, which the
+    database may group by value rather than by text) are not hashed: `usable` turns False.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[np.ndarray] = []
+        self.usable = True
+
+    def add(self, ids: pd.Series) -> None:
+        if not self.usable or not len(ids):
+            return
+        dtype = ids.dtype
+        if isinstance(dtype, pd.StringDtype):
+            self._parts.append(_text_hashes(pa.array(ids, type=pa.large_string())))
+        elif pd.api.types.is_integer_dtype(dtype) and isinstance(dtype, np.dtype):
+            self._parts.append(_splitmix64(ids.to_numpy()))
+        else:
+            self.usable = False
+            self._parts = []
+
+    def maybe_repeated(self) -> bool:
+        """Whether two ids added share a hash (always True once `usable` is False)."""
+        if not self.usable:
+            return True
+        if not self._parts:
+            return False
+        # one array, filled as the parts are let go: 8 bytes an id at the peak, not 16
+        every = np.empty(sum(len(p) for p in self._parts), np.uint64)
+        at = 0
+        self._parts.reverse()
+        while self._parts:
+            part = self._parts.pop()
+            every[at : at + len(part)] = part
+            at += len(part)
+        every.sort()
+        return bool((every[1:] == every[:-1]).any())
 
 
 def _julian_day(t: datetime) -> float:

@@ -47,6 +47,9 @@ class ModelDay:
     tracker: Tracker | None
     lock_key: str = ""
     """The (asset, partition) lock held while the asset runs (`partition_locked`)."""
+    read_token: str | None = None
+    """The Dagster run's id: the daily assets of one run share one read of the day
+    (`signals.day_pass`); None for an asset invoked without a run."""
 
 
 @contextmanager
@@ -73,9 +76,19 @@ def model_day(
         store.open(cfg),
         mlflow.tracker(cfg) if mlflow else None,
         lock_key(context, key),
+        run_token(context),
     )
     with md.store.partition_lock(md.lock_key, timeout=store.lock_timeout_seconds):
         yield md
+
+
+def run_token(context: dg.AssetExecutionContext) -> str | None:
+    """The running Dagster run's id; None when the asset is invoked directly (without a run,
+    every invocation is its own)."""
+    try:
+        return context.run.run_id
+    except dg.DagsterError:  # invoked directly: "the dagster_run property is not set"
+        return None
 
 
 def lock_key(context: dg.AssetExecutionContext, partition: str | None = None) -> str:

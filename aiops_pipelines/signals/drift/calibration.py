@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from aiops_pipelines.signals.drift.statistics import N_GROUPS
-from aiops_pipelines.signals.profile.builder import category_codes
+from aiops_pipelines.signals.profile.builder import Coded, category_codes
 from aiops_pipelines.signals.profile.profiles import ColumnProfile, DatasetProfile
 
 MAX_CATEGORIES = 19
@@ -56,6 +56,7 @@ MIN_BLOCK_ROWS = 10
 DAY_BLOCK_MINUTES = 10
 """Within a day, rows are grouped into blocks of this many minutes, compared within each hour."""
 RECENT_DAYS = 7
+_FEW_CUTS = 32  # up to this many cuts, comparisons bin faster than a binary search (int8 codes)
 """Days of within-day design effects whose median is used."""
 
 
@@ -75,16 +76,25 @@ class ColumnCoder:
             return len(self.cuts) + 2
         return len(self.index) + 2
 
-    def codes(self, series: pd.Series) -> np.ndarray:
-        """Bin of every value (int64), missing values in the last bin."""
+    def codes(self, series: pd.Series, coded: Coded | None = None) -> np.ndarray:
+        """Bin of every value (int64), missing values in the last bin (`coded`: a categorical
+        column's `category_codes`, when the caller has them already)."""
         missing = self.n_codes - 1
         if self.kind == "numeric":
             assert self.cuts is not None
             x = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            out = np.searchsorted(self.cuts, x, side="right").astype(np.int64)
+            if len(self.cuts) <= _FEW_CUTS:
+                # the cuts at or below each value, counted by comparisons: what searchsorted
+                # gives (the cuts are sorted and distinct), 3-5x faster for a few cuts
+                few = np.zeros(len(x), np.int8)
+                for cut in self.cuts.tolist():
+                    few += x >= cut
+                out = few.astype(np.int64)
+            else:
+                out = np.searchsorted(self.cuts, x, side="right").astype(np.int64)
             out[np.isnan(x)] = missing
             return out
-        raw, labels = category_codes(series)
+        raw, labels = coded if coded is not None else category_codes(series)
         other = len(self.index)
         lookup = np.array([self.index.get(lab, other) for lab in labels] + [missing], np.int64)
         return lookup[np.where(raw < 0, len(labels), raw)]
@@ -136,14 +146,17 @@ class BlockTables:
         self.n_blocks = n_blocks
         self.tables = {c: np.zeros((n_blocks, k.n_codes), np.int64) for c, k in coders.items()}
 
-    def add(self, df: pd.DataFrame, blocks: np.ndarray) -> None:
+    def add(
+        self, df: pd.DataFrame, blocks: np.ndarray, coded: Mapping[str, Coded] | None = None
+    ) -> None:
         """Add a chunk whose row i belongs to block `blocks[i]` (0 <= block < n_blocks)."""
         blocks = np.asarray(blocks, dtype=np.int64)
+        given = coded or {}
         for name, coder in self.coders.items():
             if name not in df.columns:
                 continue
             k = coder.n_codes
-            flat = blocks * k + coder.codes(df[name])
+            flat = blocks * k + coder.codes(df[name], given.get(name))
             self.tables[name] += np.bincount(flat, minlength=self.n_blocks * k).reshape(-1, k)
 
 
@@ -229,7 +242,9 @@ class DayBlocks:
         self.per_hour = 60 // DAY_BLOCK_MINUTES
         self.tables = BlockTables(coders, 24 * self.per_hour)
 
-    def add(self, df: pd.DataFrame, timestamps: pd.Series) -> None:
+    def add(
+        self, df: pd.DataFrame, timestamps: pd.Series, coded: Mapping[str, Coded] | None = None
+    ) -> None:
         ts = timestamps
         if not isinstance(ts.dtype, pd.DatetimeTZDtype):
             ts = pd.to_datetime(ts, utc=True)
@@ -237,7 +252,7 @@ class DayBlocks:
         # their own unit): 0.4 s per 1M rows less than `pd.to_datetime` and `.dt` fields
         instants = ts.dt.tz_convert(None).to_numpy()
         minutes = instants.astype("datetime64[m]").astype(np.int64)
-        self.tables.add(df, (minutes % 1440) // DAY_BLOCK_MINUTES)
+        self.tables.add(df, (minutes % 1440) // DAY_BLOCK_MINUTES, coded)
 
     def design_effects(self) -> dict[str, list[float]]:
         """Per column [chi-square summed over the hours, its degrees of freedom]."""

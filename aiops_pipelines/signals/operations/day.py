@@ -25,7 +25,12 @@ from aiops_pipelines.io.sources import Source, StringCap, day_window
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.signals.anomaly import Anomaly, anomaly_findings, detect
 from aiops_pipelines.signals.changepoints import LevelShift, current_shift
-from aiops_pipelines.signals.operations.latency import histogram_quantile, latency_histogram
+from aiops_pipelines.signals.operations.latency import (
+    LATENCY_BINS,
+    LATENCY_EDGES_MS,
+    histogram_quantile,
+    latency_histogram,
+)
 
 HOURS = 24
 
@@ -110,48 +115,88 @@ class OpsDay:
         return out
 
 
-def stream_operations(model: ModelConfig, partition: str) -> OpsDay:
-    """Stream the day's log once into per-version and per-hour operational numbers."""
-    c = model.columns
-    cols = [c.timestamp, c.version] + [x for x in (c.latency_ms, c.status) if x]
+class OpsStream:
+    """A day's operational numbers, accumulated chunk by chunk (`stream_operations`, and the
+    day's one read, `signals.day_pass`): `read_columns` read with the `StringCap` `cut`, each
+    chunk as `Source.iter_window` yields it to `add`, then `result`.
+
+    Latencies are binned once per chunk and counted per hour and per version by one
+    `bincount` each: the very counts of `latency_histogram` per hour and per version."""
+
+    def __init__(self, model: ModelConfig, partition: str) -> None:
+        c = model.columns
+        self.model, self.partition = model, partition
+        self.read_columns = [c.timestamp, c.version] + [x for x in (c.latency_ms, c.status) if x]
+        # versions become metric columns: cut as feature_profile cuts (and reports) them
+        self.cut = StringCap(model.max_string_length, (c.version,))
+        self.versions: dict[str, VersionOps] = {}
+        self.hourly_requests = np.zeros(HOURS, dtype=np.int64)
+        self.hourly_errors = np.zeros(HOURS, dtype=np.int64)
+        self.hourly_latency = np.zeros((HOURS, LATENCY_BINS), dtype=np.int64)
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        c = self.model.columns
+        n = len(chunk)
+        hour = chunk[c.timestamp].dt.hour.to_numpy().astype(np.int64)
+        err = (
+            (chunk[c.status].astype(str) != "ok").to_numpy()
+            if c.status
+            else np.zeros(n, dtype=bool)
+        )
+        self.hourly_requests += np.bincount(hour, minlength=HOURS)
+        self.hourly_errors += np.bincount(hour, weights=err, minlength=HOURS).astype(np.int64)
+        codes, names = pd.factorize(chunk[c.version].astype(str), sort=True)
+        k = len(names)
+        per_version = np.bincount(codes, minlength=k)
+        errors = np.bincount(codes, weights=err, minlength=k)
+        lat_bins = None
+        if c.latency_ms:
+            lat = pd.to_numeric(chunk[c.latency_ms], errors="coerce").to_numpy(dtype=float)
+            finite = np.isfinite(lat)
+            idx = np.searchsorted(LATENCY_EDGES_MS, lat[finite], side="right") - 1
+            idx = np.clip(idx, 0, LATENCY_BINS - 1)
+            self.hourly_latency += np.bincount(
+                hour[finite] * LATENCY_BINS + idx, minlength=HOURS * LATENCY_BINS
+            ).reshape(HOURS, LATENCY_BINS)
+            lat_bins = np.bincount(
+                codes[finite] * LATENCY_BINS + idx, minlength=k * LATENCY_BINS
+            ).reshape(k, LATENCY_BINS)
+        for i, name in enumerate(names):
+            v = self.versions.setdefault(str(name), VersionOps())
+            v.n += int(per_version[i])
+            v.n_errors += int(errors[i])
+            if lat_bins is not None:
+                v.latency_hist = v.latency_hist + lat_bins[i]
+
+    def result(self) -> OpsDay:
+        hourly = [self.hourly_latency[h].copy() for h in range(HOURS)]
+        day = OpsDay(
+            self.partition, self.versions, self.hourly_requests, self.hourly_errors, hourly
+        )
+        unit = self.model.ops.unit_cost_per_hour
+        if unit is not None and day.total.n:
+            day.cost_per_1000 = unit * HOURS / (day.total.n / 1000)
+        return day
+
+
+def stream_operations(
+    model: ModelConfig, partition: str, *, read_token: str | None = None
+) -> OpsDay:
+    """Stream the day's log once into per-version and per-hour operational numbers (with a
+    `read_token`, from the day's one read for every daily signal, `signals.day_pass`)."""
+    if read_token is not None:
+        from aiops_pipelines.signals.day_pass import day_operations  # it builds on this module
+
+        return day_operations(model, partition, read_token=read_token)
+    ops = OpsStream(model, partition)
     start, end = day_window(partition)
-    versions: dict[str, VersionOps] = {}
-    hourly_requests = np.zeros(HOURS, dtype=np.int64)
-    hourly_errors = np.zeros(HOURS, dtype=np.int64)
-    hourly_latency = [latency_histogram(np.array([])) for _ in range(HOURS)]
-    # versions become metric columns: cut as feature_profile cuts (and reports) them
-    src = Source(model.predictions, strings=StringCap(model.max_string_length, (c.version,)))
+    src = Source(model.predictions, strings=ops.cut)
     try:
-        for chunk in src.iter_window(c.timestamp, start, end, cols):
-            hour = chunk[c.timestamp].dt.hour.to_numpy()
-            err = (
-                (chunk[c.status].astype(str) != "ok").to_numpy()
-                if c.status
-                else np.zeros(len(chunk), dtype=bool)
-            )
-            lat = (
-                pd.to_numeric(chunk[c.latency_ms], errors="coerce").to_numpy(dtype=float)
-                if c.latency_ms
-                else np.array([])
-            )
-            hourly_requests += np.bincount(hour, minlength=HOURS)
-            hourly_errors += np.bincount(hour, weights=err, minlength=HOURS).astype(np.int64)
-            if len(lat):
-                for h in np.unique(hour):
-                    hourly_latency[h] = hourly_latency[h] + latency_histogram(lat[hour == h])
-            ver = chunk[c.version].astype(str).to_numpy()
-            for v in np.unique(ver):
-                mask = ver == v
-                versions.setdefault(str(v), VersionOps()).add(
-                    lat[mask] if len(lat) else np.array([]), int(err[mask].sum()), int(mask.sum())
-                )
+        for chunk in src.iter_window(model.columns.timestamp, start, end, ops.read_columns):
+            ops.add(chunk)
     except DataError as exc:
         raise exc.located(model=model.key, partition=partition) from None
-    day = OpsDay(partition, versions, hourly_requests, hourly_errors, hourly_latency)
-    unit = model.ops.unit_cost_per_hour
-    if unit is not None and day.total.n:
-        day.cost_per_1000 = unit * HOURS / (day.total.n / 1000)
-    return day
+    return ops.result()
 
 
 MIN_HISTORY_DAYS = 7
@@ -233,10 +278,13 @@ class OperationsDay:
         ]
 
 
-def operations_for_day(model: ModelConfig, day: str, store: MonitoringStore) -> OperationsDay:
+def operations_for_day(
+    model: ModelConfig, day: str, store: MonitoringStore, *, read_token: str | None = None
+) -> OperationsDay:
     """The day's operational numbers and their anomalies against the previous
-    `ops.history_days` days stored (a robust hour-of-day x weekday baseline)."""
-    ops = stream_operations(model, day)
+    `ops.history_days` days stored (a robust hour-of-day x weekday baseline); `read_token`:
+    see `stream_operations`."""
+    ops = stream_operations(model, day, read_token=read_token)
     metrics = ops.metrics()
     first = (date.fromisoformat(day) - timedelta(days=model.ops.history_days)).isoformat()
     last = (date.fromisoformat(day) - timedelta(days=1)).isoformat()

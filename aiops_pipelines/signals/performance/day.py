@@ -27,6 +27,7 @@ from aiops_pipelines.signals.daily_shifts import (
     daily_shifts,
     shift_findings,
 )
+from aiops_pipelines.signals.day_pass import day_predictions
 from aiops_pipelines.signals.performance.estimate import estimate_performance
 from aiops_pipelines.signals.performance.join import LabelledDay, join_outcomes
 from aiops_pipelines.signals.performance.metrics import realized_metrics, segment_metrics
@@ -212,9 +213,17 @@ def _first_raised(store: MonitoringStore, model: ModelConfig, day: str) -> dict[
 
 
 def performance_for_day(
-    model: ModelConfig, day: str, as_of: datetime, store: MonitoringStore
+    model: ModelConfig,
+    day: str,
+    as_of: datetime,
+    store: MonitoringStore,
+    *,
+    read_token: str | None = None,
 ) -> PerformanceDay:
     """Judge the day's performance with the outcomes observed up to `as_of`.
+
+    With a `read_token` (a Dagster run's id), the day's predictions come from the day's one
+    read for every daily signal (`signals.day_pass`); without one, they are read here.
 
     The store gives what earlier runs decided: the reference performance, the daily levels
     (for the decay's persistence), the residual history, the daily series of the primary metric
@@ -224,9 +233,12 @@ def performance_for_day(
     ref = stored_reference_performance(store, model, day)
     if model.outcomes is None:
         raise DataError("no outcomes source configured", model=model.key)
-    labelled = join_outcomes(
-        read_day_predictions(model, day), read_day_outcomes(model, day, as_of), model, day
+    predictions = (
+        read_day_predictions(model, day)
+        if read_token is None
+        else day_predictions(model, day, read_token=read_token)
     )
+    labelled = join_outcomes(predictions, read_day_outcomes(model, day, as_of), model, day)
     realized = _realized(model, labelled)
     estimate_raw = estimate_performance(model, labelled.frame, ref)
     judgement = judge_day(model, realized, labelled.n_labelled, ref)

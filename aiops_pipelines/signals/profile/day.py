@@ -30,7 +30,14 @@ from aiops_pipelines.core.files import replace_file
 from aiops_pipelines.core.findings import Asset, Finding, Severity, Signal
 from aiops_pipelines.core.values import quoted
 from aiops_pipelines.io.labels import read_reference_labelled
-from aiops_pipelines.io.sources import Source, StringCap, check_window_count, day_window, served
+from aiops_pipelines.io.sources import (
+    IdHashes,
+    Source,
+    StringCap,
+    check_window_count,
+    day_window,
+    served,
+)
 from aiops_pipelines.io.store import REFERENCE_PARTITION
 from aiops_pipelines.signals.drift.calibration import (
     DayBlocks,
@@ -45,6 +52,7 @@ from aiops_pipelines.signals.profile.builder import (
     ProfileBuilder,
     SampleKeeper,
     build_reference_profile,
+    category_codes,
 )
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
 
@@ -497,6 +505,122 @@ def dtype_families(frame: pd.DataFrame) -> dict[str, str]:
     return {str(name): _family(frame[name].dtype) for name in frame.columns}
 
 
+class DayProfiler:
+    """The work of profiling a day, chunk by chunk: what `profile_for_day` does with each chunk
+    of the day's window, so that one read of the day can feed it and the other daily signals
+    (`signals.day_pass`).
+
+    `read_columns` are the columns to read and `cut` the `StringCap` to read them with; `add`
+    takes each chunk as `Source.iter_window` yields it, `finish` checks the window's count and
+    its ids and returns the `ProfileDay`. Any `DataError` is the partition's: raise it located
+    (`located`). Duplicate ids are found from 64-bit hashes of the ids gathered as the chunks
+    pass (`IdHashes`); only when two hashes repeat does the source name the ids.
+    """
+
+    def __init__(
+        self,
+        model: ModelConfig,
+        partition: str,
+        reference: DatasetProfile,
+        *,
+        sample_rows: int = 5000,
+        seed: int = 0,
+    ) -> None:
+        require_reference_columns(model, reference)
+        self.model, self.partition = model, partition
+        self.t0 = time.perf_counter()
+        full = profiled_columns(model)
+        in_ref = set(reference.columns)  # prediction columns only when the reference has them
+        cols = ProfiledColumns(
+            [x for x in full.numeric if x in in_ref],
+            [x for x in full.categorical if x in in_ref],
+            full.features,
+            [x for x in full.predictions if x in in_ref],
+        )
+        self.cols = cols
+        c = model.columns
+        self.read_columns = list(
+            dict.fromkeys(
+                [c.request_id, c.timestamp, c.version, c.prediction, *cols.all]
+                + ([c.score] if c.score else [])
+                + [x for x in (c.latency_ms, c.status) if x]
+            )
+        )
+        self.cut = StringCap.for_model(model)
+        self.builder = ProfileBuilder(reference.spec, cols.numeric, cols.categorical)
+        self.blocks = DayBlocks(reference, cols.all)
+        self.keeper = SampleKeeper(sample_rows, seed=seed + int(partition.replace("-", "")))
+        self.ids = IdHashes()
+        self.n_read = self.n_rows = self.n_chunks = self.n_errors = 0
+        self.versions: dict[str, int] = {}
+        self.dtypes: dict[str, str] = {}
+
+    def add(self, chunk: pd.DataFrame) -> None:
+        c, cols = self.model.columns, self.cols
+        self.n_read += len(chunk)
+        if c.request_id in chunk.columns:
+            self.ids.add(chunk[c.request_id])
+        if c.status and c.status in chunk.columns:
+            self.n_errors += int((chunk[c.status].astype(str) != "ok").sum())
+        chunk = served(chunk, c.prediction, c.status)
+        if chunk.empty:
+            return
+        _check_chunk(self.model, chunk, cols)
+        coded = {name: category_codes(chunk[name]) for name in cols.categorical}
+        self.builder.update(chunk, coded)
+        self.blocks.add(chunk, chunk[c.timestamp], coded)
+        self.keeper.update(chunk[[*cols.all]])
+        for k, v in chunk[c.version].astype(str).value_counts().items():
+            self.versions[str(k)] = self.versions.get(str(k), 0) + int(v)
+        if not self.dtypes:
+            self.dtypes = dtype_families(chunk[cols.all])
+        self.n_rows += len(chunk)
+        self.n_chunks += 1
+
+    def finish(self, src: Source, samples_dir: Path | None = None) -> ProfileDay:
+        """The day's profile, once every chunk was added: the rows read must be the rows the
+        source counts in the window, the day not empty, its ids unique.
+
+        The count stays a query of its own, after the read: it checks the read's filter (the
+        rows it kept from text instants) and that no row was written to the window meanwhile,
+        which a count taken by the read itself could not."""
+        c = self.model.columns
+        start, end = day_window(self.partition)
+        # a day judged on part of its rows must not pass for the whole day
+        counted = src.count_window(c.timestamp, start, end)
+        check_window_count(src.describe(), c.timestamp, start, end, counted, self.n_read)
+        if self.n_rows == 0:
+            raise DataError(f"no predictions in {src.describe()} for this day (empty partition)")
+        if self.ids.maybe_repeated():
+            dups = src.duplicate_ids(c.request_id, c.timestamp, start, end)
+            if dups:
+                shown = ", ".join(quoted(d) for d in dups)
+                raise DataError(f"duplicate request ids, e.g. {shown}", column=c.request_id)
+        sample = self.keeper.sample()
+        partition = self.partition
+        return ProfileDay(
+            partition=partition,
+            profile=self.builder.result(),
+            sample=sample,
+            n_rows=self.n_rows,
+            n_chunks=self.n_chunks,
+            seconds=time.perf_counter() - self.t0,
+            versions=self.versions,
+            n_errors=self.n_errors,
+            dtypes=self.dtypes,
+            within_day=self.blocks.design_effects(),
+            findings=long_string_findings(self.model, partition, Asset.FEATURE_PROFILE, self.cut),
+            sample_path=(
+                save_sample(sample, sample_path(samples_dir, self.model.key, partition))
+                if samples_dir is not None
+                else None
+            ),
+        )
+
+    def located(self, exc: DataError) -> DataError:
+        return _located(exc, self.model, self.partition)
+
+
 def profile_for_day(
     model: ModelConfig,
     day: date | str,
@@ -506,9 +630,13 @@ def profile_for_day(
     chunk_rows: int | None = None,
     seed: int = 0,
     samples_dir: Path | None = None,
+    read_token: str | None = None,
 ) -> ProfileDay:
     """Profile one day of predictions in one streamed pass, on the reference's fixed bins (the
-    day's sample kept under `samples_dir` for the HTML report)."""
+    day's sample kept under `samples_dir` for the HTML report).
+
+    With a `read_token` (a Dagster run's id), the day is read once for every daily signal
+    asked for with the same token (`signals.day_pass`); without one, it is read here."""
     if model.predictions.profile == "pushdown":  # the same day, profiled by the database
         from aiops_pipelines.signals.profile.pushdown import profile_pushdown
 
@@ -516,81 +644,28 @@ def profile_for_day(
             model, day, reference, sample_rows=sample_rows, samples_dir=samples_dir
         )
     partition = day if isinstance(day, str) else day.isoformat()
-    t0 = time.perf_counter()
-    require_reference_columns(model, reference)
-    full = profiled_columns(model)
-    in_ref = set(reference.columns)  # prediction columns only when the reference has them
-    cols = ProfiledColumns(
-        [x for x in full.numeric if x in in_ref],
-        [x for x in full.categorical if x in in_ref],
-        full.features,
-        [x for x in full.predictions if x in in_ref],
-    )
-    c = model.columns
-    read_cols = list(
-        dict.fromkeys(
-            [c.request_id, c.timestamp, c.version, c.prediction, *cols.all]
-            + ([c.score] if c.score else [])
-            + [x for x in (c.latency_ms, c.status) if x]
+    if read_token is not None:
+        from aiops_pipelines.signals.day_pass import day_profile  # it builds on this module
+
+        return day_profile(
+            model,
+            partition,
+            reference,
+            read_token=read_token,
+            sample_rows=sample_rows,
+            chunk_rows=chunk_rows,
+            seed=seed,
+            samples_dir=samples_dir,
         )
-    )
-    cut = StringCap.for_model(model)
-    src = Source(model.predictions, chunk_rows=chunk_rows, strings=cut)
+    profiler = DayProfiler(model, partition, reference, sample_rows=sample_rows, seed=seed)
+    src = Source(model.predictions, chunk_rows=chunk_rows, strings=profiler.cut)
     start, end = day_window(partition)
-    builder = ProfileBuilder(reference.spec, cols.numeric, cols.categorical)
-    blocks = DayBlocks(reference, cols.all)
-    keeper = SampleKeeper(sample_rows, seed=seed + int(partition.replace("-", "")))
-    n_read = n_rows = n_chunks = n_errors = 0
-    versions: dict[str, int] = {}
-    dtypes: dict[str, str] = {}
     try:
-        for chunk in src.iter_window(c.timestamp, start, end, read_cols):
-            n_read += len(chunk)
-            if c.status and c.status in chunk.columns:
-                n_errors += int((chunk[c.status].astype(str) != "ok").sum())
-            chunk = served(chunk, c.prediction, c.status)
-            if chunk.empty:
-                continue
-            _check_chunk(model, chunk, cols)
-            builder.update(chunk)
-            blocks.add(chunk, chunk[c.timestamp])
-            keeper.update(chunk[[*cols.all]])
-            for k, v in chunk[c.version].astype(str).value_counts().items():
-                versions[str(k)] = versions.get(str(k), 0) + int(v)
-            if not dtypes:
-                dtypes = dtype_families(chunk[cols.all])
-            n_rows += len(chunk)
-            n_chunks += 1
-        # a day judged on part of its rows must not pass for the whole day
-        counted = src.count_window(c.timestamp, start, end)
-        check_window_count(src.describe(), c.timestamp, start, end, counted, n_read)
-        if n_rows == 0:
-            raise DataError(f"no predictions in {src.describe()} for this day (empty partition)")
-        dups = src.duplicate_ids(c.request_id, c.timestamp, start, end)
-        if dups:
-            shown = ", ".join(quoted(d) for d in dups)
-            raise DataError(f"duplicate request ids, e.g. {shown}", column=c.request_id)
+        for chunk in src.iter_window(model.columns.timestamp, start, end, profiler.read_columns):
+            profiler.add(chunk)
+        return profiler.finish(src, samples_dir=samples_dir)
     except DataError as exc:
-        raise _located(exc, model, partition) from None
-    sample = keeper.sample()
-    return ProfileDay(
-        partition=partition,
-        profile=builder.result(),
-        sample=sample,
-        n_rows=n_rows,
-        n_chunks=n_chunks,
-        seconds=time.perf_counter() - t0,
-        versions=versions,
-        n_errors=n_errors,
-        dtypes=dtypes,
-        within_day=blocks.design_effects(),
-        findings=long_string_findings(model, partition, Asset.FEATURE_PROFILE, cut),
-        sample_path=(
-            save_sample(sample, sample_path(samples_dir, model.key, partition))
-            if samples_dir is not None
-            else None
-        ),
-    )
+        raise profiler.located(exc) from None
 
 
 def save_sample(sample: pd.DataFrame, path: Path) -> Path:

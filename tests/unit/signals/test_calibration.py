@@ -219,7 +219,7 @@ def test_windows_need_every_day_on_the_same_bins() -> None:
 
 def test_day_blocks_place_rows_by_their_utc_minute(monkeypatch: pytest.MonkeyPatch) -> None:
     got: list[np.ndarray] = []
-    monkeypatch.setattr(BlockTables, "add", lambda self, df, blocks: got.append(blocks))
+    monkeypatch.setattr(BlockTables, "add", lambda self, df, blocks, coded=None: got.append(blocks))
     rng = np.random.default_rng(0)
     ns = rng.integers(-(10**17), 2 * 10**18, 5000)
     ts = pd.Series(pd.to_datetime(ns, unit="ns", utc=True)).dt.tz_convert("Asia/Kolkata")
