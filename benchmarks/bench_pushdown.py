@@ -22,7 +22,6 @@ import json
 import math
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +33,7 @@ from typing import Any
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_read  # noqa: E402
 from bench_read import (  # noqa: E402  (the builders of the read benchmark, shared)
     DAY,
     _config,
@@ -43,8 +43,6 @@ from bench_read import (  # noqa: E402  (the builders of the read benchmark, sha
     write_postgres,
     write_sqlite,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 class CountingProxy:
@@ -110,14 +108,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    spec_path = tmp / f"spec-{uuid.uuid4().hex[:8]}.json"
-    out_path = spec_path.with_suffix(".out.json")
-    spec_path.write_text(json.dumps(spec))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, __file__, "--child", str(spec_path), str(out_path)]
-    if subprocess.run(cmd, cwd=tmp, env=env).returncode != 0:
-        raise SystemExit(f"the measurement of {spec['label']} failed")
-    return json.loads(out_path.read_text())
+    """`child(spec)` of this benchmark in a fresh interpreter (`bench_read.measure`)."""
+    return bench_read.measure(spec, tmp, script=__file__)
 
 
 def moved(spec: dict[str, Any], tmp: Path) -> tuple[int, int]:

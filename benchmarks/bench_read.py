@@ -212,14 +212,17 @@ def peak_mb() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def measure(spec: dict[str, Any], tmp: Path, code: Path = REPO) -> dict[str, Any]:
-    """Run `child(spec)` in a fresh interpreter on the package in `code`; its results and its
-    own peak RSS."""
+def measure(
+    spec: dict[str, Any], tmp: Path, code: Path = REPO, script: str = __file__
+) -> dict[str, Any]:
+    """Run `child(spec)` of `script` (this benchmark's, or another's with the same `--child`
+    convention) in a fresh interpreter on the package in `code`; its results and its own peak
+    RSS."""
     spec_path = tmp / f"spec-{uuid.uuid4().hex[:8]}.json"
     out_path = spec_path.with_suffix(".out.json")
     spec_path.write_text(json.dumps(spec))
     env = {**os.environ, "PYTHONPATH": str(code)}
-    child = [sys.executable, __file__, "--child", str(spec_path), str(out_path)]
+    child = [sys.executable, script, "--child", str(spec_path), str(out_path)]
     if subprocess.run(child, cwd=tmp, env=env).returncode != 0:
         raise SystemExit(f"the measurement of {spec['label']} failed")
     return json.loads(out_path.read_text())
