@@ -11,20 +11,26 @@ compared. The acceptance: <= 90 s for 365 days.
     PYTHONPATH=. python benchmarks/bench_backfill.py [--days 365] [--rows 1000] [--old]
 
 `--old` also times the old path (about 2-3 s a day here: 15+ minutes for a year).
+`--dagster-pg URL` (a SQLAlchemy URL of a PostgreSQL server) also times range runs on a
+PostgreSQL Dagster instance (`aiops instance`, the production path), in a throwaway database
+dropped afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy as sa
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from worlds import aiops_run  # noqa: E402
 
 from aiops_pipelines.demo.world import build_world  # noqa: E402
+from aiops_pipelines.deploy import InstanceSettings, write_instance_yaml  # noqa: E402
 
 END = date(2026, 3, 14)
 MODEL = "globex.eta"  # a regression model with late labels and no injected failure day
@@ -42,11 +49,32 @@ def _runs(home: Path) -> int:
         return len(instance.get_runs())
 
 
+def _pg_instance(home: Path, server: str, name: str) -> tuple[dict[str, str], Callable[[], None]]:
+    """A PostgreSQL Dagster instance in a new database `name` for the world's copy at `home`:
+    the environment its runs need, and how to drop the database."""
+    url = sa.make_url(server)
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    shutil.rmtree(home / "dagster")
+    write_instance_yaml(home / "dagster", InstanceSettings())
+    target = url.set(drivername="postgresql+psycopg2", database=name)
+    env = {InstanceSettings().postgres_url_env: target.render_as_string(hide_password=False)}
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return env, drop
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--old", action="store_true", help="also time one run per day")
+    parser.add_argument("--dagster-pg", help="also time range runs on a PostgreSQL instance")
     args = parser.parse_args()
     start = (END - timedelta(days=args.days - 1)).isoformat()
     with tempfile.TemporaryDirectory() as name:
@@ -65,16 +93,27 @@ def main() -> None:
         rest = [str(x) for x in rest] + ["--end", END.isoformat(), "--no-html"]
         results = {}
         paths = [("range", [])] + ([("day", ["--day-runs"])] if args.old else [])
+        paths += [("range_pg_instance", [])] if args.dagster_pg else []
         for label, flags in paths:
             home = tmp / label
             shutil.copytree(tmp / "world", home)
+            env: dict[str, str] = {}
+            drop = None
+            if label == "range_pg_instance":
+                env, drop = _pg_instance(home, args.dagster_pg, f"aiops_bench_{os.getpid()}")
+                os.environ.update(env)  # this process reads the instance too
             before = _runs(home)
-            took, out = aiops_run(home, *rest, *flags, ok=(0, 1))
+            try:
+                took, out = aiops_run(home, *rest, *flags, env=env, ok=(0, 1))
+                after = _runs(home)
+            finally:
+                if drop is not None:
+                    drop()
             done = re.search(r"\d+ partitions succeeded, \d+ failed", out)
             results[label] = {
                 "wall_s": round(took, 1),
                 "per_day_s": round(took / (args.days - 1), 3),
-                "dagster_runs": _runs(home) - before,
+                "dagster_runs": after - before,
                 "partitions": done.group(0) if done else out[-300:],
             }
             print(label, json.dumps(results[label]), flush=True)
