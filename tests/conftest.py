@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from aiops_pipelines.core.config import SourceConfig
 from aiops_pipelines.io.store import MonitoringStore
 
 if TYPE_CHECKING:
@@ -42,15 +45,14 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """A URL to an empty store: a SQLite file, or a throwaway PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'nested' / 'store.db'}"
-        return
+@contextmanager
+def pg_schema(skip_reason: str) -> Iterator[str]:
+    """A URL on $AIOPS_TEST_POSTGRES_URL whose tables land in a throwaway schema (dropped
+    afterwards). Skips with `skip_reason` without the variable; fails if it is set and the
+    server does not answer (CI sets it: never a silently skipped backend)."""
     base = os.environ.get(PG_ENV)
     if not base:
-        pytest.skip(f"PostgreSQL backend not tested: set {PG_ENV}=postgresql+psycopg://...")
+        pytest.skip(skip_reason)
     schema = f"aiops_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(base)
     try:
@@ -58,7 +60,6 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
             conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     except sa.exc.OperationalError as exc:
         admin.dispose()
-        # asked for (CI sets it) but down: a failure, never a silently skipped backend
         pytest.fail(f"PostgreSQL at {PG_ENV} is unreachable: {exc.orig}")
     url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
     try:
@@ -69,32 +70,40 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """A URL to an empty store: a SQLite file, or a throwaway PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'nested' / 'store.db'}"
+        return
+    with pg_schema(f"PostgreSQL backend not tested: set {PG_ENV}=postgresql+psycopg://...") as url:
+        yield url
+
+
 @pytest.fixture
-def dagster_pg_url() -> Iterator[str]:
-    """A URL to a new, empty PostgreSQL database of its own for a Dagster instance's storage
-    (`aiops_inst_<random>`, dropped afterwards), on the psycopg2 driver dagster-postgres needs
-    (`postgresql+psycopg2://`, see aiops_pipelines/deploy/dagster.yaml.template). Skips
-    without AIOPS_TEST_POSTGRES_URL; fails if it is set and the server does not answer."""
-    base = os.environ.get(PG_ENV)
-    if not base:
-        pytest.skip(
-            f"PostgreSQL Dagster instance not tested: set {PG_ENV}=postgresql+psycopg://..."
-        )
-    name = f"aiops_inst_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")  # CREATE DATABASE needs it
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        pytest.fail(f"PostgreSQL at {PG_ENV} is unreachable: {exc.orig}")
-    url = sa.make_url(base).set(drivername="postgresql+psycopg2", database=name)
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:  # FORCE: a daemon killed mid-query may leave a session
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+def pg_url() -> Iterator[str]:
+    """A URL whose tables land in a throwaway PostgreSQL schema (a source under test)."""
+    with pg_schema(f"{PG_ENV} is not set (PostgreSQL source test)") as url:
+        yield url
+
+
+@pytest.fixture
+def pg_table(request: pytest.FixtureRequest) -> Callable[..., SourceConfig]:
+    """Writes a frame to a table, indexed on its timestamp, in a throwaway PostgreSQL schema
+    (`pg_url`, asked for at the first write: a test that writes none needs no server); returns
+    the source reading it."""
+
+    def write(frame: pd.DataFrame, timestamp: str = "timestamp") -> SourceConfig:
+        pg_url = request.getfixturevalue("pg_url")
+        name = f"log_{uuid.uuid4().hex[:8]}"
+        eng = sa.create_engine(pg_url)
+        frame.to_sql(name, eng, index=False)
+        with eng.begin() as conn:
+            conn.execute(sa.text(f'CREATE INDEX "ix_{name}" ON "{name}" ("{timestamp}")'))
+        eng.dispose()
+        return SourceConfig(url=pg_url, table=name, chunk_rows=1000)
+
+    return write
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ Every equality below compares the chunks of the two readers one by one with
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,33 +34,13 @@ from tests.unit.io.test_timestamp_offsets import (
     SOURCES,
     _log,
     _model,
-    _outcomes,
-    _sqlite_table,
+    _world,
     _written,
 )
 
 START, END = day_window("2026-03-05")
 READERS = ("adbc", "sqlalchemy")
 postgres = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A URL whose tables land in a throwaway PostgreSQL schema (dropped afterwards)."""
-    base = os.environ.get("AIOPS_TEST_POSTGRES_URL")
-    if not base:
-        pytest.skip("AIOPS_TEST_POSTGRES_URL is not set (PostgreSQL source test)")
-    schema = f"aiops_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
 
 
 def _frame(n: int = 6000, seed: int = 3) -> pd.DataFrame:
@@ -181,17 +160,7 @@ def test_the_offset_cases_read_the_same_through_adbc(
 def test_a_day_and_the_reference_profile_the_same_through_either_reader(
     backend: str, tmp_path: Path, pg_table: Callable[..., SourceConfig]
 ) -> None:
-    log = _log()
-    url = f"sqlite:///{tmp_path / 'ref.db'}"
-    _log(2000, seed=1).drop(columns=["utc", "timestamp"]).to_sql("ref", sa.create_engine(url))
-    outcomes = _outcomes(log)
-    if backend == "sqlite":
-        preds = _sqlite_table(tmp_path, log)
-        outs = SourceConfig(url=preds.url, table="outs")
-        outcomes.to_sql("outs", sa.create_engine(preds.url), index=False)
-    else:
-        preds = pg_table(log.drop(columns="utc"))
-        outs = pg_table(outcomes, "observed_at")
+    _, _, preds, outs, url = _world(backend, tmp_path, pg_table)
     models = {
         r: _model(
             preds.model_copy(update={"reader": r}),

@@ -20,7 +20,6 @@ from aiops_pipelines.core.config import ModelConfig, parse_config
 from aiops_pipelines.core.errors import ConfigError, DataError
 from aiops_pipelines.signals.profile.day import ProfileDay, profile_for_day, profile_reference
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
-from tests.unit.io.test_adbc_reads import pg_url  # noqa: F401  (the throwaway schema)
 from tests.unit.io.test_timestamp_offsets import EDGES, EST, JST, _written
 
 DAY = "2026-03-05"

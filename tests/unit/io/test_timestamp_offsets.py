@@ -204,12 +204,11 @@ def _outcomes(log: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-@pytest.mark.parametrize(
-    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def test_a_day_logged_at_minus_five_hours_is_profiled_whole(
+def _world(
     backend: str, tmp_path: Path, pg_table: Callable[..., SourceConfig]
-) -> None:
+) -> tuple[pd.DataFrame, pd.DataFrame, SourceConfig, SourceConfig, str]:
+    """(log, outcomes, predictions source, outcomes source, reference URL): `_log` and its
+    `_outcomes` written to SQLite or PostgreSQL, a reference of 2,000 rows in SQLite."""
     log = _log()
     url = f"sqlite:///{tmp_path / 'ref.db'}"
     _log(2000, seed=1).drop(columns=["utc", "timestamp"]).to_sql("ref", sa.create_engine(url))
@@ -221,6 +220,16 @@ def test_a_day_logged_at_minus_five_hours_is_profiled_whole(
     else:
         preds = pg_table(log.drop(columns="utc"))
         outs = pg_table(outcomes, "observed_at")
+    return log, outcomes, preds, outs, url
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_a_day_logged_at_minus_five_hours_is_profiled_whole(
+    backend: str, tmp_path: Path, pg_table: Callable[..., SourceConfig]
+) -> None:
+    log, outcomes, preds, outs, url = _world(backend, tmp_path, pg_table)
     model = _model(preds, outs, url)
     ref = profile_reference(model).profile
     for day in DAYS:

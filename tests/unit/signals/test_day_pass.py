@@ -4,8 +4,6 @@ and Parquet, the day is read once per token, and a failure stays the failing sig
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from aiops_pipelines.core.config import ModelConfig, parse_config
+from aiops_pipelines.core.config import ModelConfig, SourceConfig, parse_config
 from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.io.labels import read_day_predictions
 from aiops_pipelines.io.sources import Source
@@ -77,29 +75,6 @@ def _parquet(tmp_path: Path, frame: pd.DataFrame, ref: pd.DataFrame) -> dict:
     return {"parquet": str(folder), "chunk_rows": 1000}
 
 
-@pytest.fixture
-def postgres_tables() -> Iterator[Callable[[pd.DataFrame], dict]]:
-    url = os.environ.get("AIOPS_TEST_POSTGRES_URL")
-    names: list[str] = []
-
-    def write(frame: pd.DataFrame) -> dict:
-        if not url:
-            pytest.skip("AIOPS_TEST_POSTGRES_URL is not set (PostgreSQL source test)")
-        names.append(f"day_pass_{uuid.uuid4().hex[:8]}")
-        eng = sa.create_engine(url)
-        frame.to_sql(names[-1], eng, index=False)
-        eng.dispose()
-        return {"url": url, "table": names[-1], "chunk_rows": 1000}
-
-    yield write
-    if names and url:
-        eng = sa.create_engine(url)
-        with eng.begin() as conn:
-            for name in names:
-                conn.execute(sa.text(f'DROP TABLE "{name}"'))
-        eng.dispose()
-
-
 def _model(tmp_path: Path, predictions: dict) -> ModelConfig:
     ref_url = f"sqlite:///{tmp_path / 'w.db'}"
     raw = {
@@ -133,14 +108,14 @@ def _model(tmp_path: Path, predictions: dict) -> ModelConfig:
     return parse_config(raw).models[0]
 
 
-def _source(kind: str, tmp_path: Path, pg: Callable[[pd.DataFrame], dict], frame: pd.DataFrame):
+def _source(kind: str, tmp_path: Path, pg: Callable[..., SourceConfig], frame: pd.DataFrame):
     ref = _reference()
     if kind == "sqlite":
         return _model(tmp_path, _sqlite(tmp_path, frame, ref))
     if kind == "parquet":
         return _model(tmp_path, _parquet(tmp_path, frame, ref))
     ref.to_sql("ref", sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}"), index=False)
-    return _model(tmp_path, pg(frame))
+    return _model(tmp_path, pg(frame).model_dump())
 
 
 @pytest.fixture
@@ -186,9 +161,9 @@ def _same_ops(a: OpsDay, b: OpsDay) -> None:
     "kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "parquet"]
 )
 def test_one_read_gives_each_signal_what_its_own_read_gives(
-    kind: str, tmp_path: Path, postgres_tables, reads: list[str]
+    kind: str, tmp_path: Path, pg_table, reads: list[str]
 ) -> None:
-    model = _source(kind, tmp_path, postgres_tables, _day())
+    model = _source(kind, tmp_path, pg_table, _day())
     ref = profile_reference(model).profile
     reads.clear()
     own = (
@@ -211,9 +186,9 @@ def test_one_read_gives_each_signal_what_its_own_read_gives(
 
 
 def test_operations_count_what_a_plain_loop_over_hours_and_versions_counts(
-    tmp_path: Path, postgres_tables
+    tmp_path: Path, pg_table
 ) -> None:
-    model = _source("sqlite", tmp_path, postgres_tables, _day())
+    model = _source("sqlite", tmp_path, pg_table, _day())
     ops = stream_operations(model, DAY)
     frame = _day()
     frame = frame[(frame.timestamp >= DAY) & (frame.timestamp < "2026-03-03")]
@@ -228,10 +203,10 @@ def test_operations_count_what_a_plain_loop_over_hours_and_versions_counts(
         assert ops.versions[v].latency_hist.tolist() == latency_histogram(rows.latency_ms).tolist()
 
 
-def test_a_bad_feature_fails_the_profile_alone(tmp_path: Path, postgres_tables, reads) -> None:
+def test_a_bad_feature_fails_the_profile_alone(tmp_path: Path, pg_table, reads) -> None:
     frame = _day()
     frame.loc[1500, "income"] = np.inf
-    model = _source("sqlite", tmp_path, postgres_tables, frame)
+    model = _source("sqlite", tmp_path, pg_table, frame)
     ref = profile_reference(model).profile
     with pytest.raises(DataError) as own:
         profile_for_day(model, DAY, ref)
@@ -246,9 +221,9 @@ def test_a_bad_feature_fails_the_profile_alone(tmp_path: Path, postgres_tables, 
 
 
 def test_a_missing_column_makes_each_signal_read_on_its_own(
-    tmp_path: Path, postgres_tables, reads
+    tmp_path: Path, pg_table, reads
 ) -> None:
-    model = _source("sqlite", tmp_path, postgres_tables, _day().drop(columns=["visits"]))
+    model = _source("sqlite", tmp_path, pg_table, _day().drop(columns=["visits"]))
     ref = profile_reference(model).profile  # the reference still has the column
     with pytest.raises(DataError) as own:
         profile_for_day(model, DAY, ref)
@@ -259,9 +234,9 @@ def test_a_missing_column_makes_each_signal_read_on_its_own(
 
 
 def test_a_part_is_handed_out_once_and_another_token_reads_again(
-    tmp_path: Path, postgres_tables, reads
+    tmp_path: Path, pg_table, reads
 ) -> None:
-    model = _source("sqlite", tmp_path, postgres_tables, _day())
+    model = _source("sqlite", tmp_path, pg_table, _day())
     reads.clear()
     first = stream_operations(model, DAY, read_token="run-4")
     day_pass.day_predictions(model, DAY, read_token="run-4")
