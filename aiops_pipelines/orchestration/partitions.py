@@ -54,20 +54,32 @@ a backfill's partitions by the dimension with fewer keys: a year of one model is
 partition still materialized on its own with its own metadata (`publish.for_each_day`)."""
 
 
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+"""The tags that make a run cover the partitions from one key to another (Dagster's own)."""
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """The tags of one run over the partitions `first`..`last` (keys of one definition)."""
+    return {RANGE_START_TAG: first, RANGE_END_TAG: last}
+
+
 def partition_range_tags(model_key: str, first_day: str, last_day: str) -> dict[str, str]:
     """The tags of one run over the days `first_day`..`last_day` of one model (a range run),
     with its tenant's tag."""
     return {
-        "dagster/asset_partition_range_start": str(partition_key(first_day, model_key)),
-        "dagster/asset_partition_range_end": str(partition_key(last_day, model_key)),
+        **range_tags(
+            str(partition_key(first_day, model_key)), str(partition_key(last_day, model_key))
+        ),
         **tenant_tags(model_key),
     }
 
 
 def range_of(tags: Mapping[str, str]) -> tuple[str, str, str] | None:
-    """(model key, first day, last day) of a range run's tags, else None."""
-    start = tags.get("dagster/asset_partition_range_start", "")
-    end = tags.get("dagster/asset_partition_range_end", "")
+    """(model key, first day, last day) of a range run's tags over one model's days, else
+    None."""
+    start = tags.get(RANGE_START_TAG, "")
+    end = tags.get(RANGE_END_TAG, "")
     if "|" not in start or "|" not in end:
         return None
     first, model = split_key(start)

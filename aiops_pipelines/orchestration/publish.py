@@ -140,7 +140,7 @@ def for_some_days(
         with model_day(context, monitoring_config, store, mlflow) as md:
             return body(md)
     done: list[tuple[str, dg.MaterializeResult]] = []
-    for key in keys:
+    for n, key in enumerate(keys, start=1):
         try:
             with model_day(context, monitoring_config, store, mlflow, partition=key) as md:
                 res = body(md)
@@ -148,7 +148,7 @@ def for_some_days(
             # the days before it are stored; the failure names the day (`sensors.failures`)
             raise dg.Failure(
                 description=f"{context.asset_key.to_user_string()} failed on {key}, day "
-                f"{keys.index(key) + 1} of the {len(keys)} of this run: {exc}",
+                f"{n} of the {len(keys)} of this run: {exc}",
                 metadata={"partition": key},
             ) from exc
         if res is not None:

@@ -31,6 +31,7 @@ from aiops_pipelines.orchestration.partitions import (
     partition_key,
     partition_range_tags,
     range_of,
+    range_tags,
 )
 from aiops_pipelines.orchestration.recovery import Debris, clear_debris, process_tags
 from aiops_pipelines.orchestration.resources import (
@@ -487,9 +488,8 @@ def run_range(
         if not res.success:
             launcher.failed_run(res, record)
 
-    def day_clock(day: str) -> Clock:
-        end_of_day = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
-        return Clock(now_iso=f"{end_of_day}T00:00:00+00:00", alerts_from_wall_clock=not live)
+    def day_clock(day: str) -> Clock:  # the end of `day`, as the replay's sensors see it
+        return Clock(day_ends=True, alerts_from_wall_clock=not live).for_day(day)
 
     def overview_pages(pages: list[str]) -> None:
         if not overview or not pages:
@@ -497,14 +497,7 @@ def run_range(
         if len(pages) == 1:
             res = launcher.materialize([ops_overview], pages[0])
         else:
-            res = launcher.materialize(
-                [ops_overview],
-                None,
-                {
-                    "dagster/asset_partition_range_start": pages[0],
-                    "dagster/asset_partition_range_end": pages[-1],
-                },
-            )
+            res = launcher.materialize([ops_overview], None, range_tags(pages[0], pages[-1]))
         for day in pages:
             error = "" if res.success else _failure_message(res)
             record(PartitionOutcome("overview", day, res.success, error, kind="overview"))
