@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import dagster as dg
 import pytest
@@ -15,7 +15,7 @@ import pytest
 from aiops_pipelines.core.config import load_config
 from aiops_pipelines.demo.world import DemoWorld
 from aiops_pipelines.io.store import MonitoringStore
-from aiops_pipelines.orchestration.partitions import MODELS, partition_key
+from aiops_pipelines.orchestration.partitions import MODELS, partition_key, partition_range_tags
 from aiops_pipelines.orchestration.resources import (
     MlflowResource,
     MonitoringConfig,
@@ -59,6 +59,18 @@ class BadDay:
             resources=self.resources,
             raise_on_error=False,
         )
+
+    def profile_range(self, first: str, last: str) -> dg.ExecuteInProcessResult:
+        """One run of feature_profile over the days `first`..`last` (a backfill's range run)."""
+        with dg.partition_loading_context(dynamic_partitions_store=self.instance):
+            return dg.materialize(
+                ALL_ASSETS,
+                selection=[feature_profile],
+                instance=self.instance,
+                resources=self.resources,
+                raise_on_error=False,
+                tags=partition_range_tags(KEY, first, last),
+            )
 
     def failure_sensor(self, failed: dg.ExecuteInProcessResult):
         """The daemon's pipeline_failure_sensor on that failed run."""
@@ -159,3 +171,27 @@ def test_a_failure_seen_only_after_the_fixed_rerun_is_not_recorded(bad_day: BadD
     assert isinstance(skipped, dg.SkipReason)
     assert "fixed by a later run" in (skipped.skip_message or "")
     assert _failures(bad_day.store).empty
+
+
+def test_a_range_run_failing_on_one_day_keeps_the_days_before_and_names_its_day(
+    bad_day: BadDay,
+) -> None:
+    bad = date.fromisoformat(bad_day.day)
+    before, after = (bad - timedelta(days=2)).isoformat(), (bad + timedelta(days=1)).isoformat()
+    failed = bad_day.profile_range(before, after)
+    assert not failed.success
+    store = bad_day.store
+    # the days before the bad one were profiled and stored; the bad one and those after not
+    stored = {
+        d: store.load_profile("acme", "churn", "daily", d) is not None
+        for d in ((bad + timedelta(days=i)).isoformat() for i in range(-2, 2))
+    }
+    assert stored == {before: True, (bad - timedelta(days=1)).isoformat(): True,
+                      bad_day.day: False, after: False}  # fmt: skip
+    # the daemon's failure sensor puts the finding on the day the range failed on
+    request = bad_day.failure_sensor(failed)
+    assert isinstance(request, dg.RunRequest)
+    assert request.partition_key == partition_key(bad_day.day, KEY)
+    (row,) = _failures(store).to_dict("records")
+    assert (row["partition"], row["column"]) == (bad_day.day, "feature_profile")
+    assert bad_day.column in row["evidence"]["error"]
