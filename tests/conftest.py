@@ -107,6 +107,34 @@ def pg_table(request: pytest.FixtureRequest) -> Callable[..., SourceConfig]:
 
 
 @pytest.fixture
+def dagster_pg_url() -> Iterator[str]:
+    """A URL to a new, empty PostgreSQL database of its own for a Dagster instance's storage
+    (`aiops_inst_<random>`, dropped afterwards), on the psycopg2 driver dagster-postgres needs
+    (`postgresql+psycopg2://`, see aiops_pipelines/deploy/dagster.yaml.template). Skips
+    without AIOPS_TEST_POSTGRES_URL; fails if it is set and the server does not answer."""
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(
+            f"PostgreSQL Dagster instance not tested: set {PG_ENV}=postgresql+psycopg://..."
+        )
+    name = f"aiops_inst_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")  # CREATE DATABASE needs it
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        pytest.fail(f"PostgreSQL at {PG_ENV} is unreachable: {exc.orig}")
+    url = sa.make_url(base).set(drivername="postgresql+psycopg2", database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:  # FORCE: a daemon killed mid-query may leave a session
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
 def store(store_url: str) -> Iterator[MonitoringStore]:
     """An open `MonitoringStore` on each backend (see `store_url`)."""
     with MonitoringStore(store_url) as s:
