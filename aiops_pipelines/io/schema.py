@@ -12,6 +12,8 @@ with "database is locked" nor see a half-written partition.
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +334,23 @@ def upgrade(conn: Connection) -> list[str]:
     return changed
 
 
+def _wal(cursor: Any) -> None:
+    """Put the database in WAL mode (kept in the file: once set, every later connection finds
+    it). Switching takes the file to itself and fails at once, busy timeout or not, while
+    another connection holds it, as when several processes open a new store together: retried
+    until the busy timeout has passed."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def prepare_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and explicit transaction control."""
     parsed = sa.make_url(url)
@@ -357,7 +376,7 @@ def prepare_engine(url: str) -> Engine:
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         if not in_memory:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _wal(cursor)
             # WAL is crash-safe with NORMAL; FULL would fsync on every commit for no gain here.
             cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
