@@ -28,7 +28,7 @@ from aiops_pipelines.orchestration.resources import (
 from aiops_pipelines.signals.drift.day import drift_for_stored_day
 from aiops_pipelines.signals.profile.day import profile_for_day, reference_for_model, sample_path
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
-from aiops_pipelines.views.drift_report import write_drift_reports
+from aiops_pipelines.views.drift_report import drift_onset, write_drift_reports
 from aiops_pipelines.views.markdown import drift_table
 
 GROUP = "monitoring"
@@ -224,7 +224,7 @@ def drift_report(
     over the model's features, null-rate and unseen-category drift, the dataset drift share, and
     a `level_shift` while the drift share stays risen (change points over the last 90 days).
     Findings carry their evidence; Evidently renders the HTML on bounded samples, for the days
-    with a drift finding (`sources.html_days`; any other day with `aiops report --html`)."""
+    a drift begins or worsens (`sources.html_days`; any other day with `aiops report --html`)."""
 
     def day(md: ModelDay) -> dg.MaterializeResult:
         model, day, home = md.model, md.partition, md.config.artifacts_path
@@ -236,7 +236,12 @@ def drift_report(
                 "reference_sample": sample_path(home, model.key, REFERENCE_PARTITION),
                 "day_sample": sample_path(home, model.key, day),
             }
-            if sources.render_html and (result.findings or sources.html_days == "all")
+            if sources.render_html
+            and (
+                sources.html_days == "all"
+                or (sources.html_days == "drift" and result.findings)
+                or drift_onset(md.store, model, day, result.findings)
+            )
             else {}
         )
         with artifact_folder(md, home / "reports" / model.key) as folder:

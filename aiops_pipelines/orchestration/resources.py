@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field
@@ -56,10 +57,11 @@ class SourceSettings(dg.ConfigurableResource):
     chunk_rows: int = Field(default=0, description="rows per chunk; 0 uses each source's own")
     sample_rows: int = Field(default=2000, description="rows sampled for Evidently's HTML")
     render_html: bool = Field(default=True, description="render Evidently's HTML report")
-    html_days: str = Field(
-        default="drift",
-        description="which days get Evidently's HTML (each ~4 MB): 'drift', those with a drift "
-        "finding; 'all'. Any day's on demand: aiops report --html --model M --day D",
+    html_days: Literal["onset", "drift", "all"] = Field(
+        default="onset",
+        description="which days get Evidently's HTML (each ~4 MB): 'onset', a day with a drift "
+        "finding the previous day did not have (new, or more severe); 'drift', every day with "
+        "a drift finding; 'all'. Any day's on demand: aiops report --html --model M --day D",
     )
 
 

@@ -15,6 +15,7 @@ readable as the raw one.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import warnings
@@ -26,6 +27,8 @@ import pandas as pd
 
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.files import replace_file
+from aiops_pipelines.core.findings import Asset, Finding, Severity
+from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.signals.drift.day import DriftResult
 from aiops_pipelines.signals.profile.day import profiled_columns
 
@@ -94,6 +97,25 @@ def render_drift_html(
     if title:
         page = page.replace("<title>", f"<title>{html.escape(title)} · ", 1)
     return replace_file(path, lambda tmp: tmp.write_text(page))
+
+
+def drift_onset(
+    store: MonitoringStore, model: ModelConfig, day: str, findings: Sequence[Finding]
+) -> bool:
+    """Whether `findings` (the day's drift findings) hold one the previous day's drift report
+    did not: a (signal, column) it did not find, or found less severe. A lasting drift gets its
+    picture on the day it began (and on the day it worsened), not again every day it lasts;
+    every other day's is one `aiops report --html` away."""
+    if not findings:
+        return False
+    before = (dt.date.fromisoformat(day) - dt.timedelta(days=1)).isoformat()
+    prev = store.findings(model.tenant, model.name, start=before, end=before)
+    prev = prev[prev["asset"] == Asset.DRIFT_REPORT.value]
+    seen: dict[tuple[str, str], int] = {}
+    for row in prev[["signal", "column", "severity"]].itertuples(index=False):
+        key = (row.signal, row.column)
+        seen[key] = max(seen.get(key, -1), Severity(row.severity).rank)
+    return any(seen.get((f.signal, f.column), -1) < f.severity.rank for f in findings)
 
 
 def write_drift_reports(

@@ -4,7 +4,7 @@ world and a Dagster run per day and asset: slow)."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -84,6 +84,13 @@ def test_covariate_drift_partition_fails_the_drift_check_with_evidence(world: De
         assert mat.metadata["wasserstein/tenure_months"].value >= 0.1
         report = Path(mat.metadata["report"].value.removeprefix("file://"))
         assert report.exists() and "<html" in report.read_text()[:2000].lower()
+        # the drift lasts: the next day has its verdicts' JSON, Evidently's page stays the
+        # onset's (any day's on demand with `aiops report --html`)
+        after = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+        res = _run_day(world, instance, after, key)
+        [mat] = res.asset_materializations_for_node("drift_report")
+        assert mat.metadata["n_drifted"].value >= len(inc["columns"])
+        assert "report_json" in mat.metadata and "report" not in mat.metadata
 
     config = load_config(world.config_path)
     tenant, model = key.split(".")

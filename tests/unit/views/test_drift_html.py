@@ -4,12 +4,16 @@ it (neutralised), and nothing from the data becomes an element, an attribute or 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from aiops_pipelines.views.drift_report import neutral_text, render_drift_html
+from aiops_pipelines.core.config import FeatureSpec, ModelConfig, SourceConfig, TaskType
+from aiops_pipelines.core.findings import Asset, Finding, Severity
+from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.views.drift_report import drift_onset, neutral_text, render_drift_html
 from tests.unit.views.hostile import PAYLOADS, markup_from_data
 
 
@@ -48,3 +52,41 @@ def test_neutral_text_leaves_no_character_that_makes_markup() -> None:
         assert not set(neutral_text(p)) & set("<>&\"'")
     assert neutral_text("basic plan") == "basic plan"
     assert neutral_text(3) == 3
+
+
+def _model() -> ModelConfig:
+    src = SourceConfig(url="sqlite:///unused.db", table="preds")
+    return ModelConfig(
+        name="churn",
+        tenant="acme",
+        task=TaskType.BINARY,
+        features=FeatureSpec(numeric=["x"], categorical=["c"]),
+        predictions=src,
+        reference=src,
+    )
+
+
+def _drift(day: str, signal: str, column: str, severity: str) -> Finding:
+    return Finding(
+        "acme", "churn", day, Asset.DRIFT_REPORT.value, signal, Severity(severity), 0.3, 0.1, column
+    )
+
+
+def test_drift_html_is_drawn_when_a_drift_begins_or_worsens_not_every_day_it_lasts(
+    store: MonitoringStore,
+) -> None:
+    model = _model()
+    x_warn = _drift("2026-03-02", "feature_drift", "x", "warning")
+    assert not drift_onset(store, model, "2026-03-02", [])  # no finding, no page
+    assert drift_onset(store, model, "2026-03-02", [x_warn])  # nothing the day before
+    store.record_finding(x_warn)
+    lasting = replace(x_warn, partition="2026-03-03")
+    assert not drift_onset(store, model, "2026-03-03", [lasting])  # the same drift, lasting
+    worse = replace(lasting, severity=Severity.CRITICAL)
+    assert drift_onset(store, model, "2026-03-03", [lasting, worse])  # it worsened
+    other_column = replace(lasting, column="c")
+    assert drift_onset(store, model, "2026-03-03", [lasting, other_column])  # a new drift
+    # another model's, or another asset's, findings of the day before do not count
+    store.record_finding(replace(lasting, model="intent"))
+    store.record_finding(replace(lasting, asset=Asset.FEATURE_PROFILE.value))
+    assert drift_onset(store, model, "2026-03-04", [replace(x_warn, partition="2026-03-04")])
