@@ -95,9 +95,10 @@ def deliver_alerts(
     context: dg.OpExecutionContext,
     monitoring_config: MonitoringConfig,
     store: StoreResource,
+    clock: Clock,
 ) -> dg.Output[dict]:
     cfg = monitoring_config.load()
-    report = deliver(store.open(cfg), cfg.alerting)
+    report = deliver(store.open(cfg), cfg.alerting, until_partition=clock.replayed_day())
     for route, error in sorted(report.errors.items()):
         context.log.warning(f"alert route '{route}' failed, its notifications wait: {error}")
     for route, until in sorted(report.open.items()):

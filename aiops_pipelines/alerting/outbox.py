@@ -113,11 +113,13 @@ def deliver(
     *,
     now: Callable[[], datetime] = _utcnow,
     sleep: Callable[[float], None] = time.sleep,
+    until_partition: str | None = None,
 ) -> DeliveryReport:
     """Send every pending delivery, grouped per (route, tenant, model), and each requested
     summary of held-back notifications: every route concurrently, within
     `delivery_budget_seconds` of wall time; a route whose breaker is open is skipped. `now` is
-    the breaker's clock.
+    the breaker's clock. `until_partition`: only the notifications of that day and before (a
+    replay that ran days ahead delivers as of each day, as the daemon did then).
 
     Deliveries for a route no longer in the config stay pending (and visible) until it is
     configured again or they are removed by hand.
@@ -139,7 +141,7 @@ def deliver(
             report.open[name] = until
             _add(report.deferred, name, n)
     claim = claim_token()  # names this process: released at once if it dies
-    plans = _plan(store, cfg, claim, routes, skipped, summarise, report)
+    plans = _plan(store, cfg, claim, routes, skipped, summarise, report, until_partition)
     for name in sorted(summarise - {n for n, outs in plans.items() if _has_held(outs)}):
         _clear_summary_request(store, states[name])  # nothing was left to summarise
     if plans:
@@ -169,11 +171,12 @@ def _plan(
     skipped: set[str],
     summarise: set[str],
     report: DeliveryReport,
+    until_partition: str | None = None,
 ) -> dict[str, list[_Outgoing]]:
     """Claim what is to be sent now and build each route's messages, alerts first (a route
     removed from the config gives its claim back at once, with the reason)."""
     plans: dict[str, list[_Outgoing]] = {}
-    claimed = store.claim_deliveries(claim, skip_routes=skipped)
+    claimed = store.claim_deliveries(claim, skip_routes=skipped, until_partition=until_partition)
     for (route_name, tenant, model), group in claimed.groupby(
         ["route", "tenant", "model"], sort=True
     ):

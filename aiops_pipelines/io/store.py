@@ -696,17 +696,24 @@ class MonitoringStore:
         *,
         stale_after: dt.timedelta = dt.timedelta(minutes=10),
         skip_routes: Iterable[str] = (),
+        until_partition: str | None = None,
     ) -> pd.DataFrame:
         """Atomically take every pending delivery (and any left 'sending' by a run that died:
         at once when its claim names a dead process, see `release_dead_claims`, else after
-        `stale_after`), except those of `skip_routes`, for sending under `claim`; returns them
-        with their event.
+        `stale_after`), except those of `skip_routes` and, with `until_partition`, those of
+        later days (a replay delivering as of a past day), for sending under `claim`; returns
+        them with their event.
 
         Two runs delivering at once therefore never send the same row twice."""
         self.release_dead_claims()
         now = _now()
         d, e = alert_deliveries_table, alert_events_table
         skip = sorted(set(skip_routes))
+        until = (
+            [d.c.event_id.in_(sa.select(e.c.id).where(e.c.partition <= until_partition))]
+            if until_partition is not None
+            else []
+        )
         with self._begin_write() as conn:
             conn.execute(
                 d.update()
@@ -716,6 +723,7 @@ class MonitoringStore:
                         sa.and_(d.c.status == "sending", d.c.claimed_at < now - stale_after),
                     ),
                     *([d.c.route.not_in(skip)] if skip else []),
+                    *until,
                 )
                 .values(status="sending", claim=claim, claimed_at=now)
             )

@@ -123,6 +123,13 @@ class Clock(dg.ConfigurableResource):
         end = datetime.fromisoformat(day).replace(tzinfo=UTC) + timedelta(days=1)
         return Clock(now_iso=end.isoformat(), alerts_from_wall_clock=self.alerts_from_wall_clock)
 
+    def replayed_day(self) -> str | None:
+        """The last day that had ended by a pretended now (None on the real clock): a replay
+        delivers the notifications of that day and before, as the daemon did then."""
+        if not self.now_iso:
+            return None
+        return (self.now() - timedelta(days=1)).date().isoformat()
+
     def now(self) -> datetime:
         if not self.now_iso:
             return datetime.now(UTC)

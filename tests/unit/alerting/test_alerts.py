@@ -262,7 +262,9 @@ def test_old_events_of_a_first_backfill_are_not_sent(store: MonitoringStore) -> 
         "held": [d(i) for i in (0, 4, 8, 12, 16, 20)],
         "pending": [d(24), d(28)],
     }
-    assert sorted(store.claim_deliveries("c1")["partition"]) == [d(24), d(28)]
+    # a replay delivering as of day 26 takes that day's and before; the later one waits
+    assert sorted(store.claim_deliveries("c1", until_partition=d(26))["partition"]) == [d(24)]
+    assert sorted(store.claim_deliveries("c2")["partition"]) == [d(28)]
 
 
 def test_info_findings_and_route_filters(store: MonitoringStore) -> None:
