@@ -24,6 +24,7 @@ from aiops_pipelines.core.files import replace_file
 from aiops_pipelines.io.locks import file_lock
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 from aiops_pipelines.io.tracking import is_remote, prepare_tracking_store, probe
+from aiops_pipelines.lifecycle.registry import live_canary
 from aiops_pipelines.orchestration.definitions import ASSETS, defs
 from aiops_pipelines.orchestration.partitions import (
     MODELS,
@@ -369,12 +370,17 @@ def run_range(
     else at the end). With `live` (the demo's simulated life) the replayed clock is "now" for
     notifications too, and the canary-verdict and retrain sensors tick and act as well.
 
-    `runs="range"` (the default, outside the demo's `live` life): each model's days run as one
-    Dagster run per chunk (at most `MAX_RANGE_DAYS`, cut where the late-labels sensor ticks),
-    still one materialization and one stored row set per (day, model), each day judged at its
-    end; a chunk that fails is run again day by day, so a failure is reported for its day as
-    a daily run reports it. Each chunk's overview pages are one run too. `runs="day"`: one run
-    per (day, model), as the daemon's daily schedule launches them.
+    `runs="range"` (the default): each model's days run as one Dagster run per chunk (at most
+    `MAX_RANGE_DAYS`, cut where the late-labels sensor ticks), still one materialization and
+    one stored row set per (day, model), each day judged at its end; a chunk that fails is run
+    again day by day, so a failure is reported for its day as a daily run reports it. A
+    backfill's chunk writes the overview page of its last day (any other day's with `aiops
+    overview --day D`). In the `live` life a model with a canary judged within the chunk runs
+    day by day, and after each day of the chunk its notifications are delivered (only those
+    of that day and before: `Clock.replayed_day`) and the canary sensor ticks, so what on-call
+    is sent, and when the canary is acted on, are as with daily runs; every day's overview
+    page is written. `runs="day"`: one run per (day, model), as the daemon's daily schedule
+    launches them.
 
     A sensor's request for a model outside `models` is left alone. `daily=False` runs no
     model's partition: only each day's delivery and overview page (what `aiops run --workers`
@@ -459,7 +465,7 @@ def run_range(
         )
     launcher = _Launcher(instance, resources, quiet, set(keys) if models or not daily else None)
     replay = labels == "replay"
-    ranged = runs == "range" and not live
+    ranged = runs == "range"
 
     def selection_for(key: str) -> list:
         selection = [feature_profile, drift_report, canary_report, ops_report]
@@ -502,15 +508,31 @@ def run_range(
             error = "" if res.success else _failure_message(res)
             record(PartitionOutcome("overview", day, res.success, error, kind="overview"))
 
+    def canary_judged(key: str, day: str) -> bool:
+        """Whether `key` has a canary judged by `day` (or its registry cannot be read): in the
+        demo's life such a model runs day by day, the canary sensor acting after each day."""
+        model = config.model(key)
+        try:
+            live_now = live_canary(config.storage.mlflow_tracking_uri, model.registry_name)
+        except Exception:  # MLflow unreadable: as the daemon would, day by day
+            return True
+        return live_now.window_start(day) is not None
+
     for chunk in _chunks(days, label_tick_days if replay else 0, MAX_RANGE_DAYS if ranged else 1):
+        # in the demo's life a model with a canary under analysis goes day by day, so its
+        # canary is rolled back or promoted on the day of the verdict, as the daemon does (the
+        # others' days of the chunk run first, each judged at its end)
+        daily_keys = [k for k in keys if canary_judged(k, chunk[-1])] if live and ranged else []
         if ranged:
             # each model's days of the chunk in one run, each day judged at its end
             if replay:
                 launcher.resources = {
                     **resources,
-                    "clock": Clock(day_ends=True, alerts_from_wall_clock=True),
+                    "clock": Clock(day_ends=True, alerts_from_wall_clock=not live),
                 }
             for key in keys:
+                if key in daily_keys:
+                    continue
                 todo = [day for day in chunk if closed(day, key)]
                 if len(todo) == 1:
                     one_day(todo[0], key)
@@ -524,6 +546,15 @@ def run_range(
                     else:  # each day on its own: which failed, and why, as a daily run says
                         for day in todo:
                             one_day(day, key)
+            # the demo's life goes on day by day: the canary models' day, then the day's
+            # notifications as the daemon sent them that day, then the canary sensor
+            for day in chunk if live else []:
+                launcher.resources = {**resources, "clock": day_clock(day)}
+                for key in daily_keys:
+                    if closed(day, key):
+                        one_day(day, key)
+                launcher.tick(alert_delivery_sensor, None, record)
+                launcher.tick(canary_verdict_sensor, None, record)
         else:
             (day,) = chunk
             if replay:
@@ -536,7 +567,10 @@ def run_range(
         # the day's notifications go out before its overview page is written
         launcher.tick(alert_delivery_sensor, None, record)
         launcher.tick(mlflow_outbox_sensor, None, record)  # MLflow back: what waited on it
-        overview_pages([day for day in chunk if last is None or day <= last])
+        # the fleet's page is a view of "now": a range writes its last day's (each chunk's, a
+        # weekly one through a backfill); any other day's on demand, `aiops overview --day D`
+        pages = [day for day in chunk if last is None or day <= last]
+        overview_pages(pages[-1:] if ranged and not live else pages)
         i = days.index(chunk[-1])
         if replay and live:
             launcher.tick(canary_verdict_sensor, None, record)  # cheap: it reads verdicts

@@ -71,16 +71,21 @@ def test_run_then_report_then_rerun_without_duplicates(world, capsys) -> None:
         runs = instance.get_runs()
     relabel = [r for r in runs if r.tags.get("aiops/trigger") == "late_labels"]
     delivery = [r for r in runs if r.job_name == "alert_delivery_job"]
-    # the reference once, then twice the two days in one range run followed by their overview
-    # pages in one run (and a delivery run whenever notifications were due: here the held-back
-    # summaries, retried on the webhook route whose URL variable is unset until its breaker
-    # opens)
+    # the reference once, then twice the two days in one range run followed by the overview
+    # page of the range's last day (and a delivery run whenever notifications were due: here
+    # the held-back summaries, retried on the webhook route whose URL variable is unset until
+    # its breaker opens)
     assert len(runs) - len(relabel) - len(delivery) == 1 + 2 * (1 + 1)
     ranged = [r for r in runs if r not in relabel and range_of(r.tags)]
     assert [range_of(r.tags) for r in ranged] == [("acme.intent", *days[1::2])] * 2
     # and each time, the first day re-judged with the labels that arrived by the end of the
     # range (the second day's come later): the same runs again, the same stored result
     assert [range_of(r.tags) for r in relabel] == [("acme.intent", "2026-03-05", "2026-03-05")] * 2
+    pages = sorted(p.name for p in (world.home / "artifacts" / "overview").glob("*.html"))
+    assert pages == ["overview_2026-03-06.html"]  # a range's page is its last day's
+    # any other day's on demand
+    assert main(["overview", "--config", cfg, "--day", "2026-03-05"]) == 0
+    capsys.readouterr()
     pages = sorted(p.name for p in (world.home / "artifacts" / "overview").glob("*.html"))
     assert pages == ["overview_2026-03-05.html", "overview_2026-03-06.html"]
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from datetime import date
@@ -21,9 +23,10 @@ import dagster as dg
 import pytest
 
 from aiops_pipelines.core.config import load_config
-from aiops_pipelines.demo.world import DemoWorld
+from aiops_pipelines.demo.receiver import AlertReceiver
+from aiops_pipelines.demo.world import DEMO_SLACK_ENV, DEMO_WEBHOOK_ENV, DemoWorld
 from aiops_pipelines.orchestration.partitions import RANGE_START_TAG
-from tests.e2e.test_overlap import _aiops, _finish, _mlflow_runs, _store_content
+from tests.e2e.test_overlap import _aiops, _env, _finish, _mlflow_runs, _store_content
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +42,8 @@ FAILING_DAY = "2026-03-07"
 #: nine days: the late-labels sensor ticks after the 7th (one chunk 03-05..03-11 with the
 #: failing day, one 03-12..03-13)
 RANGE = ["--start", "2026-03-05", "--end", "2026-03-13", "--model", MODEL, "--no-html"]
-RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+#: a Dagster run id, or an MLflow one (a retrain's audit names its run)
+RUN_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
 
 
 def _copy(world: DemoWorld, to: Path) -> DemoWorld:
@@ -48,7 +52,7 @@ def _copy(world: DemoWorld, to: Path) -> DemoWorld:
     return DemoWorld(home, home / world.config_path.name, world.manifest, world.models)
 
 
-def _runs(world: DemoWorld) -> tuple[Counter, dict[tuple[str, str], int]]:
+def _runs(world: DemoWorld, model: str = MODEL) -> tuple[Counter, dict[tuple[str, str], int]]:
     """(the model's runs per kind: `labels` (late labels), `range` or `day`, materializations
     per (asset, partition))."""
 
@@ -61,8 +65,8 @@ def _runs(world: DemoWorld) -> tuple[Counter, dict[tuple[str, str], int]]:
         kinds = Counter(
             kind(r.tags)
             for r in instance.get_runs()
-            if MODEL in r.tags.get("dagster/partition", "")
-            or MODEL in r.tags.get(RANGE_START_TAG, "")
+            if model in r.tags.get("dagster/partition", "")
+            or model in r.tags.get(RANGE_START_TAG, "")
         )
         mats: Counter = Counter()
         for key in ("feature_profile", "drift_report", "performance_report", "model_alerts"):
@@ -72,7 +76,8 @@ def _runs(world: DemoWorld) -> tuple[Counter, dict[tuple[str, str], int]]:
 
 
 def _plain(content: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
-    """Store rows with run ids blanked (a failure finding names the run that failed)."""
+    """Store rows with run ids blanked (a failure finding names the run that failed, a
+    retrain's audit the MLflow run that trained it)."""
     return {
         table: sorted(
             (
@@ -115,3 +120,56 @@ def test_range_runs_store_what_day_runs_store_with_fewer_runs(
     # the failing chunk's seven days run again one by one and the alert run
     assert (day_kinds["range"], day_kinds["day"]) == (0, 1 + 9 + 1)
     assert (range_kinds["range"], range_kinds["day"]) == (2, 1 + 7 + 1)
+
+
+#: the demo's life: three weeks of globex.eta, with a null-rate incident (day 4) and a
+#: throughput drop (day 6) in its first week, each alerting on its day, and a concept shift
+#: (day 9) that its late labels reveal
+LIFE = dict(days=21, end_date=date(2026, 3, 21), rows_per_day=600, reference_rows=2000)
+LIFE_MODEL = "globex.eta"
+LIVE_RUN = """
+import sys
+from datetime import date
+from aiops_pipelines.cli import _run
+sys.exit(_run(sys.argv[1], date.fromisoformat(sys.argv[2]), date.fromisoformat(sys.argv[3]),
+              [sys.argv[4]], False, live=True, runs=sys.argv[5]))
+"""
+
+
+def _live(world: DemoWorld, runs: str, receiver: AlertReceiver) -> list[dict]:
+    """The demo's life (`aiops demo`'s `live=True`) of LIFE_MODEL over the world's days, in its
+    own process; returns what the webhook route posted."""
+    start, end = world.manifest["start"], world.manifest["end"]
+    (world.home.parent / "dagster").mkdir(exist_ok=True)
+    env = {**_env(world), DEMO_WEBHOOK_ENV: receiver.url(f"/{runs}")}
+    env[DEMO_SLACK_ENV] = receiver.url(f"/{runs}-slack")
+    args = [str(world.config_path), start, end, LIFE_MODEL, runs]
+    out = subprocess.run(
+        [sys.executable, "-c", LIVE_RUN, *args], env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return receiver.received.get(f"/{runs}-slack", [])  # globex's route is Slack-shaped
+
+
+def test_the_demo_life_in_range_runs_is_the_life_of_day_runs(
+    make_world: Callable[..., DemoWorld], tmp_path: Path
+) -> None:
+    world = make_world("life", **LIFE, incident_scale=0.25)
+    by_day = _copy(world, tmp_path / "by_day")
+    ranged = _copy(world, tmp_path / "ranged")
+    with AlertReceiver() as receiver:
+        day_posts = _live(by_day, "day", receiver)
+        range_posts = _live(ranged, "range", receiver)
+
+    day_store = _plain(_store_content(load_config(by_day.config_path).storage.store_url))
+    range_store = _plain(_store_content(load_config(ranged.config_path).storage.store_url))
+    assert day_store == range_store  # the same findings, alerts, deliveries and actions
+    # what on-call was sent: the same messages, each day's as the daemon sent them that day
+    # (the range's days ran first; their notifications go out as of each day, not at once)
+    assert len(day_posts) >= 2 and len(range_posts) == len(day_posts)
+    assert [p["blocks"][:2] for p in range_posts] == [p["blocks"][:2] for p in day_posts]
+    day_kinds, day_mats = _runs(by_day, LIFE_MODEL)
+    range_kinds, range_mats = _runs(ranged, LIFE_MODEL)
+    assert day_mats.keys() == range_mats.keys()
+    assert day_kinds["range"] == 0 and range_kinds["range"] >= 1
+    assert range_kinds["day"] < day_kinds["day"]
