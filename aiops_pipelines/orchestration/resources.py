@@ -124,11 +124,12 @@ class Clock(dg.ConfigurableResource):
         return Clock(now_iso=end.isoformat(), alerts_from_wall_clock=self.alerts_from_wall_clock)
 
     def replayed_day(self) -> str | None:
-        """The last day that had ended by a pretended now (None on the real clock): a replay
-        delivers the notifications of that day and before, as the daemon did then."""
+        """The day a pretended now falls in, a day's end counting as that day's (None on the
+        real clock): a replay delivers the notifications of that day and before, as the daemon
+        did then, never those of days that had not begun."""
         if not self.now_iso:
             return None
-        return (self.now() - timedelta(days=1)).date().isoformat()
+        return (self.now() - timedelta(microseconds=1)).date().isoformat()
 
     def now(self) -> datetime:
         if not self.now_iso:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import dagster as dg
 
 from aiops_pipelines.orchestration.publish import merged_checks
+from aiops_pipelines.orchestration.resources import Clock
 
 ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
 
@@ -48,3 +51,11 @@ def test_a_check_that_passed_every_day_passes_once_for_the_range() -> None:
     [only] = merged_checks([_day(f"2026-03-0{i}", schema=(True, ERROR)) for i in (1, 2)])
     assert only.passed and only.metadata["days"].value == 2
     assert only.description == "passed on all 2 days, 2026-03-01 to 2026-03-02"
+
+
+def test_a_range_days_clock_and_the_day_a_replay_delivers_up_to() -> None:
+    clock = Clock(day_ends=True).for_day("2026-03-05")
+    assert clock.now() == datetime(2026, 3, 6, tzinfo=UTC)  # judged at the day's end
+    assert clock.replayed_day() == "2026-03-05"  # its end is that day's, not the next's
+    assert Clock(now_iso="2026-03-05T22:00:00+00:00").replayed_day() == "2026-03-05"
+    assert Clock().replayed_day() is None  # the real clock: every pending notification
