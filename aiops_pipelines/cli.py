@@ -256,7 +256,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _run_workers(args: argparse.Namespace) -> int:
     """`aiops run --workers N`: the models split over N processes, each an `aiops run` of its
     models over the whole range (a model's days stay in order: a day's drift windows read the
-    days before), then each day's delivery and overview page once, here. Safe on every store:
+    days before), then each day's delivery and the overview page (each chunk's last day's)
+    once, here. Safe on every store:
     each (asset, partition) is locked while written, and two processes never run the same
     model; SQLite serialises their writes (PostgreSQL runs them side by side)."""
     import subprocess
@@ -302,7 +303,7 @@ def _run_workers(args: argparse.Namespace) -> int:
                 x for x in text.splitlines() if "partitions succeeded" not in x
             ]:
                 print(f"  {line}")
-    if not args.no_overview:  # each day's page once, over every model's results
+    if not args.no_overview:  # the pages once, over every model's results
         run_range(args.config, args.start, args.end, daily=False, render_html=not args.no_html)
     print(f"{succeeded} partitions succeeded, {failed} failed")
     return code
