@@ -10,7 +10,9 @@ compared. The acceptance: <= 90 s for 365 days.
 
     PYTHONPATH=. python benchmarks/bench_backfill.py [--days 365] [--rows 1000] [--old]
 
-`--old` also times the old path (about 2-3 s a day here: 15+ minutes for a year).
+`--old` also times range runs on Dagster's default SQLite storages (a home made before
+`orchestration.local_instance`) and the old path, one run per day (about 2-3 s a day here: 15+
+minutes for a year).
 `--dagster-pg URL` (a SQLAlchemy URL of a PostgreSQL server) also times range runs on a
 PostgreSQL Dagster instance (`aiops instance`, the production path), in a throwaway database
 dropped afterwards.
@@ -38,7 +40,11 @@ sys.path.insert(0, str(ROOT))
 from worlds import aiops_run  # noqa: E402
 
 from aiops_pipelines.demo.world import build_world  # noqa: E402
-from aiops_pipelines.deploy import InstanceSettings, write_instance_yaml  # noqa: E402
+from aiops_pipelines.deploy import (  # noqa: E402
+    EMBEDDED_INSTANCE,
+    InstanceSettings,
+    write_instance_yaml,
+)
 
 END = date(2026, 3, 14)
 MODEL = "globex.eta"  # a regression model with late labels and no injected failure day
@@ -92,13 +98,19 @@ def main() -> None:
         rest = ["--model", MODEL, "--start", (date.fromisoformat(start) + timedelta(days=1))]
         rest = [str(x) for x in rest] + ["--end", END.isoformat(), "--no-html"]
         results = {}
-        paths = [("range", [])] + ([("day", ["--day-runs"])] if args.old else [])
+        paths = [("range", [])]
+        if args.old:  # range runs on Dagster's default SQLite storages; one run per day
+            paths += [("range_default_storages", []), ("day", ["--day-runs"])]
         paths += [("range_pg_instance", [])] if args.dagster_pg else []
         for label, flags in paths:
             home = tmp / label
             shutil.copytree(tmp / "world", home)
             env: dict[str, str] = {}
             drop = None
+            if label == "range_default_storages":  # the dagster.yaml of homes made before
+                shutil.rmtree(home / "dagster")
+                (home / "dagster").mkdir()
+                (home / "dagster" / "dagster.yaml").write_text(EMBEDDED_INSTANCE)
             if label == "range_pg_instance":
                 env, drop = _pg_instance(home, args.dagster_pg, f"aiops_bench_{os.getpid()}")
                 os.environ.update(env)  # this process reads the instance too

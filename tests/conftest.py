@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from aiops_pipelines.core.config import SourceConfig
+from aiops_pipelines.deploy import embedded_instance
 from aiops_pipelines.io.store import MonitoringStore
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("AIOPS_CONFIG", raising=False)
     dagster_home = home / "dagster"
     dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (dagster_home / "dagster.yaml").write_text(embedded_instance(dagster_home))
     monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
     return home
 

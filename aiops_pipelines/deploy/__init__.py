@@ -12,6 +12,7 @@ it. The files beside this module:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from string import Template
+
+import yaml
 
 from aiops_pipelines.core.config import aiops_home
 from aiops_pipelines.core.errors import AiopsError
@@ -34,8 +37,47 @@ TENANT_TAG = "aiops/tenant"
 `aiops_pipelines.orchestration.partitions.TENANT_TAG` (a test holds them equal)."""
 
 EMBEDDED_INSTANCE = "telemetry:\n  enabled: false\n"
-"""The dagster.yaml `aiops run` writes into a new home (SQLite storage, runs in-process): the one
-existing file `aiops instance` replaces without --force."""
+"""The dagster.yaml `aiops run` wrote into a new home before `embedded_instance` (Dagster's
+default SQLite storages): still read as it is, and replaced by `aiops instance` without --force."""
+
+LOCAL_STORAGE_MODULE = "aiops_pipelines.orchestration.local_instance"
+
+
+def embedded_instance(home: Path) -> str:
+    """The dagster.yaml `aiops run` writes into a new Dagster home `home`: Dagster's SQLite run
+    and event-log storages under it, each reusing its connections
+    (`aiops_pipelines.orchestration.local_instance`), the schedules Dagster's default, no
+    telemetry. `aiops instance` replaces it without --force."""
+    base = str(Path(home).expanduser().resolve())
+
+    def storage(key: str, cls: str, folder: str) -> str:
+        return (
+            f"{key}:\n  module: {LOCAL_STORAGE_MODULE}\n  class: {cls}\n  config:\n"
+            f"    base_dir: {json.dumps(f'{base}/{folder}')}\n"
+        )
+
+    return (
+        EMBEDDED_INSTANCE
+        + storage("run_storage", "PooledSqliteRunStorage", "history")
+        + storage("event_log_storage", "PooledSqliteEventLogStorage", "history/events")
+    )
+
+
+def is_embedded_instance(text: str) -> bool:
+    """Whether `text` is a dagster.yaml `aiops run` wrote (for this home or another: a home
+    copied or moved keeps the file that names its old place)."""
+    if text == EMBEDDED_INSTANCE:
+        return True
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return False
+    if not isinstance(doc, dict) or set(doc) != {"telemetry", "run_storage", "event_log_storage"}:
+        return False
+    base = doc["run_storage"].get("config", {}).get("base_dir", "")
+    home = Path(str(base)).parent
+    return isinstance(base, str) and text == embedded_instance(home)
+
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -139,7 +181,7 @@ def write_instance_yaml(
             tmp.unlink(missing_ok=True)
         return InstanceFile(path, Written.CREATED)
     backup = None
-    if existing != EMBEDDED_INSTANCE:
+    if not is_embedded_instance(existing):
         if not force:
             raise AiopsError(
                 f"{path} exists and is not what this command writes (`aiops instance --stdout` "

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from aiops_pipelines.core.config import AppConfig, aiops_home, load_config
 from aiops_pipelines.core.errors import AiopsError, ConfigError
 from aiops_pipelines.core.files import replace_file
+from aiops_pipelines.deploy import EMBEDDED_INSTANCE, embedded_instance, is_embedded_instance
 from aiops_pipelines.io.locks import file_lock
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 from aiops_pipelines.io.tracking import is_remote, prepare_tracking_store, probe
@@ -58,20 +59,23 @@ from sensors.retrain import retrain_sensor
 
 ALL_ASSETS = ASSETS  # every asset, so any selection resolves its upstream keys
 
-DAGSTER_YAML = """\
-telemetry:
-  enabled: false
-"""
-
 
 def dagster_home() -> Path:
-    """`$DAGSTER_HOME`, else `<aiops home>/dagster` (created with telemetry off)."""
+    """`$DAGSTER_HOME`, else `<aiops home>/dagster`; a new one gets the embedded instance
+    (`deploy.embedded_instance`: SQLite storages under it, telemetry off), and one copied or
+    moved from elsewhere has it pointed at its own place again. Any other dagster.yaml (an
+    earlier home's, `aiops instance`'s, the user's) is left as it is."""
     env = os.environ.get("DAGSTER_HOME")
-    home = Path(env) if env else aiops_home() / "dagster"
+    home = (Path(env) if env else aiops_home() / "dagster").resolve()
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
-    if not cfg.exists():  # another run may be reading it already
-        replace_file(cfg, lambda tmp: tmp.write_text(DAGSTER_YAML))
+    want = embedded_instance(home)
+    try:
+        have = cfg.read_text()
+    except FileNotFoundError:
+        have = None
+    if have is None or (have != want and have != EMBEDDED_INSTANCE and is_embedded_instance(have)):
+        replace_file(cfg, lambda tmp: tmp.write_text(want))  # atomic: another run may read it
     return home
 
 

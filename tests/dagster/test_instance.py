@@ -21,7 +21,13 @@ from dagster_postgres.utils import pg_url_from_config
 
 from aiops_pipelines import deploy
 from aiops_pipelines.cli import main
-from aiops_pipelines.deploy import EMBEDDED_INSTANCE, InstanceSettings, write_instance_yaml
+from aiops_pipelines.deploy import (
+    EMBEDDED_INSTANCE,
+    InstanceSettings,
+    embedded_instance,
+    is_embedded_instance,
+    write_instance_yaml,
+)
 from aiops_pipelines.orchestration import runner
 from aiops_pipelines.orchestration.partitions import TENANT_TAG
 
@@ -38,7 +44,14 @@ def _home(tmp_path: Path) -> Path:
 
 def test_the_template_names_the_tag_every_per_model_run_carries() -> None:
     assert deploy.TENANT_TAG == TENANT_TAG
-    assert EMBEDDED_INSTANCE == runner.DAGSTER_YAML  # the one file replaced without --force
+    # what `aiops run` writes into a new home is replaced without --force (and so is what it
+    # wrote before)
+    home = runner.dagster_home()
+    assert (home / "dagster.yaml").read_text() == embedded_instance(home)
+    assert is_embedded_instance(embedded_instance(home))
+    assert is_embedded_instance(embedded_instance(Path("/elsewhere/dagster")))
+    assert is_embedded_instance(EMBEDDED_INSTANCE)
+    assert not is_embedded_instance(embedded_instance(home).replace("Pooled", ""))
 
 
 def test_dagsters_own_schema_accepts_the_instance_without_a_database(
