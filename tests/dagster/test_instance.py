@@ -188,3 +188,20 @@ def test_stdout_prints_the_file_without_writing_it(
     code, out = _cli(capsys, "--dagster-home", str(tmp_path), "--stdout", "--per-tenant", "1")
     assert code == 0 and yaml.safe_load(out)["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert not (tmp_path / "dagster.yaml").exists()
+
+
+def test_a_copied_home_is_pointed_at_its_own_storage_and_other_files_are_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "copy" / "dagster"
+    home.mkdir(parents=True)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    cfg = home / "dagster.yaml"
+    cfg.write_text(embedded_instance(tmp_path / "original" / "dagster"))  # copied along
+    assert runner.dagster_home() == home.resolve()
+    assert cfg.read_text() == embedded_instance(home)
+    assert str(tmp_path / "original") not in cfg.read_text()
+    for kept in (EMBEDDED_INSTANCE, "telemetry:\n  enabled: true\n"):  # an older home's; a user's
+        cfg.write_text(kept)
+        runner.dagster_home()
+        assert cfg.read_text() == kept
