@@ -129,10 +129,10 @@ def test_range_runs_store_what_day_runs_store_with_fewer_runs(
     assert (range_kinds["range"], range_kinds["day"]) == (2, 1 + 7 + 1)
 
 
-#: the demo's life: three weeks of globex.eta, with a null-rate incident (day 4) and a
+#: the demo's life: two weeks of globex.eta, with a null-rate incident (day 4) and a
 #: throughput drop (day 6) in its first week, each alerting on its day, and a concept shift
 #: (day 9) that its late labels reveal
-LIFE = dict(days=21, end_date=date(2026, 3, 21), rows_per_day=600, reference_rows=2000)
+LIFE = dict(days=14, end_date=date(2026, 3, 14), rows_per_day=600, reference_rows=2000)
 LIFE_MODEL = "globex.eta"
 LIVE_RUN = """
 import sys
