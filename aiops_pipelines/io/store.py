@@ -448,9 +448,14 @@ class MonitoringStore:
         query = sa.select(*(t.c[name] for name in METRIC_COLUMNS)).where(*clauses)
         with self._read() as conn:
             rows = conn.execute(query).all()
+        # sorted as tuples: the key is unique and never NULL, and Python orders text by code
+        # point as pandas does (`_sorted`), at a tenth of its cost on the few hundred rows of
+        # a model's history (every daily signal reads some)
+        order = [METRIC_COLUMNS.index(c) for c in _METRIC_ORDER]
+        rows.sort(key=lambda r: tuple(r[i] for i in order))
         frame = pd.DataFrame([tuple(r) for r in rows], columns=METRIC_COLUMNS)
         frame["value"] = frame["value"].astype("float64")
-        return _sorted(frame, ["partition", "tenant", "model", "asset", "metric", "column"])
+        return frame
 
     def latest_partition(
         self,
@@ -1152,6 +1157,9 @@ class MonitoringStore:
         query = sa.union(*(sa.select(t.c.tenant, t.c.model) for t in MODEL_TABLES))
         with self._read() as conn:
             return sorted((tenant, model) for tenant, model in conn.execute(query))
+
+
+_METRIC_ORDER = ("partition", "tenant", "model", "asset", "metric", "column")
 
 
 def _sorted(frame: pd.DataFrame, by: Iterable[str]) -> pd.DataFrame:

@@ -88,6 +88,22 @@ class PooledSqliteEventLogStorage(ConsolidatedSqliteEventLogStorage):
         with _transaction(self, self._conn_string) as conn:
             yield conn
 
+    def has_table(self, table_name: str) -> bool:
+        """Whether the database has the table, asked of it once per table and process.
+
+        Dagster asks before every asset event's tags are written and before every dynamic
+        partition is looked up (a range run's metadata looks up each of its days), each time
+        through a new engine and connection: 3.5% of a 90-day range run's time (py-spy). Its
+        migrations add tables and never drop one, so a table found stays found; one not found
+        is asked again.
+        """
+        found = self.__dict__.setdefault("_aiops_tables", set())
+        if table_name not in found:
+            with _transaction(self, self._conn_string) as conn:
+                if conn.dialect.has_table(conn, table_name):
+                    found.add(table_name)
+        return table_name in found
+
     def dispose(self) -> None:
         super().dispose()
         _dispose(self)

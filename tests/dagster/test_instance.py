@@ -205,3 +205,24 @@ def test_a_copied_home_is_pointed_at_its_own_storage_and_other_files_are_left_al
         cfg.write_text(kept)
         runner.dagster_home()
         assert cfg.read_text() == kept
+
+
+def test_the_embedded_event_log_finds_its_tables_once_and_a_new_table_later(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(embedded_instance(home))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        storage = instance.event_log_storage
+        assert type(storage).__name__ == "PooledSqliteEventLogStorage"
+        assert storage.has_table("dynamic_partitions")
+        assert storage.has_table("asset_event_tags")
+        assert not storage.has_table("aiops_later")
+        with storage.index_connection() as conn:
+            conn.exec_driver_sql("CREATE TABLE aiops_later (x INTEGER)")
+        assert storage.has_table("aiops_later")  # a table not found is asked again
+        # the dynamic partitions Dagster looks up through it
+        instance.add_dynamic_partitions("models", ["acme.churn"])
+        assert instance.has_dynamic_partition("models", "acme.churn")
+        assert not instance.has_dynamic_partition("models", "acme.other")
