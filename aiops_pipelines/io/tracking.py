@@ -11,13 +11,15 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag, ViewType
 
@@ -154,13 +156,61 @@ def prepare_tracking_store(
         else nullcontext()
     )
     with guard:
+        if db is not None:
+            _commit_without_fsync(db)
         MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+        if db is not None:
+            _write_ahead_log(db)
         if artifacts_dir is not None:
             from aiops_pipelines.io.relocate import relocate_artifacts
 
             relocate_artifacts(tracking_uri, artifacts_dir)
             _relocated.add(tracking_uri)
     _prepared.add(tracking_uri)
+
+
+_NORMAL_SYNC: set[str] = set()
+"""The MLflow SQLite files whose connections commit without an fsync (`_commit_without_fsync`)."""
+
+
+def _commit_without_fsync(db: Path) -> None:
+    """Open this process's connections to the MLflow SQLite file `db` with `synchronous =
+    NORMAL`, as the monitoring store's are (`io.schema`).
+
+    MLflow opens its SQLite database in SQLite's default rollback journal, fsyncing the
+    journal and the file on every commit, and commits several times per call (a `log_batch`
+    commits its tags, then its metrics): measured here, 200 partition runs logged in 15.6 s
+    (8.3 s of CPU), 7.3-8.3 s with the write-ahead log and NORMAL (WAL alone: 11.4 s). In WAL
+    mode NORMAL never corrupts the database; a power cut may undo its last commits, which the
+    next run logs again (every value is also in the monitoring store). MLflow has no setting
+    for it, so the pragma is set by a listener on every SQLAlchemy engine's new connections,
+    for this file only (its path asked of the connection once, as it opens).
+    """
+    if not _NORMAL_SYNC:
+        sa.event.listen(sa.engine.Engine, "connect", _normal_sync)
+    _NORMAL_SYNC.add(os.path.realpath(db))
+
+
+def _normal_sync(dbapi_conn: Any, _record: Any) -> None:
+    if not isinstance(dbapi_conn, sqlite3.Connection):
+        return
+    files = [row[2] for row in dbapi_conn.execute("PRAGMA database_list") if row[1] == "main"]
+    if files and files[0] and os.path.realpath(files[0]) in _NORMAL_SYNC:
+        dbapi_conn.execute("PRAGMA synchronous = NORMAL")
+
+
+def _write_ahead_log(db: Path) -> None:
+    """Put the MLflow SQLite file in WAL mode (kept in the file: every later connection, the
+    MLflow UI's too, uses it). Another process holding the database now only delays it to the
+    next run."""
+    try:
+        with closing(sqlite3.connect(db, timeout=5)) as conn:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    except sqlite3.Error as exc:
+        log.debug("MLflow database %s left in its journal mode: %s", db, exc)
+        return
+    if str(mode).lower() != "wal":
+        log.debug("MLflow database %s stays in journal mode %s", db, mode)
 
 
 def experiment_name(model_key: str) -> str:

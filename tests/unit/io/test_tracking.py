@@ -136,3 +136,32 @@ def test_a_run_left_running_by_a_killed_process_is_ended_as_failed(tmp_path: Pat
     assert run.info.status == "FAILED"
     assert "died mid-attempt" in run.data.tags["aiops.failed_because"]
     assert tracker.end_dead_runs() == []
+
+
+def test_the_local_mlflow_database_commits_in_wal_mode_without_an_fsync_each(
+    tmp_path: Path,
+) -> None:
+    import sqlalchemy as sa
+
+    from aiops_pipelines.io.tracking import prepare_tracking_store
+
+    db = tmp_path / "mlflow.db"
+    prepare_tracking_store(f"sqlite:///{db}")
+    tracker = Tracker(f"sqlite:///{db}", tmp_path / "artifacts")
+    with tracker.partition_run("acme.churn", "drift_report", "2026-03-01") as run:
+        run.log_metrics({"drift_share": 0.5})
+    assert tracker.client.get_run(run.run_id).data.metrics == {"drift_share": 0.5}
+
+    def pragmas(path: Path) -> tuple[str, int]:
+        engine = sa.create_engine(f"sqlite:///{path}")
+        with engine.connect() as conn:
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+            sync = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+        engine.dispose()
+        return mode, sync
+
+    # kept in the file (the MLflow UI's connections too); NORMAL (1) on this process's
+    # connections to it, whoever opens them
+    assert pragmas(db) == ("wal", 1)
+    other = tmp_path / "other.db"
+    assert pragmas(other) == ("delete", 2)  # any other SQLite file keeps SQLite's defaults
