@@ -383,8 +383,8 @@ def run_range(
     day by day, and after each day of the chunk its notifications are delivered (only those
     of that day and before: `Clock.replayed_day`) and the canary sensor ticks, so what on-call
     is sent, and when the canary is acted on, are as with daily runs; the overview page is the
-    chunk's last day's, as a backfill's. `runs="day"`: one run per (day, model), as the daemon's daily schedule
-    launches them.
+    chunk's last day's, as a backfill's. `runs="day"`: one run per (day, model), as the
+    daemon's daily schedule launches them.
 
     A sensor's request for a model outside `models` is left alone. `daily=False` runs no
     model's partition: only each day's delivery and overview page (what `aiops run --workers`
