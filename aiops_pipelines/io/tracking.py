@@ -294,10 +294,15 @@ class Tracker:
     ) -> Iterator[PartitionRun]:
         """Open the (asset, partition) run, creating it once and reusing it on re-runs.
 
-        The attempt and the process logging it are tagged at once (a run left RUNNING by a
-        process that dies is recognised by them); what the block logs is sent in one batch as
-        it ends, with the run's end (four MLflow calls for a whole attempt, not one per kind
-        of value)."""
+        A new run is created RUNNING with the attempt and the process logging it as tags (a run
+        left RUNNING by a process that dies is recognised by them); what the block logs is sent
+        in one batch as it ends, with the run's end: four MLflow calls. A later attempt changes
+        nothing in the run until its one batch, which carries its attempt and process tags too,
+        so an attempt that dies leaves the run as the last finished one left it (its Dagster
+        run is failed by the next `aiops run`): two calls, the search and the batch (three
+        when the run had failed), where flagging the run RUNNING first took five. The late
+        labels re-judge every day two or three times, so most of a replay's attempts are
+        later ones."""
         tenant, _, model = model_key.partition(".")
         existing = self.find_run(model_key, asset, partition)
         process = str(Process.current())
@@ -319,12 +324,9 @@ class Tracker:
         else:
             run = existing
             attempt = int(run.data.tags.get(TAG_ATTEMPT, "0")) + 1
-            self.client.update_run(run.info.run_id, status="RUNNING")
-            self.client.log_batch(
-                run.info.run_id,
-                tags=[RunTag(TAG_ATTEMPT, str(attempt)), RunTag(TAG_PROCESS, process)],
-            )
         handle = PartitionRun(self.client, run, attempt)
+        if existing is not None:
+            handle.set_tags({TAG_ATTEMPT: str(attempt), TAG_PROCESS: process})
         if params:
             handle.log_params(params)
         try:
@@ -336,7 +338,8 @@ class Tracker:
             except Exception:  # noqa: BLE001 - MLflow gone: the error that matters is raised
                 log.debug("could not end MLflow run %s", run.info.run_id, exc_info=True)
             raise
-        self.client.set_terminated(run.info.run_id, status="FINISHED")
+        if existing is None or existing.info.status != "FINISHED":
+            self.client.set_terminated(run.info.run_id, status="FINISHED")
 
     def end_dead_runs(self) -> list[str]:
         """End as FAILED the monitoring runs left RUNNING by a process on this host that died

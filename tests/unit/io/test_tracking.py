@@ -165,3 +165,50 @@ def test_the_local_mlflow_database_commits_in_wal_mode_without_an_fsync_each(
     assert pragmas(db) == ("wal", 1)
     other = tmp_path / "other.db"
     assert pragmas(other) == ("delete", 2)  # any other SQLite file keeps SQLite's defaults
+
+
+def test_a_later_attempt_changes_the_run_only_when_it_ends(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, tmp_path / "artifacts")
+    with tracker.partition_run("acme.churn", "performance_report", "2026-03-05") as run:
+        run.log_metrics({"coverage": 0.2})
+    run_id = run.run_id
+    # a re-judging killed mid-attempt leaves the run as the first attempt left it
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import os, signal
+                from aiops_pipelines.io.tracking import Tracker
+                tracker = Tracker({uri!r}, {str(tmp_path / "artifacts")!r})
+                with tracker.partition_run("acme.churn", "performance_report", "2026-03-05") as run:
+                    run.log_metrics({{"coverage": 0.6}})
+                    os.kill(os.getpid(), signal.SIGKILL)
+                """
+            ),
+        ],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])},
+    )
+    assert killed.returncode == -9
+    client = tracker.client
+    run = client.get_run(run_id)
+    assert (run.info.status, run.data.tags["aiops.attempt"]) == ("FINISHED", "0")
+    assert run.data.metrics == {"coverage": 0.2}
+    assert tracker.end_dead_runs() == []
+    # one that fails marks it failed; the next one that ends finishes it, at the next step
+    with (
+        pytest.raises(RuntimeError, match="labels unreadable"),
+        tracker.partition_run("acme.churn", "performance_report", "2026-03-05") as run,
+    ):
+        raise RuntimeError("labels unreadable")
+    assert client.get_run(run_id).info.status == "FAILED"
+    with tracker.partition_run("acme.churn", "performance_report", "2026-03-05") as run:
+        assert run.attempt == 1
+        run.log_metrics({"coverage": 0.9})
+    run = client.get_run(run_id)
+    assert (run.info.status, run.data.tags["aiops.attempt"]) == ("FINISHED", "1")
+    assert run.data.tags["aiops.process"]
+    history = client.get_metric_history(run_id, "coverage")
+    assert [(m.step, m.value) for m in history] == [(0, 0.2), (1, 0.9)]
