@@ -667,6 +667,14 @@ class Source:
     ) -> Generator[pd.DataFrame, None, None]:
         with eng.connect().execution_options(stream_results=True) as conn:
             try:
+                if eng.dialect.name == "postgresql":
+                    # stream_results reads from a cursor, which PostgreSQL plans for its first
+                    # 10% of rows unless told otherwise, and ADBC's COPY for all of them: the
+                    # same plan for both, so both return the rows in the same order (arrow_sql)
+                    conn.exec_driver_sql(
+                        "SET LOCAL cursor_tuple_fraction = 1.0",
+                        execution_options={"stream_results": False},
+                    )
                 yield from pd.read_sql_query(
                     sa.text(sql), conn, params=params, chunksize=self.chunk_rows
                 )

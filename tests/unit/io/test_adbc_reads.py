@@ -18,13 +18,22 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
 
 from aiops_pipelines.core.config import SourceConfig
 from aiops_pipelines.core.errors import DataError
-from aiops_pipelines.io.arrow_sql import adbc_target, bind, prefetched
+from aiops_pipelines.io import arrow_sql
+from aiops_pipelines.io.arrow_sql import (
+    AdbcUnsupported,
+    adbc_target,
+    bind,
+    literal_sql,
+    prefetched,
+    read_frames,
+)
 from aiops_pipelines.io.sources import Source, StringCap, day_window
 from aiops_pipelines.signals.profile.day import profile_for_day, profile_reference
 from tests.unit.io.test_timestamp_offsets import (
@@ -248,6 +257,117 @@ def test_a_postgres_type_adbc_leaves_to_sqlalchemy_is_read_by_it(
         list(_window(Source(config.model_copy(update={"reader": "adbc"}))))
 
 
+# ------------------------------------------------------------------ PostgreSQL's plans
+
+
+def _late_table(pg_url: str, n: int = 12000, seed: int = 5) -> SourceConfig:
+    """Predictions written as they arrived over five days (the table's order), each stamped
+    with its request's time, up to three days before it arrived; indexed on the stamp."""
+    rng = np.random.default_rng(seed)
+    arrived = datetime(2026, 3, 3, tzinfo=UTC) + np.arange(n) * (timedelta(days=5) / n)
+    late = pd.to_timedelta(rng.uniform(0, 72 * 3600, n), unit="s")
+    frame = pd.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(n)],
+            "timestamp": pd.to_datetime(arrived, utc=True) - late,
+            "model_version": "1",
+            "prediction": rng.integers(0, 2, n),
+            "income": rng.normal(50, 10, n),
+            "plan": rng.choice(["basic", "plus", "pro"], n),
+        }
+    )
+    eng = sa.create_engine(pg_url)
+    frame.to_sql("late", eng, index=False)
+    with eng.begin() as conn:
+        conn.exec_driver_sql('CREATE INDEX ix_late_ts ON late ("timestamp")')
+        conn.exec_driver_sql("ANALYZE late")
+    eng.dispose()
+    return SourceConfig(url=pg_url, table="late", chunk_rows=1000)
+
+
+@postgres
+def test_rows_stamped_out_of_order_read_alike_and_resume_in_line(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL plans a cursor for its first rows unless told otherwise (here: an index scan,
+    the day in time order) and COPY for all of them (a bitmap scan, the day in the order it
+    arrived). Both readers get the plan for all rows: the same chunks, and a read that ADBC
+    fails mid-way continues through SQLAlchemy where it stopped."""
+    config = _late_table(pg_url)
+    select = 'SELECT * FROM "late" WHERE "timestamp" >= :w_start AND "timestamp" < :w_end'
+    eng = sa.create_engine(pg_url)
+    for day in DAYS:
+        start, end = day_window(day)
+        chunks = _read(config, lambda s, a=start, b=end: s.iter_window("timestamp", a, b))
+        _assert_same(chunks)
+        read = pd.concat(chunks["adbc"])["request_id"].tolist()
+        with eng.connect().execution_options(stream_results=True) as conn:
+            rows = conn.execute(sa.text(select), {"w_start": start, "w_end": end})
+            first_rows_plan = [r.request_id for r in rows]
+        assert sorted(first_rows_plan) == sorted(read) and first_rows_plan != read
+    eng.dispose()
+
+    convert, converted = arrow_sql.frame, []
+
+    def failing_third(table: pa.Table, conversions: list[str]) -> pd.DataFrame:
+        converted.append(table.num_rows)
+        if len(converted) == 3:
+            raise pa.ArrowInvalid("a value the conversion cannot take")
+        return convert(table, conversions)
+
+    monkeypatch.setattr(arrow_sql, "frame", failing_third)
+    with caplog.at_level(logging.INFO, logger="aiops_pipelines.io.sources"):
+        resumed = list(_window(Source(config)))
+    assert "ADBC failed after 2,000 rows" in caplog.text
+    want = list(_window(Source(config.model_copy(update={"reader": "sqlalchemy"}))))
+    _assert_same({"adbc": resumed, "sqlalchemy": want})
+
+
+@postgres
+def test_a_parallel_plan_on_offer_is_not_taken_by_the_adbc_read(pg_url: str) -> None:
+    """PostgreSQL may run a COPY's query on parallel workers, whose rows reach the Gather in
+    whatever order they come; a cursor never runs on them. Made free here, parallel plans are
+    on offer, and the ADBC read still returns the rows in the SQLAlchemy read's order."""
+    _postgres(pg_url, _frame(20000))
+    u = sa.make_url(pg_url)
+    free = "-cparallel_setup_cost=0 -cparallel_tuple_cost=0 -cmin_parallel_table_scan_size=0"
+    options = f"{u.query['options']} {free} -cparallel_leader_participation=off"
+    url = u.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    eng = sa.create_engine(url)
+    with eng.connect() as conn:
+        plan = conn.exec_driver_sql("EXPLAIN SELECT * FROM preds").scalars().all()
+    eng.dispose()
+    assert plan[0].startswith("Gather")
+    config = SourceConfig(url=url, table="preds", chunk_rows=1000)
+    _assert_same(_read(config, _all))
+
+
+@postgres
+def test_a_quote_or_a_backslash_in_a_parameter_stays_inside_its_literal(pg_url: str) -> None:
+    values = {
+        "quote": "x' OR '1'='1",
+        "escaped": "\\'; SELECT 1; --",
+        "dollars": "$1 $$ $q$ %s %(a)s :end",
+        "backslash_last": "it's \\",
+        "at": datetime(2026, 3, 4, 19, 30, 0, 5, tzinfo=EST),
+    }
+    sql = ", ".join(f":{k} AS {k}" for k in values)
+    target = adbc_target(pg_url)
+    (got,) = read_frames(target, f"SELECT {sql}, pg_typeof(:at)::text AS t", values, chunk_rows=10)
+    row = got.iloc[0].to_dict()
+    assert row.pop("t") == "timestamp with time zone"
+    assert row == {**values, "at": pd.Timestamp(values["at"]).tz_convert("UTC")}
+
+
+@postgres
+def test_a_server_reading_backslashes_as_escapes_is_left_to_sqlalchemy(pg_url: str) -> None:
+    u = sa.make_url(pg_url)
+    options = f"{u.query['options']} -cstandard_conforming_strings=off"
+    url = u.update_query_dict({"options": options}).render_as_string(hide_password=False)
+    with pytest.raises(AdbcUnsupported, match="standard_conforming_strings is off"):
+        list(read_frames(adbc_target(url), "SELECT :v AS v", {"v": "a\\"}, chunk_rows=10))
+
+
 # ------------------------------------------------------------------ strings and errors
 
 
@@ -357,14 +477,22 @@ def test_a_resumed_read_that_does_not_line_up_fails_instead_of_skipping_rows(
 # ------------------------------------------------------------------ the pieces
 
 
-def test_parameters_are_bound_as_each_driver_takes_them() -> None:
+def test_parameters_are_bound_as_sqlite_takes_them_and_rendered_as_postgres_literals() -> None:
     sql = "SELECT '%' || :a AS p, x::text FROM t WHERE y = :a AND z < :b AND c = 'a\\:b'"
-    at = datetime(2026, 3, 5, tzinfo=UTC)
-    text, args = bind("sqlite", sql, {"a": "it's", "b": 2.5})
+    text, args = bind(sql, {"a": "it's", "b": 2.5})
     assert text.count("?") == 3 and args == ["it's", "it's", 2.5] and "'a:b'" in text
-    text, args = bind("postgresql", sql, {"a": "it's", "b": at})
-    assert text == "SELECT '%' || $1 AS p, x::text FROM t WHERE y = $1 AND z < $2 AND c = 'a:b'"
-    assert args == ["it's", at]
+    at = datetime(2026, 3, 4, 19, tzinfo=EST)
+    assert literal_sql(sql, {"a": "it's", "b": at}) == (
+        "SELECT '%' || 'it''s' AS p, x::text FROM t WHERE y = 'it''s' AND "
+        "z < CAST('2026-03-05 00:00:00+00:00' AS TIMESTAMP WITH TIME ZONE) AND c = 'a:b'"
+    )
+    naive = literal_sql("SELECT :b", {"b": datetime(2026, 3, 5, 1, 2, 3, 4)})
+    assert naive == "SELECT CAST('2026-03-05 01:02:03.000004' AS TIMESTAMP WITHOUT TIME ZONE)"
+    for odd, why in [(2.5, "float is not rendered"), ("a\x00b", "NUL"), (None, "NoneType")]:
+        with pytest.raises(AdbcUnsupported, match=why):
+            literal_sql("SELECT :b", {"b": odd})
+    with pytest.raises(AdbcUnsupported, match="no value for the parameter :b"):
+        literal_sql("SELECT :b", {})
 
 
 def test_read_ahead_keeps_order_raises_in_place_and_stops_when_closed() -> None:
