@@ -312,6 +312,39 @@ def _arrow_instants(text: pd.Series) -> pd.Series | None:
     return out
 
 
+@dataclass(frozen=True)
+class _ParquetWindow:
+    """The rows of a Parquet source a window reads: `column` in [lo, hi), and NULLs when
+    `keep_null` (text timestamps: refused after the read, not dropped)."""
+
+    column: str
+    lo: pa.Scalar
+    hi: pa.Scalar
+    keep_null: bool = False
+
+    @property
+    def expression(self) -> pads.Expression:
+        field = pads.field(self.column)
+        inside = (field >= self.lo) & (field < self.hi)
+        return inside | field.is_null() if self.keep_null else inside
+
+    def keeps_all(self, batch: pa.RecordBatch) -> bool:
+        """Whether `expression` keeps every row of `batch`, from the column's bounds."""
+        if self.column not in batch.schema.names:
+            return False
+        values = batch.column(self.column)
+        if values.null_count:
+            if not self.keep_null:
+                return False
+            if values.null_count == len(values):
+                return True
+        bounds = pc.min_max(values)
+        return bool(
+            pc.greater_equal(bounds["min"], self.lo).as_py()
+            and pc.less(bounds["max"], self.hi).as_py()
+        )
+
+
 @dataclass
 class StringCap:
     """Cuts the strings of `columns` longer than `max_length` as chunks are read, and counts,
@@ -707,29 +740,36 @@ class Source:
             raise DataError(f"no Parquet files match {spec}")
         return pads.dataset(files, format="parquet")
 
-    def _parquet_filter(
+    def _parquet_window(
         self, ds: pads.Dataset, window: tuple[str, datetime, datetime] | None
-    ) -> pads.Expression | None:
+    ) -> _ParquetWindow | None:
+        """What Arrow keeps of a window: None when it keeps every row (no window, or a
+        timestamp column of a type the read parses)."""
         if not window:
             return None
         ts, start, end = window
         if ts not in ds.schema.names:
             raise DataError("timestamp column is missing", column=ts)
         typ = ds.schema.field(ts).type
-        field = pads.field(ts)
         if pa.types.is_timestamp(typ):
             if typ.tz is None:
                 raise DataError(
                     "timestamps are timezone-naive; store them in UTC with an explicit time zone",
                     column=ts,
                 )
-            return (field >= pa.scalar(start, type=typ)) & (field < pa.scalar(end, type=typ))
+            return _ParquetWindow(ts, pa.scalar(start, type=typ), pa.scalar(end, type=typ))
         if pa.types.is_string(typ) or pa.types.is_large_string(typ):
             # written dates around the window (row groups outside it are skipped); the exact
             # window after parsing. Rows without a timestamp are read, to be refused.
             lo, hi = written_dates(start, end)
-            return ((field >= lo) & (field < hi)) | field.is_null()
+            return _ParquetWindow(ts, pa.scalar(lo), pa.scalar(hi), keep_null=True)
         return None
+
+    def _parquet_filter(
+        self, ds: pads.Dataset, window: tuple[str, datetime, datetime] | None
+    ) -> pads.Expression | None:
+        kept = self._parquet_window(ds, window)
+        return kept.expression if kept else None
 
     def _parquet_chunks(
         self, columns: Sequence[str] | None, window: tuple[str, datetime, datetime] | None
@@ -737,12 +777,13 @@ class Source:
         ds = self._dataset()
         if columns:
             self._require(columns)
-        flt = self._parquet_filter(ds, window)
+        kept = self._parquet_window(ds, window)
+        flt = kept.expression if kept else None
         names = list(columns) if columns else list(ds.schema.names)
         fragments = list(ds.get_fragments(filter=flt))
         want = [(n, ds.schema.field(n).type) for n in names]
         if all(_fields(f.physical_schema, names) == want for f in fragments):
-            batches = self._parquet_row_groups(fragments, names, flt)
+            batches = self._parquet_row_groups(fragments, names, kept)
         else:  # files of other types than the dataset's: the scanner casts them
             batches = ds.scanner(columns=names, filter=flt, batch_size=self.chunk_rows)
             batches = batches.to_batches()
@@ -751,11 +792,14 @@ class Source:
                 yield batch.to_pandas()
 
     def _parquet_row_groups(
-        self, fragments: list[pads.Fragment], names: list[str], flt: pads.Expression | None
+        self, fragments: list[pads.Fragment], names: list[str], kept: _ParquetWindow | None
     ) -> Iterator[pa.RecordBatch | pa.Table]:
         """The batches the dataset's scanner gives (`chunk_rows` rows of a row group at a
         time, then filtered), decoded a batch at a time: the scanner decodes whole row groups,
-        several ahead (3.7 GB for 10 files of one 1M-row row group each; this, ~300 MB)."""
+        several ahead (3.7 GB for 10 files of one 1M-row row group each; this, ~300 MB). A
+        batch wholly inside the window is not filtered: Arrow's filter took 6.6 ms a 50k-row
+        batch, its bounds 0.04 ms."""
+        flt = kept.expression if kept else None
         for fragment in fragments:
             groups = [g.id for part in fragment.split_by_row_group(flt) for g in part.row_groups]
             if not groups:
@@ -767,7 +811,10 @@ class Source:
                         self.chunk_rows, row_groups=[group], columns=names
                     ):
                         batch = batch.select(names)
-                        yield batch if flt is None else pa.Table.from_batches([batch]).filter(flt)
+                        if kept is None or kept.keeps_all(batch):
+                            yield batch
+                        else:
+                            yield pa.Table.from_batches([batch]).filter(flt)
 
     def _parquet_count(
         self, ds: pads.Dataset, window: tuple[str, datetime, datetime]
