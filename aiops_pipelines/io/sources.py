@@ -74,7 +74,10 @@ def served(chunk: pd.DataFrame, prediction: str, status: str | None) -> pd.DataF
     drift and performance. Without a status column every row must carry a prediction."""
     if not status or status not in chunk.columns or prediction not in chunk.columns:
         return chunk
-    failed_empty = chunk[prediction].isna() & (chunk[status].astype(str) != "ok")
+    missing = chunk[prediction].isna()
+    if not missing.any():  # the usual chunk: no status to compare
+        return chunk
+    failed_empty = missing & (chunk[status].astype(str) != "ok")
     return chunk[~failed_empty] if failed_empty.any() else chunk
 
 
