@@ -68,6 +68,10 @@ Coded = tuple[np.ndarray, list[str]]
 """A categorical column's integer codes (-1: missing) and the label of each code."""
 
 
+ColumnHook = Callable[[str, np.ndarray | Coded], None]
+"""Called with a profiled column's name and the values it was profiled from (`start`)."""
+
+
 def category_codes(series: pd.Series) -> Coded:
     """Integer codes (-1 = missing) and the string label of every code.
 
@@ -131,7 +135,10 @@ class _NumericAcc:
         self.tail_high = 0.0
 
     def update(self, series: pd.Series) -> None:
-        x = _numeric_values(series, self.name)
+        self.update_values(_numeric_values(series, self.name))
+
+    def update_values(self, x: np.ndarray) -> None:
+        """Add a chunk's float64 values (`_numeric_values`)."""
         edges, lo, hi = self.edges, self.lo, self.hi
         cum_lt = np.zeros_like(self.cum_lt)
         cum_le = np.zeros_like(self.cum_le)
@@ -281,8 +288,9 @@ def _pool() -> ThreadPoolExecutor | None:
     return _POOL[1]
 
 
-def _run_all(tasks: list[Callable[[], None]], n_rows: int) -> None:
-    """Run per-column updates, on threads when the chunk is big; errors raise in column order.
+def _start_all(tasks: list[Callable[[], None]], n_rows: int) -> Callable[[], None]:
+    """Start per-column updates, on threads when the chunk is big; the returned function waits
+    for them, raising the first error in column order (serially, they ran already).
 
     Measured on 2 cores (load average 2.2-2.5), a 1M-row Parquet day x (20 numeric + 5
     categorical) in 50k-row chunks: 1.30-1.39 s with threads vs 1.98-2.18 s serially (a
@@ -292,10 +300,14 @@ def _run_all(tasks: list[Callable[[], None]], n_rows: int) -> None:
     if pool is None:
         for t in tasks:
             t()
-        return
+        return lambda: None
     futures = [pool.submit(t) for t in tasks]
-    for f in futures:
-        f.result()
+
+    def wait() -> None:
+        for f in futures:
+            f.result()
+
+    return wait
 
 
 class ProfileBuilder:
@@ -322,16 +334,47 @@ class ProfileBuilder:
     def update(self, df: pd.DataFrame, coded: Mapping[str, Coded] | None = None) -> ProfileBuilder:
         """Add one chunk (`coded`: the `category_codes` of categorical columns, when the
         caller has them already). Raises DataError naming the column on a contract violation."""
+        self.start(df, coded)()
+        return self
+
+    def start(
+        self,
+        df: pd.DataFrame,
+        coded: Mapping[str, Coded] | None = None,
+        then: ColumnHook | None = None,
+    ) -> Callable[[], None]:
+        """`update` on the pool, returning the function that waits for it (and raises its
+        DataError), so that the caller can work meanwhile. `then(name, values)` runs in each
+        column's task after its update, with what it was profiled from: a numeric column's
+        float64 values, a categorical column's `category_codes`."""
         _require_columns(df, [*self.numeric, *self.categorical])
         given = coded or {}
         tasks: list[Callable[[], None]] = []
         for acc in self._num:
-            tasks.append(lambda a=acc: a.update(df[a.name]))
+            tasks.append(lambda a=acc, s=df[acc.name]: self._numeric(a, s, then))
         for acc in self._cat:
-            tasks.append(lambda a=acc: a.update(df[a.name], given.get(a.name)))
-        _run_all(tasks, len(df))
+            tasks.append(
+                lambda a=acc, s=df[acc.name]: self._categorical(a, s, given.get(a.name), then)
+            )
+        wait = _start_all(tasks, len(df))
         self.n_rows += len(df)
-        return self
+        return wait
+
+    @staticmethod
+    def _numeric(acc: _NumericAcc, series: pd.Series, then: ColumnHook | None) -> None:
+        x = _numeric_values(series, acc.name)
+        acc.update_values(x)
+        if then is not None:
+            then(acc.name, x)
+
+    @staticmethod
+    def _categorical(
+        acc: _CategoricalAcc, series: pd.Series, coded: Coded | None, then: ColumnHook | None
+    ) -> None:
+        coded = coded if coded is not None else category_codes(series)
+        acc.update(series, coded)
+        if then is not None:
+            then(acc.name, coded)
 
     def result(self) -> DatasetProfile:
         cols = [a.result() for a in self._num] + [a.result() for a in self._cat]
