@@ -524,6 +524,10 @@ class DayProfiler:
     its ids and returns the `ProfileDay`. Any `DataError` is the partition's: raise it located
     (`located`). Duplicate ids are found from 64-bit hashes of the ids gathered as the chunks
     pass (`IdHashes`); only when two hashes repeat does the source name the ids.
+
+    A chunk's columns are profiled on the builder's pool, each by one task that also bins it
+    into the day's 10-minute blocks (`DayBlocks`), so that a categorical column is coded
+    once; meanwhile `add` hashes the ids, counts the versions and samples the rows.
     """
 
     def __init__(
