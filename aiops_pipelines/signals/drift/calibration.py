@@ -56,8 +56,8 @@ MIN_BLOCK_ROWS = 10
 DAY_BLOCK_MINUTES = 10
 """Within a day, rows are grouped into blocks of this many minutes, compared within each hour."""
 RECENT_DAYS = 7
-_FEW_CUTS = 32  # up to this many cuts, comparisons bin faster than a binary search (int8 codes)
 """Days of within-day design effects whose median is used."""
+_FEW_CUTS = 32  # up to this many cuts, comparisons bin faster than a binary search (int8 codes)
 
 
 @dataclass(frozen=True)
@@ -77,27 +77,36 @@ class ColumnCoder:
         return len(self.index) + 2
 
     def codes(self, series: pd.Series, coded: Coded | None = None) -> np.ndarray:
-        """Bin of every value (int64), missing values in the last bin (`coded`: a categorical
-        column's `category_codes`, when the caller has them already)."""
-        missing = self.n_codes - 1
+        """Bin of every value (small integers), missing values in the last bin (`coded`: a
+        categorical column's `category_codes`, when the caller has them already)."""
         if self.kind == "numeric":
-            assert self.cuts is not None
             x = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            if len(self.cuts) <= _FEW_CUTS:
-                # the cuts at or below each value, counted by comparisons: what searchsorted
-                # gives (the cuts are sorted and distinct), 3-5x faster for a few cuts
-                few = np.zeros(len(x), np.int8)
-                for cut in self.cuts.tolist():
-                    few += x >= cut
-                out = few.astype(np.int64)
-            else:
-                out = np.searchsorted(self.cuts, x, side="right").astype(np.int64)
-            out[np.isnan(x)] = missing
-            return out
-        raw, labels = coded if coded is not None else category_codes(series)
+            return self.value_codes(x)
+        return self.label_codes(coded if coded is not None else category_codes(series))
+
+    def value_codes(self, x: np.ndarray) -> np.ndarray:
+        """Bin of every float of a numeric column (NaN: missing)."""
+        assert self.cuts is not None
+        if len(self.cuts) <= _FEW_CUTS:
+            # the cuts at or below each value, counted by comparisons: what searchsorted
+            # gives (the cuts are sorted and distinct), 3-5x faster for a few cuts
+            out = np.zeros(len(x), np.int8)
+            above = np.empty(len(x), np.bool_)
+            for cut in self.cuts.tolist():
+                np.greater_equal(x, cut, out=above)
+                out += above.view(np.int8)
+        else:
+            out = np.searchsorted(self.cuts, x, side="right")
+        out[np.isnan(x)] = self.n_codes - 1
+        return out
+
+    def label_codes(self, coded: Coded) -> np.ndarray:
+        """Bin of every value of a categorical column, from its `category_codes`."""
+        raw, labels = coded
         other = len(self.index)
-        lookup = np.array([self.index.get(lab, other) for lab in labels] + [missing], np.int64)
-        return lookup[np.where(raw < 0, len(labels), raw)]
+        # the last entry, the missing bin, is where code -1 looks
+        lookup = np.array([self.index.get(lab, other) for lab in labels] + [self.n_codes - 1])
+        return lookup[raw]
 
 
 def _numeric_cuts(ref: ColumnProfile) -> np.ndarray:
@@ -153,11 +162,26 @@ class BlockTables:
         blocks = np.asarray(blocks, dtype=np.int64)
         given = coded or {}
         for name, coder in self.coders.items():
-            if name not in df.columns:
-                continue
-            k = coder.n_codes
-            flat = blocks * k + coder.codes(df[name], given.get(name))
-            self.tables[name] += np.bincount(flat, minlength=self.n_blocks * k).reshape(-1, k)
+            if name in df.columns:
+                self.add_codes(name, coder.codes(df[name], given.get(name)), blocks)
+
+    def add_values(self, name: str, values: np.ndarray | Coded, blocks: np.ndarray) -> None:
+        """Add one column of a chunk: a numeric column's floats, a categorical column's
+        `category_codes` (rows in `blocks` as in `add`)."""
+        coder = self.coders[name]
+        if coder.kind == "numeric":
+            assert isinstance(values, np.ndarray)
+            self.add_codes(name, coder.value_codes(values), blocks)
+        else:
+            assert isinstance(values, tuple)
+            self.add_codes(name, coder.label_codes(values), blocks)
+
+    def add_codes(self, name: str, codes: np.ndarray, blocks: np.ndarray) -> None:
+        """Count one column's bins (`ColumnCoder.codes`) per block; blocks as int64."""
+        k = self.coders[name].n_codes
+        flat = blocks * k
+        flat += codes
+        self.tables[name] += np.bincount(flat, minlength=self.n_blocks * k).reshape(-1, k)
 
 
 @dataclass
@@ -245,14 +269,26 @@ class DayBlocks:
     def add(
         self, df: pd.DataFrame, timestamps: pd.Series, coded: Mapping[str, Coded] | None = None
     ) -> None:
+        self.tables.add(df, self.block_ids(timestamps), coded)
+
+    def block_ids(self, timestamps: pd.Series) -> np.ndarray:
+        """The 10-minute block of the UTC day of every instant (int64)."""
         ts = timestamps
         if not isinstance(ts.dtype, pd.DatetimeTZDtype):
             ts = pd.to_datetime(ts, utc=True)
-        # the UTC minute of the day from the instants themselves (floored to the minute, in
-        # their own unit): 0.4 s per 1M rows less than `pd.to_datetime` and `.dt` fields
-        instants = ts.dt.tz_convert(None).to_numpy()
-        minutes = instants.astype("datetime64[m]").astype(np.int64)
-        self.tables.add(df, (minutes % 1440) // DAY_BLOCK_MINUTES, coded)
+        # from the UTC instants' integers in their own unit, floored (numpy's datetime casts
+        # floor too): 0.4 s per 1M rows less than `pd.to_datetime` and `.dt` fields, and 2.5x
+        # faster than through the minute of the day
+        instants = np.asarray(ts.array.tz_convert(None))
+        unit, count = np.datetime_data(instants.dtype)
+        block = np.timedelta64(DAY_BLOCK_MINUTES, "m") // np.timedelta64(count, unit)
+        return (instants.view(np.int64) // block) % (24 * self.per_hour)
+
+    def add_values(self, name: str, values: np.ndarray | Coded, blocks: np.ndarray) -> None:
+        """Add one column of a chunk (`BlockTables.add_values`), its rows in `blocks`
+        (`block_ids`); columns the day is not blocked on are ignored."""
+        if name in self.tables.coders:
+            self.tables.add_values(name, values, blocks)
 
     def design_effects(self) -> dict[str, list[float]]:
         """Per column [chi-square summed over the hours, its degrees of freedom]."""

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import ModelConfig, TaskType
@@ -52,7 +54,6 @@ from aiops_pipelines.signals.profile.builder import (
     ProfileBuilder,
     SampleKeeper,
     build_reference_profile,
-    category_codes,
 )
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
 
@@ -488,6 +489,14 @@ def _check_chunk(model: ModelConfig, chunk: pd.DataFrame, cols: ProfiledColumns)
             raise DataError(f"latency must be numeric, got {lat.dtype}", column=c.latency_ms)
 
 
+def _not_ok(status: pd.Series) -> int:
+    """Requests whose status is other than "ok" (missing ones too), as
+    `(status.astype(str) != "ok").sum()` counts them; text by Arrow, without the copy."""
+    if isinstance(status.dtype, pd.StringDtype):
+        return len(status) - int(pc.sum(pc.equal(pa.array(status), "ok")).as_py() or 0)
+    return int((status.astype(str) != "ok").sum())
+
+
 def _family(dtype: Any) -> str:
     if pd.api.types.is_bool_dtype(dtype):
         return "bool"
@@ -515,6 +524,10 @@ class DayProfiler:
     its ids and returns the `ProfileDay`. Any `DataError` is the partition's: raise it located
     (`located`). Duplicate ids are found from 64-bit hashes of the ids gathered as the chunks
     pass (`IdHashes`); only when two hashes repeat does the source name the ids.
+
+    A chunk's columns are profiled on the builder's pool, each by one task that also bins it
+    into the day's 10-minute blocks (`DayBlocks`), so that a categorical column is coded
+    once; meanwhile `add` hashes the ids, counts the versions and samples the rows.
     """
 
     def __init__(
@@ -558,22 +571,30 @@ class DayProfiler:
     def add(self, chunk: pd.DataFrame) -> None:
         c, cols = self.model.columns, self.cols
         self.n_read += len(chunk)
-        if c.request_id in chunk.columns:
-            self.ids.add(chunk[c.request_id])
+        ids = chunk[c.request_id] if c.request_id in chunk.columns else None
         if c.status and c.status in chunk.columns:
-            self.n_errors += int((chunk[c.status].astype(str) != "ok").sum())
+            self.n_errors += _not_ok(chunk[c.status])
         chunk = served(chunk, c.prediction, c.status)
         if chunk.empty:
+            if ids is not None:
+                self.ids.add(ids)
             return
         _check_chunk(self.model, chunk, cols)
-        coded = {name: category_codes(chunk[name]) for name in cols.categorical}
-        self.builder.update(chunk, coded)
-        self.blocks.add(chunk, chunk[c.timestamp], coded)
-        self.keeper.update(chunk[[*cols.all]])
-        for k, v in chunk[c.version].astype(str).value_counts().items():
-            self.versions[str(k)] = self.versions.get(str(k), 0) + int(v)
+        blocks = self.blocks.block_ids(chunk[c.timestamp])
+        # the columns on the pool (each coded once, for its profile and its blocks), the
+        # rest here meanwhile
+        wait = self.builder.start(
+            chunk, then=lambda name, values: self.blocks.add_values(name, values, blocks)
+        )
+        if ids is not None:
+            self.ids.add(ids)
+        counts = chunk[c.version].astype(str).value_counts()
+        self.keeper.update(chunk, cols.all)
         if not self.dtypes:
-            self.dtypes = dtype_families(chunk[cols.all])
+            self.dtypes = {str(name): _family(chunk[name].dtype) for name in cols.all}
+        wait()
+        for k, v in counts.items():
+            self.versions[str(k)] = self.versions.get(str(k), 0) + int(v)
         self.n_rows += len(chunk)
         self.n_chunks += 1
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from aiops_pipelines.core.config import SourceConfig
 from aiops_pipelines.core.errors import DataError
-from aiops_pipelines.io.sources import Source, day_window, parse_timestamps
+from aiops_pipelines.io.sources import Source, _text_hashes, day_window, parse_timestamps
 
 START, END = day_window("2026-03-02")
 
@@ -257,3 +257,24 @@ def test_parquet_duplicates_match_a_plain_loop_over_the_ids(tmp_path: Path) -> N
     assert len(want) > 5
     assert src.duplicate_ids("request_id", "timestamp", start, end, limit=len(want)) == want
     assert src.duplicate_ids("request_id", "timestamp", start, end) == want[:5]
+
+
+def test_equal_ids_hash_alike_however_arrow_holds_them() -> None:
+    """A text id hashes the same in any Arrow layout (string or binary, 32- or 64-bit offsets,
+    a slice, chunks), NULL as the empty text; ids differing in one byte, or only in length,
+    across 8-byte words, all hash apart."""
+    base = "request-0123456789-abcdef"
+    ids = [base[:n] for n in range(len(base) + 1)]
+    ids += [base[:i] + "x" + base[i + 1 :] for i in range(len(base))]
+    ids += [base + "\0", "é" * 9, "日本" * 5, None]
+    hashes = _text_hashes(pa.array(ids, pa.string()))
+    distinct = {rid or "": h for rid, h in zip(ids, hashes.tolist(), strict=True)}
+    assert len(set(distinct.values())) == len(distinct) == len(ids) - 1
+    assert hashes[-1] == hashes[0]  # NULL, as ""
+    for layout in (
+        pa.array(ids, pa.large_string()),
+        pa.array([None if i is None else i.encode() for i in ids], pa.binary()),
+        pa.chunked_array([pa.array(ids[:7]), pa.array(ids[7:])]),
+    ):
+        assert _text_hashes(layout).tolist() == hashes.tolist()
+    assert _text_hashes(pa.array(ids).slice(3, 20)).tolist() == hashes[3:23].tolist()

@@ -300,3 +300,34 @@ def test_sample_keeper_is_uniform_and_bounded() -> None:
     pd.testing.assert_frame_equal(again.sample(), sample)
     small = SampleKeeper(max_rows=10).update(pd.DataFrame({"i": [3, 1, 2]}))
     assert small.sample()["i"].tolist() == [3, 1, 2]
+
+
+def test_sample_keeper_keeps_the_rows_with_the_smallest_keys_whatever_the_chunks() -> None:
+    """Only the rows that can still be in the sample are buffered, yet the sample is the rows
+    of the smallest keys over every chunk, of the columns asked for, typed as all the chunks
+    together (a chunk of another type widens the column, as concatenating them would)."""
+    rng = np.random.default_rng(5)
+    sizes = [12_000, 0, 50, 9_000, 3_000, 20_000, 1, 7_000]
+    chunks = []
+    for n in sizes:
+        chunks.append(
+            pd.DataFrame(
+                {
+                    "i": np.arange(sum(len(c) for c in chunks), sum(len(c) for c in chunks) + n),
+                    "x": rng.normal(size=n),
+                    "plan": pd.Series(rng.choice(["a", "b"], n), dtype="str"),
+                    "dropped": 1,
+                }
+            )
+        )
+    chunks[4] = chunks[4].assign(x=chunks[4].x.astype(object))  # another type, mid-way
+    keeper = SampleKeeper(max_rows=1_000, seed=9)
+    for chunk in chunks:
+        keeper.update(chunk, ["i", "x", "plan"])
+    draws = np.random.default_rng(9)
+    keys = np.concatenate([draws.random(len(c)) for c in chunks if len(c)])
+    every = pd.concat([c[["i", "x", "plan"]] for c in chunks], ignore_index=True)
+    want = every.take(np.sort(np.argsort(keys)[:1_000])).reset_index(drop=True)
+    got = keeper.sample()
+    assert str(got.x.dtype) == "object" and keeper.n_seen == sum(sizes)
+    pd.testing.assert_frame_equal(got, want)
