@@ -493,6 +493,11 @@ def build_world(
         if register_models
         else {}
     )
+    if register_models:
+        # the MLflow file is in WAL mode (`io.tracking`) and this process keeps its
+        # connections: what it wrote goes into the file itself, so a copy of the file is whole
+        with closing(sqlite3.connect(home / MLFLOW_DB, timeout=30)) as con:
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     manifest: dict[str, Any] = {
         "generator": "aiops_pipelines.demo.world.build_world",

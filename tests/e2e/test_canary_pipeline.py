@@ -5,6 +5,8 @@ removed model's verdict and the demo's alias summary are checked on the same wor
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -40,7 +42,12 @@ def _copy(world: DemoWorld, name: str, **canary: object) -> Path:
     raw = yaml.safe_load(world.config_path.read_text())
     raw["storage"]["store_url"] = "sqlite:///${CONFIG_DIR}/" + f"{name}.db"
     mlflow_db = world.home / f"{name}_mlflow.db"
-    mlflow_db.write_bytes((world.home / "mlflow.db").read_bytes())
+    # SQLite's own copy: the file alone may lack what its write-ahead log holds
+    with (
+        closing(sqlite3.connect(world.home / "mlflow.db")) as source,
+        closing(sqlite3.connect(mlflow_db)) as target,
+    ):
+        source.backup(target)
     raw["storage"]["mlflow_tracking_uri"] = "sqlite:///${CONFIG_DIR}/" + mlflow_db.name
     for tenant in raw["tenants"]:
         for model in tenant["models"]:
