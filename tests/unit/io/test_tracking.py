@@ -109,23 +109,7 @@ def test_processes_starting_at_once_on_a_new_mlflow_store_all_work(tmp_path: Pat
 def test_a_run_left_running_by_a_killed_process_is_ended_as_failed(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker(uri, tmp_path / "artifacts")
-    killed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import os, signal
-                from aiops_pipelines.io.tracking import Tracker
-                tracker = Tracker({uri!r}, {str(tmp_path / "artifacts")!r})
-                with tracker.partition_run("acme.churn", "drift_report", "2026-03-05") as run:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                """
-            ),
-        ],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])},
-    )
-    assert killed.returncode == -9
+    assert _killed_in_attempt(tmp_path, "drift_report") == -9
     dead = tracker.find_run("acme.churn", "drift_report", "2026-03-05").info.run_id
     client = tracker.client
     assert client.get_run(dead).info.status == "RUNNING"
@@ -174,24 +158,7 @@ def test_a_later_attempt_changes_the_run_only_when_it_ends(tmp_path: Path) -> No
         run.log_metrics({"coverage": 0.2})
     run_id = run.run_id
     # a re-judging killed mid-attempt leaves the run as the first attempt left it
-    killed = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                f"""
-                import os, signal
-                from aiops_pipelines.io.tracking import Tracker
-                tracker = Tracker({uri!r}, {str(tmp_path / "artifacts")!r})
-                with tracker.partition_run("acme.churn", "performance_report", "2026-03-05") as run:
-                    run.log_metrics({{"coverage": 0.6}})
-                    os.kill(os.getpid(), signal.SIGKILL)
-                """
-            ),
-        ],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])},
-    )
-    assert killed.returncode == -9
+    assert _killed_in_attempt(tmp_path, "performance_report", {"coverage": 0.6}) == -9
     client = tracker.client
     run = client.get_run(run_id)
     assert (run.info.status, run.data.tags["aiops.attempt"]) == ("FINISHED", "0")
@@ -212,3 +179,21 @@ def test_a_later_attempt_changes_the_run_only_when_it_ends(tmp_path: Path) -> No
     assert run.data.tags["aiops.process"]
     history = client.get_metric_history(run_id, "coverage")
     assert [(m.step, m.value) for m in history] == [(0, 0.2), (1, 0.9)]
+
+
+def _killed_in_attempt(tmp_path: Path, asset: str, metrics: dict | None = None) -> int:
+    """The exit code of a process killed (SIGKILL) inside an attempt of (acme.churn, `asset`,
+    2026-03-05) logged to `tmp_path`'s MLflow store, after logging `metrics`."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from aiops_pipelines.io.tracking import Tracker
+        tracker = Tracker({uri!r}, {str(tmp_path / "artifacts")!r})
+        with tracker.partition_run("acme.churn", {asset!r}, "2026-03-05") as run:
+            run.log_metrics({metrics or {}!r})
+            os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[3])}
+    return subprocess.run([sys.executable, "-c", script], env=env).returncode
