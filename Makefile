@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 AIOPS_HOME ?= $(HOME)/.aiops
 export AIOPS_HOME
 
-.PHONY: install chromium demo test test-fast lint format ui instance mlflow-ui bench clean
+.PHONY: install chromium demo test test-fast lint format ui console instance mlflow-ui bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The web console over the demo's store (`make demo` first; it prints an admin token), on
+# loopback: http://127.0.0.1:8080/ (README: Console)
+CONSOLE_PORT ?= 8080
+console: $(STAMP)
+	$(BIN)/aiops console --config $(AIOPS_HOME)/demo/config.yaml --port $(CONSOLE_PORT)
 
 # Dagster webserver + daemon on the demo's instance and config (run `make demo` first).
 ui: $(STAMP)

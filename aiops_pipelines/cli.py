@@ -599,6 +599,51 @@ def cmd_overview(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from aiops_pipelines.views.console.app import create_app
+
+    app = create_app(load_config(args.config))
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: serving on {args.host}: anyone who can reach it may try tokens; "
+            "put it behind TLS",
+            file=sys.stderr,
+        )
+    print(f"console at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from aiops_pipelines.io.store import MonitoringStore
+
+    config = load_config(args.config)
+    with MonitoringStore(config.storage.store_url) as store:
+        if args.action == "create":
+            ident, token = store.create_token(
+                tenant=args.tenant, role=args.role, name=args.name or "", created_by="cli"
+            )
+            print(f"token {ident} ({args.role}, tenant {args.tenant or 'every'}): shown once")
+            print(token)
+        elif args.action == "list":
+            frame = store.tokens()
+            for r in frame.itertuples(index=False):
+                revoked = pd.notna(r.revoked_at)
+                state = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if revoked else "live"
+                print(f"{r.id}\t{r.name}\t{r.role}\t{r.tenant}\t{r.prefix}...\t{state}")
+        else:
+            if args.id is None:
+                raise AiopsError("tokens revoke needs --id N (see `aiops tokens list`)")
+            if not store.revoke_token(args.id):
+                raise AiopsError(f"no live token {args.id} (see `aiops tokens list`)")
+            print(f"token {args.id} revoked")
+    return 0
+
+
 def cmd_instance(args: argparse.Namespace) -> int:
     import importlib.util
 
@@ -778,6 +823,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="--serve: seconds a page is served before the store is checked for changes",
     )
     mt.set_defaults(func=cmd_metrics)
+
+    con = sub.add_parser("console", help="serve the web console over the store (README: Console)")
+    con.add_argument("--config", required=True)
+    con.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    con.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    con.set_defaults(func=cmd_console)
+
+    tok = sub.add_parser("tokens", help="create, list or revoke the console's API tokens")
+    tok.add_argument("action", choices=["create", "list", "revoke"])
+    tok.add_argument("--config", required=True)
+    tok.add_argument("--tenant", help="create: the tenant it reads (not for an admin)")
+    tok.add_argument(
+        "--role",
+        choices=["viewer", "operator", "admin"],
+        default="viewer",
+        help="create: viewer reads; operator also silences and acknowledges; admin reads "
+        "every tenant and the audit (default viewer)",
+    )
+    tok.add_argument("--name", help="create: a name to recognise it by")
+    tok.add_argument("--id", type=int, help="revoke: the token's id")
+    tok.set_defaults(func=cmd_tokens)
 
     ins = sub.add_parser(
         "instance",

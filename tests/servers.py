@@ -114,3 +114,47 @@ class MlflowServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ConsoleServer:
+    """`aiops console --config CONFIG` on a loopback port, as a user starts it."""
+
+    def __init__(self, config: Path, folder: Path, *, start_timeout: float = 60.0) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = folder / "console.log"
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "aiops_pipelines.cli",
+                    "console",
+                    "--config",
+                    str(config),
+                    "--port",
+                    str(port),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + start_timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the console exited: {self.log.read_text()[-2000:]}")
+            try:
+                requests.get(f"{self.url}/login", timeout=2)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.close()
+        raise RuntimeError(f"the console did not answer in {start_timeout} s")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

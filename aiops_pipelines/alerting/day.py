@@ -100,7 +100,7 @@ def alerts_for_day(
     or a daily run), the next delivery is asked to send each route one summary of what was
     held back since its last summary. `now` (default the wall clock) reads the breakers."""
     at = now or datetime.now(UTC)
-    evaluation = evaluate_and_store(store, cfg, tenant, model, day, today=today)
+    evaluation = evaluate_and_store(store, cfg, tenant, model, day, today=today, now=at)
     latest = max(day, today or day)
     recent = date.fromisoformat(day) >= date.fromisoformat(latest) - timedelta(
         cfg.max_event_age_days

@@ -16,7 +16,10 @@ fingerprint, `evaluate` replays the days of the look-back horizon up to the eval
 - **inhibition**: a firing critical alert mutes warning alerts of the same tenant, model and
   signal (another column); `inhibit` rules in the config add pairs of signals.
 - **silences** from the config mute matching alerts between two days; an alert that is still
-  firing when its silence ends is notified then.
+  firing when its silence ends is notified then. A silence set from the console mutes one alert
+  while it is in force (wall-clock time): every evaluation made meanwhile sends nothing for it.
+- **acknowledged**: an episode acknowledged from the console gets no repeat notifications (an
+  escalation and the resolution still go out); a new episode is not acknowledged.
 - **held back**: an event more than `max_event_age_days` before "now" (a backfill of last
   year) is recorded with its deliveries held, not sent; `outbox.deliver` later sends each
   route one summary line about them, when one is requested.
@@ -31,7 +34,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -112,6 +115,7 @@ class AlertState:
     resolved_on: str | None = None
     silenced: bool = False
     inhibited: bool = False
+    acknowledged: bool = False
     streak: int = 0
     quiet: int = 0
     message: str = ""
@@ -222,6 +226,8 @@ def evaluate(
     day: str,
     notified: pd.DataFrame | None = None,
     today: str | None = None,
+    silenced: Iterable[str] = (),
+    acknowledged: Iterable[tuple[str, str]] = (),
 ) -> Evaluation:
     """Replay the alert rules over one model's findings up to `day` (inclusive).
 
@@ -233,8 +239,11 @@ def evaluate(
     `findings` are the model's stored findings (any partitions; later ones are ignored);
     `notified` the alert events already stored for the model: an episode that was notified is
     not notified again when a re-run moves its first day (late labels) or the day is evaluated
-    twice. Returns every alert's state as of `day` and the events due up to `day`.
+    twice. `silenced`: fingerprints muted now (the console's silences in force);
+    `acknowledged`: (fingerprint, episode start) of acknowledged episodes, not repeated.
+    Returns every alert's state as of `day` and the events due up to `day`.
     """
+    muted, acked = set(silenced), set(acknowledged)
     start = (_day(day) - timedelta(days=cfg.horizon_days - 1)).isoformat()
     if not findings.empty:
         findings = findings[(findings["partition"] >= start) & (findings["partition"] <= day)]
@@ -285,9 +294,10 @@ def evaluate(
                 )
                 for b in firing
             )
-            a.silenced = (
+            a.silenced = a.fingerprint in muted or (
                 silence_for(cfg.silences, a.tenant, a.model, a.signal, a.column, d) is not None
             )
+            a.acknowledged = (a.fingerprint, a.first_seen) in acked
             _notify(a, d, sent.get(a.fingerprint), events, min_event_day)
 
     states = [a for a in alerts.values() if a.state in ("pending", "firing", "resolved")]
@@ -449,6 +459,8 @@ def _notify(
         kind = "firing"
     elif a.rank > a.last_notified_rank:
         kind = "firing"  # escalated
+    elif a.acknowledged:
+        return  # someone is on it: no repeats of this episode
     elif (_day(d) - _day(a.last_notified_day)).days >= a.rule.repeat_interval_days:
         kind = "repeat"
     else:
@@ -506,14 +518,25 @@ def evaluate_and_store(
     day: str,
     *,
     today: str | None = None,
+    now: datetime | None = None,
 ) -> Evaluation:
     """Evaluate one model's alerts as of `day`, store their states and the new events with
     one delivery per matching route: pending, or held for an event too old relative to
-    `today` (see `evaluate`). Idempotent: a second call stores nothing new."""
+    `today` (see `evaluate`). The console's silences in force at `now` (default the wall
+    clock) and its acknowledged episodes are honoured. Idempotent: a second call stores
+    nothing new."""
     start = (_day(day) - timedelta(days=cfg.horizon_days - 1)).isoformat()
     findings = store.findings(tenant, model, start=start, end=day)
     notified = store.alert_events(tenant, model)
-    result = evaluate(findings, cfg, day=day, notified=notified, today=today)
+    result = evaluate(
+        findings,
+        cfg,
+        day=day,
+        notified=notified,
+        today=today,
+        silenced=[s.fingerprint for s in store.active_silences(tenant, model, now)],
+        acknowledged=store.acknowledged_episodes(tenant, model),
+    )
     store.save_alert_states(tenant, model, day, [a.row() for a in result.alerts])
 
     def routes_for(ev: Mapping[str, Any]) -> list[str]:

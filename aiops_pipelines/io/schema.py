@@ -258,6 +258,81 @@ registry_snapshots_table = sa.Table(
     sa.Column("read_at", UTCDateTime(), nullable=False),
 )
 
+api_tokens_table = sa.Table(
+    "api_tokens",
+    metadata,
+    # The console's credentials: a token is shown once when created; only its SHA-256 is kept.
+    # `tenant` is the one tenant it reads ('*' for an admin, who reads every tenant).
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(), nullable=False),
+    sa.Column("token_hash", sa.String(), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(), nullable=False),
+    sa.Column("tenant", sa.String(), nullable=False),
+    sa.Column("role", sa.String(), nullable=False),
+    sa.Column("created_by", sa.String(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.CheckConstraint("role IN ('viewer', 'operator', 'admin')", name="ck_api_tokens_role"),
+)
+
+access_log_table = sa.Table(
+    "access_log",
+    metadata,
+    # The data-access audit: every console request (reads, mutations, refused ones), who made
+    # it with which tenant scope, what it asked for and what it got.
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("ts", UTCDateTime(), nullable=False),
+    sa.Column("token_id", sa.BigInteger(), nullable=True),
+    sa.Column("actor", sa.String(), nullable=False),
+    sa.Column("role", sa.String(), nullable=True),
+    sa.Column("tenant", sa.String(), nullable=True),
+    sa.Column("method", sa.String(), nullable=False),
+    sa.Column("path", sa.Text(), nullable=False),
+    sa.Column("query", sa.Text(), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("target", sa.Text(), nullable=True),
+    sa.Index("ix_access_log_ts", "ts"),
+    sa.Index("ix_access_log_tenant", "tenant", "ts"),
+)
+
+silences_table = sa.Table(
+    "silences",
+    metadata,
+    # Silences set from the console: one alert (its fingerprint) muted until `ends_at`; the
+    # alert rules honour them next to the config's. `expired_at` when lifted early.
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("fingerprint", sa.String(), nullable=False),
+    _key("tenant"),
+    _key("model"),
+    _key("signal"),
+    _key("column"),
+    sa.Column("starts_at", UTCDateTime(), nullable=False),
+    sa.Column("ends_at", UTCDateTime(), nullable=False),
+    sa.Column("comment", sa.Text(), nullable=False),
+    sa.Column("created_by", sa.String(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expired_at", UTCDateTime(), nullable=True),
+    sa.Column("expired_by", sa.String(), nullable=True),
+    sa.Index("ix_silences_model", "tenant", "model"),
+)
+
+acknowledgements_table = sa.Table(
+    "acknowledgements",
+    metadata,
+    # "Someone is on it": an alert's episode (fingerprint, first day) acknowledged from the
+    # console. The rules then send no repeat of that episode; an escalation still goes out.
+    sa.Column("id", _id_type(), primary_key=True, autoincrement=True),
+    sa.Column("fingerprint", sa.String(), nullable=False),
+    _key("tenant"),
+    _key("model"),
+    sa.Column("episode_start", sa.String(), nullable=False),
+    sa.Column("comment", sa.Text(), nullable=False),
+    sa.Column("created_by", sa.String(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("fingerprint", "episode_start", name="uq_acknowledgements_episode"),
+    sa.Index("ix_acknowledgements_model", "tenant", "model"),
+)
+
 TABLES = (
     profiles_table,
     metric_history_table,
@@ -269,9 +344,18 @@ TABLES = (
     alert_routes_table,
     mlflow_outbox_table,
     registry_snapshots_table,
+    api_tokens_table,
+    access_log_table,
+    silences_table,
+    acknowledgements_table,
 )
+#: What the console writes about the results (who may read them, who read them, who muted an
+#: alert): not results of a model.
+CONSOLE_TABLES = (api_tokens_table, access_log_table, silences_table, acknowledgements_table)
 #: The tables holding rows of a tenant's model (the others are shared, e.g. route states).
-MODEL_TABLES = tuple(t for t in TABLES if "tenant" in t.c and "model" in t.c)
+MODEL_TABLES = tuple(
+    t for t in TABLES if "tenant" in t.c and "model" in t.c and t not in CONSOLE_TABLES
+)
 
 METRIC_COLUMNS = ["tenant", "model", "partition", "asset", "metric", "column", "value"]
 FINDING_COLUMNS = [c.name for c in findings_table.columns]
@@ -279,6 +363,10 @@ ACTION_COLUMNS = [c.name for c in audit_log_table.columns]
 ALERT_COLUMNS = [c.name for c in alerts_table.columns]
 EVENT_COLUMNS = [c.name for c in alert_events_table.columns]
 ROUTE_COLUMNS = [c.name for c in alert_routes_table.columns]
+TOKEN_COLUMNS = [c.name for c in api_tokens_table.columns if c.name != "token_hash"]
+ACCESS_COLUMNS = [c.name for c in access_log_table.columns]
+SILENCE_COLUMNS = [c.name for c in silences_table.columns]
+ACK_COLUMNS = [c.name for c in acknowledgements_table.columns]
 
 DELIVERY_COLUMNS = [
     "id",

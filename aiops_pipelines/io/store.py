@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from aiops_pipelines.core.findings import Finding, Severity, jsonable
 from aiops_pipelines.core.process import claimer
+from aiops_pipelines.io.access import AccessRecords
 from aiops_pipelines.io.locks import lock_for_write, partition_lock
 from aiops_pipelines.io.schema import (
     ACTION_COLUMNS,
@@ -136,7 +137,7 @@ def _where(
     return clauses
 
 
-class MonitoringStore:
+class MonitoringStore(AccessRecords):
     """Read and write the monitoring tables for every tenant and model in one database.
 
     `url` is a SQLAlchemy URL: `sqlite:////abs/path/store.db` (the default deployment, folders
@@ -1014,6 +1015,8 @@ class MonitoringStore:
             ("audit_log", "ts"),
             ("alerts", "updated_at"),
             ("alert_events", "created_at"),
+            ("silences", "created_at"),
+            ("acknowledgements", "created_at"),
         ):
             table = t[name]
             parts += [
@@ -1021,6 +1024,7 @@ class MonitoringStore:
                 sa.select(sa.func.max(table.c[stamp])).scalar_subquery(),
             ]
         parts += [
+            sa.select(sa.func.max(t["silences"].c.expired_at)).scalar_subquery(),
             sa.select(sa.func.max(alerts_table.c.as_of)).scalar_subquery(),
             sa.select(sa.func.count()).select_from(d).scalar_subquery(),
             sa.select(sa.func.max(d.c.claimed_at)).scalar_subquery(),

@@ -156,7 +156,9 @@ def drift_heatmap(w: ModelWindow, days: list[str]) -> str:
     return "".join(parts)
 
 
-def _limits(model: ModelConfig | None, metric: str, reference: float) -> list[tuple[str, float]]:
+def decay_limits(
+    model: ModelConfig | None, metric: str, reference: float
+) -> list[tuple[str, float]]:
     """The warning and critical limits of the decay rule (floors and relative drop), without
     the sampling band, which depends on each day's number of labels."""
     if model is None:
@@ -194,7 +196,7 @@ def performance_chart(w: ModelWindow, days: list[str]) -> str:
     lines: list[tuple[str, float]] = []
     if math.isfinite(w.reference):
         lines.append(("reference", w.reference))
-    lines += _limits(w.model.config, metric, w.reference)
+    lines += decay_limits(w.model.config, metric, w.reference)
     finite = [v for v in values.values() if math.isfinite(v)] + [v for _, v in lines]
     if not by_day:
         return '<p class="muted">no performance results in the window</p>'

@@ -14,7 +14,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -184,6 +184,61 @@ def test_silence_mutes_until_it_ends(store: MonitoringStore) -> None:
     evaluate_and_store(store, cfg, T, M, d(2))  # an old day does not roll the state back
     (row,) = store.alerts(T, M).to_dict("records")
     assert row["as_of"] == d(5) and not row["silenced"]
+
+
+def test_a_console_silence_mutes_its_alert_only_while_in_force(
+    store: MonitoringStore,
+) -> None:
+    cfg = alerting(repeat_interval_days=30)
+    for i in range(7):  # age drifts every day; tenure from day 4
+        put(store, i, finding(i), *([finding(i, column="tenure")] if i >= 4 else []))
+    evaluate_and_store(store, cfg, T, M, d(0))
+    (alert,) = store.alerts(T, M).to_dict("records")
+    start = datetime(2026, 5, 1, 9, tzinfo=UTC)
+    store.add_silence(
+        alert,
+        starts_at=start,
+        ends_at=start + timedelta(hours=2),
+        comment="known: a new data vendor",
+        created_by="token:ops#1",
+    )
+    run_days(store, cfg, range(1, 4))  # now (the wall clock) is after the silence: no effect
+    assert events(store) == [("firing", d(0), "age", "warning")]
+    for i in range(4, 6):  # evaluated while the silence is in force
+        evaluate_and_store(store, cfg, T, M, d(i), now=start + timedelta(hours=1))
+    rows = {r["column"]: r for r in store.alerts(T, M).to_dict("records")}
+    assert rows["age"]["silenced"] and not rows["tenure"]["silenced"]
+    assert events(store)[-1] == ("firing", d(4), "tenure", "warning")  # not muted
+    evaluate_and_store(store, cfg, T, M, d(6), now=start + timedelta(hours=3))  # it ended
+    rows = {r["column"]: r for r in store.alerts(T, M).to_dict("records")}
+    assert not rows["age"]["silenced"]
+
+
+def test_an_acknowledged_episode_gets_no_repeats_but_escalates_and_resolves(
+    store: MonitoringStore,
+) -> None:
+    cfg = alerting(repeat_interval_days=2, keep_firing_days=0)
+    for i in range(8):
+        put(store, i, finding(i, severity="critical" if i >= 5 else "warning"))
+    run_days(store, cfg, range(1))
+    (alert,) = store.alerts(T, M).to_dict("records")
+    _, new = store.acknowledge(alert, comment="on it", created_by="token:ops#1")
+    assert new and store.acknowledge(alert, comment="me too", created_by="x")[1] is False
+    run_days(store, cfg, range(1, 10))
+    assert events(store) == [
+        ("firing", d(0), "age", "warning"),
+        ("firing", d(5), "age", "critical"),  # escalated: sent although acknowledged
+        ("resolved", d(8), "age", "critical"),
+    ]
+    put(store, 11, finding(11))  # a new episode is not acknowledged
+    put(store, 13, finding(13))
+    for i in range(11, 14):
+        put(store, i, finding(i))
+    run_days(store, cfg, range(10, 14))
+    assert events(store)[-2:] == [
+        ("firing", d(11), "age", "warning"),
+        ("repeat", d(13), "age", "warning"),
+    ]
 
 
 def test_same_events_whether_evaluated_daily_or_once_and_never_twice(
