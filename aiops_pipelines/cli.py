@@ -461,6 +461,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             limit=200,
             kinds=("alert", "action"),
         )
+        # the demo's store is new: a ready admin token for the console (README: Console)
+        _, console_token = store.create_token(tenant=None, role="admin", name="demo-admin")
     print()
     print(feed)
     print(summary.render())
@@ -477,6 +479,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{config.storage.mlflow_tracking_uri} --port 5000"
     )
     print(f"Report:      aiops report --config {world.config_path}")
+    print(
+        "Console:     make console   then open http://127.0.0.1:8080/ and log in with this "
+        f"admin token (shown once; more: aiops tokens create --config {world.config_path})\n"
+        f"             {console_token}"
+    )
     size = sum(f.stat().st_size for f in home.rglob("*") if f.is_file())
     print(f"demo finished in {time.perf_counter() - t0:.0f}s; {home} holds {size / 1e6:.0f} MB")
     if code == 0 and not summary.all_detected:

@@ -85,17 +85,33 @@ function drawModel() {
     document.getElementById("performance-chart").textContent = "no performance results in the window";
   }
   const o = d.ops;
-  const ops = Object.entries(o.series).map(([k, v], i) => ({ x: o.days, y: v, name: o.labels[k],
-    mode: "lines+markers", yaxis: i ? "y" + (i + 1) : "y" }));
-  const marks = o.anomalies.map((a) => ({ type: "line", x0: a.day, x1: a.day, yref: "paper", y0: 0, y1: 1,
-    line: { color: a.severity === "critical" ? "#c62828" : "#ef8a00", dash: "dot" } }));
-  Plotly.newPlot("ops-chart", ops, { margin: { t: 10 }, height: 420, shapes: marks,
-    grid: { rows: 3, columns: 1, pattern: "independent" } }, cfg);
-  const c = d.canary.metrics.filter((r) => r.metric.endsWith("_canary") || r.metric.endsWith("_champion"));
-  if (c.length) {
-    const by = {};
-    for (const r of c) { (by[r.metric] = by[r.metric] || { x: [], y: [], name: r.metric, mode: "lines+markers" }); by[r.metric].x.push(r.partition); by[r.metric].y.push(r.value); }
-    Plotly.newPlot("canary-chart", Object.values(by), { margin: { t: 10 }, height: 300 }, cfg);
+  const names = Object.keys(o.series);
+  const axis = (i) => (i ? String(i + 1) : "");
+  const ops = names.map((k, i) => ({ x: o.days, y: o.series[k], name: o.labels[k],
+    mode: "lines+markers", xaxis: "x" + axis(i), yaxis: "y" + axis(i) }));
+  // each anomaly or change point: a marker on its day in every panel
+  const marks = names.flatMap((k, i) => o.anomalies.map((a) => ({ type: "line", x0: a.day, x1: a.day,
+    xref: "x" + axis(i), yref: "y" + axis(i) + " domain", y0: 0, y1: 1,
+    line: { color: a.severity === "critical" ? "#c62828" : "#ef8a00", dash: "dot" } })));
+  Plotly.newPlot("ops-chart", ops, { margin: { t: 10 }, height: 480, shapes: marks,
+    grid: { rows: names.length, columns: 1, pattern: "independent" } }, cfg);
+  const c = d.canary.metrics.filter((r) => r.column === "");
+  const series = (name) => c.filter((r) => r.metric === name);
+  const est = series("canary_estimate");
+  const canary = document.getElementById("canary-chart");
+  if (est.length) {
+    const lo = series("canary_lower"), hi = series("canary_upper");
+    Plotly.newPlot(canary, [
+      { x: hi.map((r) => r.partition), y: hi.map((r) => r.value), name: "upper", mode: "lines",
+        line: { width: 0 }, showlegend: false },
+      { x: lo.map((r) => r.partition), y: lo.map((r) => r.value), name: "confidence sequence",
+        mode: "lines", fill: "tonexty", line: { width: 0 } },
+      { x: est.map((r) => r.partition), y: est.map((r) => r.value),
+        name: "canary - champion", mode: "lines+markers" },
+    ], { margin: { t: 10 }, height: 300, shapes: [{ type: "line", xref: "paper", x0: 0, x1: 1,
+      y0: 0, y1: 0, line: { dash: "dash", color: "#6b7280" } }] }, cfg);
+  } else {
+    canary.hidden = true;
   }
   const form = document.getElementById("feature-form");
   const draw = async () => {
