@@ -21,7 +21,6 @@ Security model:
   server's scripts.
 """
 
-
 import datetime as dt
 import hashlib
 import hmac

@@ -420,16 +420,20 @@ def test_tables_persist_and_creation_is_idempotent(store_url: str) -> None:
         assert second.models() == [(T, M)]
         assert sorted(sa.inspect(second.engine).get_table_names()) == sorted(
             [
+                "access_log",
+                "acknowledgements",
                 "alert_deliveries",
                 "alert_events",
                 "alert_routes",
                 "alerts",
+                "api_tokens",
                 "audit_log",
                 "findings",
                 "metric_history",
                 "mlflow_outbox",
                 "profiles",
                 "registry_snapshots",
+                "silences",
             ]
         )
 
