@@ -1156,9 +1156,14 @@ class MonitoringStore(AccessRecords):
             return None
         return json.loads(row.aliases), row.canary_start, row.read_at
 
-    def models(self) -> list[tuple[str, str]]:
-        """Every (tenant, model) with anything stored, sorted."""
-        query = sa.union(*(sa.select(t.c.tenant, t.c.model) for t in MODEL_TABLES))
+    def models(self, tenant: str | None = None) -> list[tuple[str, str]]:
+        """Every (tenant, model) with anything stored (of `tenant` only, if given), sorted."""
+        query = sa.union(
+            *(
+                sa.select(t.c.tenant, t.c.model).where(*_where(t, tenant=tenant))
+                for t in MODEL_TABLES
+            )
+        )
         with self._read() as conn:
             return sorted((tenant, model) for tenant, model in conn.execute(query))
 

@@ -206,7 +206,7 @@ def monitored_models(
     removed from the config, failed runs of no known model), so nothing stored is hidden."""
     out = [MonitoredModel(m.tenant, m.name, m) for m in (cfg.models if cfg else [])]
     known = {(m.tenant, m.name) for m in out}
-    out += [MonitoredModel(t, m, None) for t, m in store.models() if (t, m) not in known]
+    out += [MonitoredModel(t, m, None) for t, m in store.models(tenant) if (t, m) not in known]
     return [
         m
         for m in out

@@ -39,6 +39,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from aiops_pipelines.core.config import AppConfig, load_config
 from aiops_pipelines.io.access import Caller
@@ -193,10 +194,10 @@ def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -
         try:
             response = await call_next(request)
         except Exception:
-            _record(request, 500)
+            await run_in_threadpool(_record, request, 500)
             raise
-        if not request.url.path.startswith("/static/"):
-            _record(request, response.status_code)
+        if not request.url.path.startswith(("/static/", "/vendor/")):
+            await run_in_threadpool(_record, request, response.status_code)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")

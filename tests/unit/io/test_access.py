@@ -120,3 +120,13 @@ def test_console_records_are_not_models_of_the_store(store: MonitoringStore) -> 
         created_by="x",
     )
     assert store.models() == []
+
+
+def test_the_models_of_one_tenant_are_selected_by_the_query(store: MonitoringStore) -> None:
+    for tenant, model in (("acme", "churn"), ("globex", "eta")):
+        store.replace_partition(
+            tenant, model, "2026-03-01", "drift_report", metrics={}, findings=[]
+        )
+        store.record_action("cli", "retrain", tenant, model)
+    assert store.models("acme") == [("acme", "churn")]
+    assert store.models() == [("acme", "churn"), ("globex", "eta")]
