@@ -527,8 +527,12 @@ def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -
     async def silence_form(request: Request, who: Who, fingerprint: str) -> Response:
         request.state.target = fingerprint
         form = await mutation_allowed(request, who)
-        hours = float(form.get("hours") or 0)
-        req = SilenceRequest(hours=hours or None, comment=form.get("comment", "").strip() or "-")
+        until = form.get("until", "").strip()  # a datetime-local field, read as UTC
+        req = SilenceRequest(
+            ends_at=dt.datetime.fromisoformat(until).replace(tzinfo=dt.UTC) if until else None,
+            hours=None if until else float(form.get("hours") or 0) or None,
+            comment=form.get("comment", "").strip() or "-",
+        )
         _silence(who, fingerprint, req)
         return RedirectResponse(f"/alerts?fingerprint={fingerprint}", status_code=303)
 

@@ -330,3 +330,18 @@ def test_tokens_are_printed_once_listed_by_prefix_and_revoked(console: Console, 
     assert main(["tokens", "revoke", "--config", cfg, "--id", str(ident)]) == 2
     assert main(["tokens", "create", "--config", cfg, "--role", "viewer"]) == 2
     assert "give --tenant" in capsys.readouterr().err
+
+
+def test_a_silence_from_the_page_ends_when_it_says(console: Console) -> None:
+    s = _session(console, "admin")
+    fp = console.fingerprint("globex", "pipeline_failure")
+    page = s.get(f"{console.url}/alerts?fingerprint={fp}", timeout=30).text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+    form = {"csrf": csrf, "until": "2099-01-02T03:04", "comment": "maintenance window"}
+    res = s.post(f"{console.url}/alerts/{fp}/silence", data=form, timeout=30)
+    assert res.status_code == 200 and "maintenance window" in res.text
+    (row,) = console.store.silences("globex").to_dict("records")
+    assert row["ends_at"].isoformat() == "2099-01-02T03:04:00+00:00"
+    bad = {"csrf": csrf, "until": "not a time", "comment": "x"}
+    assert s.post(f"{console.url}/alerts/{fp}/silence", data=bad, timeout=30).status_code == 400
+    assert len(console.store.silences("globex")) == 1
