@@ -72,6 +72,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_changepoints.py
 	$(BIN)/python benchmarks/bench_long_strings.py
 	$(BIN)/python benchmarks/bench_metrics_scrape.py
+	$(BIN)/python benchmarks/bench_console.py
 	$(BIN)/python benchmarks/bench_dead_route.py
 	$(BIN)/python benchmarks/bench_dead_route_run.py
 	$(BIN)/python benchmarks/bench_mlflow_down.py

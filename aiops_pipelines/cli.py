@@ -607,19 +607,33 @@ def cmd_overview(args: argparse.Namespace) -> int:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
+    import secrets
+
     import uvicorn
 
-    from aiops_pipelines.views.console.app import create_app
+    from aiops_pipelines.views.console.app import CONFIG_ENV, SECRET_ENV
 
-    app = create_app(load_config(args.config))
+    load_config(args.config)  # a bad config fails here, once, with its message
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"warning: serving on {args.host}: anyone who can reach it may try tokens; "
             "put it behind TLS",
             file=sys.stderr,
         )
+    if args.workers < 1:
+        raise AiopsError(f"--workers {args.workers}: at least 1")
+    os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
+    os.environ[SECRET_ENV] = secrets.token_hex(32)
     print(f"console at http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        "aiops_pipelines.views.console.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+    )
     return 0
 
 
@@ -835,6 +849,12 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--config", required=True)
     con.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     con.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    con.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (default 1; more use more cores, each with its own cache)",
+    )
     con.set_defaults(func=cmd_console)
 
     tok = sub.add_parser("tokens", help="create, list or revoke the console's API tokens")

@@ -21,18 +21,23 @@ Security model:
   server's scripts.
 """
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
+import json
 import os
+import queue
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode
 
+import anyio
 import plotly
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -42,7 +47,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from aiops_pipelines.core.config import AppConfig, load_config
-from aiops_pipelines.io.access import Caller
+from aiops_pipelines.io.access import Caller, access_row
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.views.console import data
 
@@ -50,6 +55,7 @@ HERE = Path(__file__).parent
 COOKIE = "aiops_console"
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 REFRESH_SECONDS = 15
+WORKER_THREADS = 4
 _SECRET_QUERY = {"token", "access_token", "api_key"}
 
 
@@ -92,6 +98,13 @@ class Cache:
             if mark != self._mark:
                 self._mark, self._built = mark, {}
 
+    def peek(self, key: tuple[Any, ...]) -> Any | None:
+        """The cached value when it is known current without asking the store (checked less
+        than `min_age` ago); None otherwise. Never waits: safe on the event loop."""
+        if self.off or time.monotonic() - self._checked >= self.min_age:
+            return None
+        return self._built.get(key)
+
     def get(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
         if self.off:
             return build()
@@ -114,6 +127,17 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+CONFIG_ENV = "AIOPS_CONSOLE_CONFIG"
+SECRET_ENV = "AIOPS_CONSOLE_SECRET"
+
+
+def app_from_env() -> FastAPI:
+    """The app of one of `aiops console --workers N`'s processes: the config path and the CSRF
+    key (shared by the workers, so a form served by one is accepted by another) come from the
+    environment the command set."""
+    return create_app(os.environ[CONFIG_ENV], secret=bytes.fromhex(os.environ[SECRET_ENV]))
+
+
 def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -> FastAPI:
     """The console for `config`'s store (a config object or the path of its YAML file)."""
     cfg = config if isinstance(config, AppConfig) else load_config(config)
@@ -124,7 +148,17 @@ def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["refresh_seconds"] = REFRESH_SECONDS
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # the store's work is mostly Python under one lock (the GIL): a few threads serve a
+        # crowd of clients faster and more evenly than anyio's default 40
+        threads = int(os.environ.get("AIOPS_CONSOLE_THREADS", str(WORKER_THREADS)))
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        yield
+        store.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="aiops console API",
         version="1",
         description="The AI-Ops console's data: `Authorization: Bearer <token>` "
@@ -185,42 +219,7 @@ def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -
                 raise HTTPException(403, "missing or stale CSRF token: reload the page")
         return body
 
-    # -- the access audit: every request, after its answer ----------------------------------
-
-    @app.middleware("http")
-    async def audit(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        request.state.caller = None
-        request.state.target = None
-        try:
-            response = await call_next(request)
-        except Exception:
-            await run_in_threadpool(_record, request, 500)
-            raise
-        if not request.url.path.startswith(("/static/", "/vendor/")):
-            await run_in_threadpool(_record, request, response.status_code)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
-        )
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
-    def _record(request: Request, status: int) -> None:
-        query = urlencode(
-            [(k, v) for k, v in parse_qsl(request.url.query) if k.lower() not in _SECRET_QUERY]
-        )
-        store.record_access(
-            caller=getattr(request.state, "caller", None),
-            method=request.method,
-            path=request.url.path,
-            query=query,
-            status=status,
-            target=getattr(request.state, "target", None),
-        )
+    app.add_middleware(AccessAudit, writer=AuditWriter(store))
 
     @app.exception_handler(_ToLogin)
     async def to_login(request: Request, exc: _ToLogin) -> Response:
@@ -256,6 +255,13 @@ def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -
             lambda: data.overview(store, cfg, who.scope, day=_day(day), now=_now()),
         )
 
+    def _overview_json(who: Caller, day: str | None) -> bytes:
+        # what every open console asks for every few seconds: encoded once per change
+        return cache.get(
+            ("overview.json", who.scope, day),
+            lambda: json.dumps(_overview(who, day), separators=(",", ":")).encode(),
+        )
+
     # -- API ----------------------------------------------------------------------------
 
     @app.get("/api/v1/models", tags=["models"])
@@ -263,10 +269,14 @@ def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -
         """The caller's models (every tenant's for an admin)."""
         return data.models(store, cfg, who.scope)
 
-    @app.get("/api/v1/overview", tags=["overview"])
-    def api_overview(who: Who, day: str | None = None) -> dict[str, Any]:
+    @app.get("/api/v1/overview", tags=["overview"], response_class=JSONResponse)
+    async def api_overview(who: Who, day: str | None = None) -> Response:
         """Health per tenant and model on `day` (default: the latest with results)."""
-        return _overview(who, day)
+        # what every open console polls: served on the event loop when the cache is current
+        body = cache.peek(("overview.json", who.scope, day))
+        if body is None:
+            body = await run_in_threadpool(_overview_json, who, day)
+        return Response(body, media_type="application/json")
 
     @app.get("/api/v1/models/{tenant}/{model}", tags=["models"])
     def api_model(
@@ -571,3 +581,113 @@ def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -
 
 class _ToLogin(Exception):
     """A page requested without a live token: go to the login page."""
+
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+    (b"x-frame-options", b"DENY"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        b"img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+    ),
+]
+
+
+class AuditWriter:
+    """Writes the data-access audit by group commit: each request hands its row over and waits
+    until it is committed, and the rows of the requests waiting at the same moment go in one
+    transaction. One writer per process never queues behind itself on SQLite's write lock
+    (whose busy handler sleeps in steps), and a crowd of requests costs a few commits."""
+
+    MAX_BATCH = 500
+
+    def __init__(self, store: MonitoringStore) -> None:
+        self.store = store
+        self._queue: queue.SimpleQueue[tuple[dict, Callable[[BaseException | None], None]]]
+        self._queue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="access-audit", daemon=True).start()
+
+    async def write(self, row: dict) -> None:
+        """Commit `row`; returns once it is in the store (raises what the commit raised)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def finish(error: BaseException | None) -> None:
+            def settle() -> None:
+                if done.done():
+                    return
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+            loop.call_soon_threadsafe(settle)
+
+        self._queue.put((row, finish))
+        await done
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            error: BaseException | None = None
+            try:
+                self.store.record_accesses([row for row, _ in batch])
+            except Exception as exc:  # every waiting request fails with it: nothing unaudited
+                error = exc
+            for _, finish in batch:
+                finish(error)
+
+
+class AccessAudit:
+    """ASGI middleware: every request but static files is appended to the data-access audit
+    before its answer starts (who: the caller the endpoint's dependency found, None when
+    refused; what: method, path, query without secrets, the target the endpoint named; the
+    status), and every answer gets the security headers. Written as plain ASGI, not as
+    Starlette's `BaseHTTPMiddleware`, which costs a task and a stream per request."""
+
+    def __init__(self, app: Any, writer: AuditWriter) -> None:
+        self.app, self.writer = app, writer
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        audited = not path.startswith(("/static/", "/vendor/"))
+        state = scope.setdefault("state", {})
+        started = False
+
+        async def answer(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                names = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in SECURITY_HEADERS if k not in names]
+                if b"cache-control" not in names:
+                    extra.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                if audited:
+                    await self.writer.write(self.row(scope, state, message["status"]))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, answer)
+        except Exception:
+            if audited and not started:
+                await self.writer.write(self.row(scope, state, 500))
+            raise
+
+    @staticmethod
+    def row(scope: dict, state: dict, status: int) -> dict:
+        raw = scope.get("query_string", b"").decode("latin-1")
+        query = urlencode([(k, v) for k, v in parse_qsl(raw) if k.lower() not in _SECRET_QUERY])
+        return access_row(
+            state.get("caller"), scope["method"], scope["path"], query, status, state.get("target")
+        )
