@@ -204,14 +204,22 @@ def load(base: str, tokens: list[str], clients: int, seconds: float) -> dict[str
 
     def get(conn: http.client.HTTPConnection, headers: dict[str, str]) -> int:
         # http.client, not requests: a lighter client leaves the server more of the 2 cores
-        try:
-            conn.request("GET", path, headers=headers)
-            response = conn.getresponse()
-            response.read()  # the whole body, as a client reads it
-            return response.status
-        except (OSError, http.client.HTTPException):
-            conn.close()  # reconnects on the next request
-            return 0
+        for attempt in range(2):
+            try:
+                conn.request("GET", path, headers=headers)
+                response = conn.getresponse()
+                response.read()  # the whole body, as a client reads it
+                return response.status
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # the server closed a kept-alive connection idle past its keep-alive timeout
+                # (a client waiting at the barrier): reconnect once, as requests/urllib3 do
+                conn.close()
+                if attempt:
+                    return 0
+            except (OSError, http.client.HTTPException):
+                conn.close()  # reconnects on the next request
+                return 0
+        return 0
 
     def client(i: int) -> None:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=REQUEST_TIMEOUT_S)
