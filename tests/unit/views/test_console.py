@@ -345,3 +345,37 @@ def test_a_silence_from_the_page_ends_when_it_says(console: Console) -> None:
     bad = {"csrf": csrf, "until": "not a time", "comment": "x"}
     assert s.post(f"{console.url}/alerts/{fp}/silence", data=bad, timeout=30).status_code == 400
     assert len(console.store.silences("globex")) == 1
+
+
+def test_a_silence_is_lifted_only_by_an_operator_of_its_tenant(console: Console) -> None:
+    fp = console.fingerprint("acme", "performance_decay")
+    res = console.post(f"/api/v1/alerts/{fp}/silence", "acme-op", {"hours": 1, "comment": "x"})
+    ident = res.json()["id"]
+    assert any(
+        a["fingerprint"] == fp and a["muted"] for a in console.get("/api/v1/alerts", "acme").json()
+    )
+    own = console.get(f"/api/v1/alerts/{fp}", "acme").json()
+    assert own["muted"] and own["events"] and "deliveries" in own
+
+    def delete(who: str, silence: int) -> requests.Response:
+        headers = {"Authorization": f"Bearer {console.tokens[who]}"}
+        return requests.delete(
+            f"{console.url}/api/v1/silences/{silence}", headers=headers, timeout=30
+        )
+
+    assert delete("acme", ident).status_code == 403  # a viewer
+    assert delete("globex", ident).status_code == 403  # a viewer of another tenant
+    globex_op = console.store.create_token(tenant="globex", role="operator")[1]
+    res = requests.delete(
+        f"{console.url}/api/v1/silences/{ident}",
+        headers={"Authorization": f"Bearer {globex_op}"},
+        timeout=30,
+    )
+    assert res.status_code == 404  # another tenant's silence is not found
+    assert delete("acme-op", ident).status_code == 200
+    assert not any(
+        a["fingerprint"] == fp and a["muted"] for a in console.get("/api/v1/alerts", "acme").json()
+    )
+    assert delete("acme-op", ident).status_code == 404  # already lifted
+    acts = console.store.actions("acme", "churn", action="unsilence")
+    assert acts.iloc[-1]["details"]["silence_id"] == ident
