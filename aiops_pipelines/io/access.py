@@ -100,9 +100,6 @@ class Silence:
     comment: str
     created_by: str
 
-    def active(self, at: dt.datetime) -> bool:
-        return self.starts_at <= at < self.ends_at
-
 
 def access_row(
     caller: Caller | None,
@@ -220,19 +217,6 @@ class AccessRecords:
             return bool(done.rowcount)
 
     # -- the data-access audit ----------------------------------------------------------------
-
-    def record_access(
-        self,
-        *,
-        caller: Caller | None,
-        method: str,
-        path: str,
-        query: str,
-        status: int,
-        target: str | None = None,
-    ) -> None:
-        """Append one console request to the data-access audit (append-only)."""
-        self.record_accesses([access_row(caller, method, path, query, status, target)])
 
     def record_accesses(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Append several requests' rows (`access_row`) in one transaction."""
@@ -372,14 +356,10 @@ class AccessRecords:
         self,
         tenant: str | None = None,
         model: str | None = None,
-        *,
-        fingerprints: Sequence[str] | None = None,
     ) -> pd.DataFrame:
         """Acknowledged episodes, oldest first."""
         t = acknowledgements_table
         clauses = [t.c[k] == v for k, v in (("tenant", tenant), ("model", model)) if v is not None]
-        if fingerprints is not None:
-            clauses.append(t.c.fingerprint.in_(list(fingerprints)))
         with self._read() as conn:
             rows = conn.execute(sa.select(t).where(*clauses).order_by(t.c.id)).all()
         frame = pd.DataFrame([tuple(r) for r in rows], columns=ACK_COLUMNS)

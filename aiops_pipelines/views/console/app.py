@@ -167,7 +167,6 @@ def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -
         docs_url=None,  # Swagger UI would load its scripts from a CDN
         redoc_url=None,
     )
-    app.state.store, app.state.config = store, cfg
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     # -- who is calling ------------------------------------------------------------------

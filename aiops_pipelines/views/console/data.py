@@ -17,6 +17,7 @@ import pandas as pd
 
 from aiops_pipelines.core.config import AppConfig
 from aiops_pipelines.core.findings import Asset, Severity
+from aiops_pipelines.core.findings import jsonable as plain_json
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
 from aiops_pipelines.views.charts import decay_limits, load_window
@@ -39,22 +40,17 @@ class NotFound(LookupError):
 
 
 def jsonable(value: Any) -> Any:
-    """NaN and infinities as None, timestamps as ISO text, numpy scalars as Python ones."""
-    if value is None or isinstance(value, bool | str):
-        return value
+    """`core.findings.jsonable` (numpy scalars to Python, NaN and infinities to None), with
+    timestamps as ISO text and NaT as None."""
     if isinstance(value, pd.Timestamp | dt.datetime):
         return None if pd.isna(value) else value.isoformat()
+    if value is pd.NaT:
+        return None
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalar
-        value = value.item()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is pd.NaT:
-        return None
-    return value
+    return plain_json(value)
 
 
 def records(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> list[dict[str, Any]]:

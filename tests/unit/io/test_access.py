@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from aiops_pipelines.core.errors import AiopsError
-from aiops_pipelines.io.access import ALL_TENANTS
+from aiops_pipelines.io.access import ALL_TENANTS, access_row
 from aiops_pipelines.io.store import MonitoringStore
 
 ALERT = {
@@ -61,14 +61,9 @@ def test_a_revoked_token_is_refused_from_then_on(store: MonitoringStore) -> None
 def test_the_access_log_keeps_every_request_newest_first(store: MonitoringStore) -> None:
     _, token = store.create_token(tenant="acme", role="viewer")
     who = store.caller(token)
-    store.record_access(caller=None, method="GET", path="/api/v1/models", query="", status=401)
-    store.record_access(
-        caller=who,
-        method="GET",
-        path="/api/v1/models/acme/churn",
-        query="days=7",
-        status=200,
-        target="acme.churn",
+    store.record_accesses([access_row(None, "GET", "/api/v1/models", "", 401)])
+    store.record_accesses(
+        [access_row(who, "GET", "/api/v1/models/acme/churn", "days=7", 200, "acme.churn")]
     )
     log = store.access_log()
     assert list(log["actor"]) == [who.actor, "anonymous"]
