@@ -7,13 +7,15 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from aiops_pipelines.core.config import aiops_home, load_config
-from aiops_pipelines.core.errors import AiopsError
+from aiops_pipelines.core.errors import AiopsError, ConfigError
 from aiops_pipelines.deploy import InstanceSettings
 
 DEFAULT_INSTANCE = InstanceSettings()
@@ -563,33 +565,74 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from aiops_pipelines.alerting.rules import alerts_as_of
     from aiops_pipelines.io.store import MonitoringStore
-    from aiops_pipelines.views.prometheus import CachedPage, render_metrics, serve_metrics
+    from aiops_pipelines.views.prometheus import (
+        CachedPage,
+        Snapshot,
+        exposition,
+        gauge_samples,
+        serve_metrics,
+    )
+    from aiops_pipelines.views.telemetry import GaugeExport, metrics_endpoint
 
     config = load_config(args.config)
     day = args.day.isoformat() if args.day else None
+    otlp = None
+    if args.otlp or args.otlp_endpoint:
+        otlp = metrics_endpoint(config.telemetry, args.otlp_endpoint)
+        if otlp is None:
+            raise ConfigError(
+                "aiops metrics --otlp: no OTLP endpoint: give --otlp-endpoint URL, or set "
+                "telemetry.otlp_endpoint in the config or OTEL_EXPORTER_OTLP_ENDPOINT"
+            )
     with MonitoringStore(config.storage.store_url) as store:
 
-        def build() -> str:
+        def build() -> Snapshot:
             if day is None:
                 alerts, deliveries = store.alerts(), store.deliveries()
             else:  # as they were that day
                 alerts = alerts_as_of(store, config.alerting, day)
                 deliveries = store.deliveries()
                 deliveries = deliveries[deliveries["partition"] <= day]
-            return render_metrics(store, config, day=day, alerts=alerts, deliveries=deliveries)
+            gauges = gauge_samples(store, config, day=day, alerts=alerts, deliveries=deliveries)
+            return Snapshot(gauges, exposition(gauges))
 
-        if args.serve is None:
-            print(build(), end="")
+        if args.serve is None and otlp is None:
+            print(build().text, end="")
             return 0
-        # scrapes are answered from the last page until the store changes
-        page = CachedPage(build, store.change_marker, min_age=args.min_age)
-        page()  # built before it listens: the first scrapes do not wait for it
+        # scrapes and exports are answered from the last read until the store changes
+        snapshot = CachedPage(build, store.change_marker, min_age=args.min_age)
+        snapshot()  # read before it listens: the first scrapes do not wait for it
+        interval = config.telemetry.metrics_interval_seconds
+        if args.otlp_interval is not None:
+            interval = args.otlp_interval
+        if interval <= 0:
+            raise ConfigError(f"aiops metrics --otlp-interval must be > 0 seconds, got {interval}")
+        export = GaugeExport.otlp(snapshot, otlp, interval) if otlp else None
+        # a service manager stops us with SIGTERM: end as on Ctrl-C (a last export)
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            if export is not None:
+                print(f"exporting to {otlp} every {interval:g} s (Ctrl-C to stop)", flush=True)
+            if args.serve is None:
+                threading.Event().wait()
+            else:
 
-        def ready(url: str) -> None:
-            print(f"serving {url} (Ctrl-C to stop)", flush=True)
+                def ready(url: str) -> None:
+                    print(f"serving {url} (Ctrl-C to stop)", flush=True)
 
-        serve_metrics(page, host=args.host, port=args.serve, on_ready=ready)
+                serve_metrics(
+                    lambda: snapshot().text, host=args.host, port=args.serve, on_ready=ready
+                )
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if export is not None:
+                export.shutdown()
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_overview(args: argparse.Namespace) -> int:
@@ -841,7 +884,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-age",
         type=float,
         default=5.0,
-        help="--serve: seconds a page is served before the store is checked for changes",
+        help="--serve/--otlp: seconds a read is reused before the store is checked for changes",
+    )
+    mt.add_argument(
+        "--otlp",
+        action="store_true",
+        help="export the gauges over OTLP/HTTP until stopped, to telemetry.otlp_endpoint or "
+        "OTEL_EXPORTER_OTLP_[METRICS_]ENDPOINT (README: Telemetry); with --serve, both",
+    )
+    mt.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="--otlp to this OTLP/HTTP base URL (e.g. http://127.0.0.1:4318)",
+    )
+    mt.add_argument(
+        "--otlp-interval",
+        type=float,
+        metavar="S",
+        help="--otlp: seconds between exports (default telemetry.metrics_interval_seconds, 60)",
     )
     mt.set_defaults(func=cmd_metrics)
 

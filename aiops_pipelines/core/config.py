@@ -634,6 +634,37 @@ class StorageConfig(_Strict):
         os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "1"
 
 
+class TelemetryConfig(_Strict):
+    """OpenTelemetry over OTLP/HTTP (README: Telemetry). Unset, the standard OTEL_* environment
+    variables apply (OTEL_EXPORTER_OTLP_ENDPOINT, ..._TRACES_ENDPOINT, ..._METRICS_ENDPOINT,
+    _HEADERS, OTEL_SERVICE_NAME, OTEL_SDK_DISABLED); with neither, telemetry is off."""
+
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP/HTTP base URL of a collector, e.g. http://127.0.0.1:4318 (traces go "
+        "to /v1/traces, gauges to /v1/metrics); unset: OTEL_EXPORTER_OTLP_* (else off)",
+    )
+    traces: bool = Field(
+        True,
+        description="a trace per pipeline run, a span per asset and partition, when an endpoint "
+        "is set (here or in OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT)",
+    )
+    metrics_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="`aiops metrics --otlp`: seconds between two exports of the gauges",
+    )
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(
+                f"telemetry.otlp_endpoint must be an http:// or https:// URL (OTLP/HTTP), got {v!r}"
+            )
+        return v
+
+
 class AppConfig(_Strict):
     storage: StorageConfig
     tenants: list[TenantConfig]
@@ -655,6 +686,10 @@ class AppConfig(_Strict):
         return v
 
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    telemetry: TelemetryConfig = Field(
+        default_factory=TelemetryConfig,
+        description="OpenTelemetry: the gauges and a trace per pipeline run over OTLP",
+    )
     path: str = Field("", description="the file this config was loaded from")
 
     @model_validator(mode="after")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from opentelemetry.trace import INVALID_SPAN, Span
 
 from aiops_pipelines.core.checks import Check
 from aiops_pipelines.core.config import AppConfig, ModelConfig
@@ -29,6 +30,7 @@ from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 from aiops_pipelines.io.tracking import Tracker
 from aiops_pipelines.orchestration.partitions import split_key
 from aiops_pipelines.orchestration.resources import MlflowResource, MonitoringConfig, StoreResource
+from aiops_pipelines.views.telemetry import asset_span
 
 #: The `asset` of a failed run's finding (`sensors.failures`): no asset produced it; its
 #: `column` names the asset (step) that failed.
@@ -50,6 +52,8 @@ class ModelDay:
     read_token: str | None = None
     """The Dagster run's id: the daily assets of one run share one read of the day
     (`signals.day_pass`); None for an asset invoked without a run."""
+    span: Span = INVALID_SPAN
+    """The block's span in the run's trace (non-recording when telemetry is off)."""
 
 
 @contextmanager
@@ -69,17 +73,27 @@ def model_day(
     else:
         day, model = REFERENCE_PARTITION, key
     cfg = monitoring_config.load()
-    md = ModelDay(
-        cfg,
-        cfg.model(model),
-        day,
-        store.open(cfg),
-        mlflow.tracker(cfg) if mlflow else None,
-        lock_key(context, key),
-        run_token(context),
-    )
-    with md.store.partition_lock(md.lock_key, timeout=store.lock_timeout_seconds):
-        yield md
+    mc, run_id = cfg.model(model), run_token(context)
+    with asset_span(
+        cfg.telemetry,
+        run_id=run_id,
+        asset=context.asset_key.to_user_string(),
+        tenant=mc.tenant,
+        model=mc.name,
+        partition=day,
+    ) as span:
+        md = ModelDay(
+            cfg,
+            mc,
+            day,
+            store.open(cfg),
+            mlflow.tracker(cfg) if mlflow else None,
+            lock_key(context, key),
+            run_id,
+            span,
+        )
+        with md.store.partition_lock(md.lock_key, timeout=store.lock_timeout_seconds):
+            yield md
 
 
 def run_token(context: dg.AssetExecutionContext) -> str | None:
@@ -257,13 +271,18 @@ def publish(
     same name links to it. Without MLflow the file stays where it is and the entry is its path.
     """
     m = md.model
+    findings = list(findings)
+    md.span.set_attribute("aiops.findings", len(findings))
+    rows = _rows_read(metadata, profile)
+    if rows is not None:
+        md.span.set_attribute("aiops.rows", rows)
     md.store.replace_partition(
         m.tenant,
         m.name,
         md.partition,
         asset,
         metrics=dict(metrics),
-        findings=list(findings),
+        findings=findings,
         profile=profile,
     )
     # the failure sensor keys a failed run's finding by the asset that failed: this success
@@ -295,6 +314,20 @@ def publish(
         )
         out.update(mlflow_metadata(logged))
     return dg.MaterializeResult(metadata=out, check_results=[check_result(c) for c in checks])
+
+
+#: Where an asset's metadata says how many rows it read, in order of preference.
+_ROW_KEYS = ("dagster/row_count", "rows_current", "n_predictions", "throughput_day")
+
+
+def _rows_read(
+    metadata: Mapping[str, Any], profile: tuple[str, dict[str, Any], int] | None
+) -> int | None:
+    for key in _ROW_KEYS:
+        value = metadata.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return int(value)
+    return profile[2] if profile is not None else None
 
 
 def mlflow_metadata(logged: Logged) -> dict[str, Any]:

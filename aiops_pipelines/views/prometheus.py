@@ -1,7 +1,10 @@
-"""The latest monitoring numbers as Prometheus gauges (text exposition format 0.0.4).
+"""The latest monitoring numbers as Prometheus gauges, exposed with `prometheus_client`.
 
-`render_metrics` reads the monitoring store and returns the page a Prometheus server scrapes;
-`serve_metrics` serves it at /metrics. Every gauge is labelled with `tenant` and `model`.
+`gauge_samples` reads the monitoring store into `Gauges` (every series of every family);
+`GaugeCollector` hands them to a `prometheus_client` registry as `GaugeMetricFamily`s, and
+`render_metrics` is that registry's page (`generate_latest`, the text format 0.0.4), which
+`serve_metrics` serves at /metrics. The same `Gauges` feed the OTLP export
+(`views.telemetry`). Every model's gauge is labelled with `tenant` and `model`.
 
 What "latest" means: each asset's numbers come from its latest partition up to `day` (each
 model's own latest partition when `day` is None), looked back at most `LOOKBACK_DAYS`;
@@ -11,6 +14,10 @@ whose primary metric is known (labels arrive late; the newest days have few), an
 `aiops_performance_partition_timestamp_seconds` says which. Canary gauges are exposed only while
 a canary runs (its report is on the model's latest partition). Latency is stored in
 milliseconds and exposed in seconds, the Prometheus base unit.
+
+A gauge read straight from the metric history (an asset's stored metric on its latest
+partition) is one `HistoryGauge` line in `HISTORY_GAUGES`; nothing else changes for it to be
+scraped, exported over OTLP and listed in `FAMILIES`.
 """
 
 from __future__ import annotations
@@ -20,10 +27,16 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Generic, TypeVar
 
 import pandas as pd
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.registry import Collector
 
 from aiops_pipelines.core.config import AppConfig
 from aiops_pipelines.core.findings import Asset, Severity
@@ -40,24 +53,102 @@ from aiops_pipelines.views.overview import (
 
 __all__ = [
     "CONTENT_TYPE",
+    "FAMILIES",
+    "HISTORY_GAUGES",
     "LOOKBACK_DAYS",
     "CachedPage",
+    "GaugeCollector",
+    "Gauges",
+    "HistoryGauge",
+    "Snapshot",
+    "exposition",
+    "gauge_samples",
     "make_metrics_server",
     "render_metrics",
     "serve_metrics",
 ]
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# `generate_latest` writes the classic text format (our names and labels are all legacy-valid,
+# so there is no escaping to announce); CONTENT_TYPE_LATEST would say version=1.0.0
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 LOOKBACK_DAYS = 35
 log = logging.getLogger(__name__)
 
-# name -> help, in the order they are written
-_FAMILIES: dict[str, str] = {
+
+@dataclass(frozen=True)
+class HistoryGauge:
+    """One stored metric of an asset, on the asset's latest partition, as series of a gauge.
+
+    Entries sharing a `name` are one family (give them the same `help`), told apart by their
+    fixed `labels` (the latency quantiles below)."""
+
+    name: str
+    """The gauge's name (`aiops_...`, in base units: `_seconds`, `_ratio`...)."""
+    asset: str
+    """The `asset` of the metric-history rows (an `Asset` value)."""
+    metric: str
+    """The `metric` of the rows."""
+    help: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """Fixed labels of this entry's series, beside `tenant` and `model`."""
+    column_label: str | None = None
+    """None: the model-level row (`column` ""). A label name: one series per stored `column`
+    of the metric (a feature, attribute, segment, SLO...), that label carrying it."""
+    scale: float = 1.0
+    """Stored value times `scale` (e.g. 0.001: milliseconds to seconds)."""
+
+
+#: Gauges read straight from the metric history. Adding one is adding a line here.
+HISTORY_GAUGES: tuple[HistoryGauge, ...] = (
+    HistoryGauge(
+        "aiops_drift_share",
+        Asset.DRIFT_REPORT,
+        "drift_share",
+        "Share of the model's features that drifted (latest drift_report).",
+    ),
+    HistoryGauge(
+        "aiops_drifted_features",
+        Asset.DRIFT_REPORT,
+        "n_drifted",
+        "Number of drifted features (latest drift_report).",
+    ),
+    HistoryGauge(
+        "aiops_throughput_predictions_per_day",
+        Asset.OPS_REPORT,
+        "throughput_day",
+        "Predictions served on the latest ops_report day.",
+    ),
+    *(
+        HistoryGauge(
+            "aiops_latency_seconds",
+            Asset.OPS_REPORT,
+            metric,
+            "Serving latency quantiles on the latest ops_report day.",
+            labels={"quantile": q},
+            scale=0.001,  # stored in milliseconds
+        )
+        for q, metric in (("0.5", "latency_p50"), ("0.95", "latency_p95"), ("0.99", "latency_p99"))
+    ),
+    HistoryGauge(
+        "aiops_error_rate",
+        Asset.OPS_REPORT,
+        "error_rate",
+        "Share of predictions with an error status on the latest ops_report day.",
+    ),
+    HistoryGauge(
+        "aiops_cost_per_1000_predictions",
+        Asset.OPS_REPORT,
+        "cost_per_1000",
+        "Serving cost per 1,000 predictions (latest ops_report).",
+    ),
+)
+
+#: Every family (name -> help), in the order of the page.
+FAMILIES: dict[str, str] = {
     "aiops_last_partition_timestamp_seconds": (
         "Start (00:00 UTC) of the latest partition an asset stored for the model."
     ),
-    "aiops_drift_share": "Share of the model's features that drifted (latest drift_report).",
-    "aiops_drifted_features": "Number of drifted features (latest drift_report).",
+    **{g.name: g.help for g in HISTORY_GAUGES},  # entries of one family share their help
     "aiops_performance": (
         "Realized performance metric on late labels, on the latest day whose primary metric "
         "is known."
@@ -71,10 +162,6 @@ _FAMILIES: dict[str, str] = {
     ),
     "aiops_label_coverage": "Share of that day's predictions with a label so far.",
     "aiops_labelled_predictions": "Number of that day's predictions with a label so far.",
-    "aiops_throughput_predictions_per_day": "Predictions served on the latest ops_report day.",
-    "aiops_latency_seconds": "Serving latency quantiles on the latest ops_report day.",
-    "aiops_error_rate": "Share of predictions with an error status on the latest ops_report day.",
-    "aiops_cost_per_1000_predictions": "Serving cost per 1,000 predictions (latest ops_report).",
     "aiops_canary_verdict": (
         "1 for the running canary's verdict on its latest day (pass, fail or inconclusive)."
     ),
@@ -97,57 +184,73 @@ _FAMILIES: dict[str, str] = {
 }
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
-
-
 def _day_seconds(day: str) -> float:
     start = dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), tzinfo=dt.UTC)
     return start.timestamp()
 
 
-class _Page:
-    """Samples grouped by family, written in `_FAMILIES` order; NaN samples are dropped
-    (an unknown value is better absent than a NaN an alert rule would compare against)."""
+Labels = tuple[tuple[str, str], ...]
+
+
+class Gauges:
+    """Every series of every family, in `FAMILIES` order; NaN samples are dropped (an unknown
+    value is better absent than a NaN an alert rule would compare against)."""
 
     def __init__(self) -> None:
-        self.samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+        self.samples: dict[str, dict[Labels, float]] = {}
 
     def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
-        if name not in _FAMILIES:
-            raise KeyError(f"undeclared metric family {name!r}")
+        if name not in FAMILIES:
+            raise KeyError(f"undeclared metric family {name!r}: declare it in FAMILIES")
         value = float(value)
         if math.isnan(value):
             return
         key = tuple((k, str(v)) for k, v in labels.items())
         self.samples.setdefault(name, {})[key] = value
 
-    def render(self) -> str:
-        lines: list[str] = []
-        for name, help_text in _FAMILIES.items():
+    def series(self, name: str) -> Iterator[tuple[dict[str, str], float]]:
+        """The family's series: (labels, value)."""
+        for labels, value in self.samples.get(name, {}).items():
+            yield dict(labels), value
+
+    def families(self) -> Iterator[GaugeMetricFamily]:
+        """The families with at least one series, as `prometheus_client` metric families."""
+        for name, help_text in FAMILIES.items():
             samples = self.samples.get(name)
             if not samples:
                 continue
-            lines.append(f"# HELP {name} {_escape_help(help_text)}")
-            lines.append(f"# TYPE {name} gauge")
+            family = GaugeMetricFamily(name, help_text)
             for labels, value in samples.items():
-                body = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
-                lines.append(
-                    f"{name}{{{body}}} {_number(value)}" if body else f"{name} {_number(value)}"
-                )
-        return "\n".join(lines) + "\n" if lines else ""
+                # add_sample, not add_metric: a family's series need not share label names
+                family.add_sample(name, dict(labels), value)
+            yield family
+
+    def __bool__(self) -> bool:
+        return bool(self.samples)
+
+
+class GaugeCollector(Collector):
+    """A `prometheus_client` collector yielding `source()`'s gauges at every collection.
+
+    To serve them from prometheus_client's own server instead of `serve_metrics`:
+    `REGISTRY.register(GaugeCollector(lambda: gauge_samples(store, cfg)))`."""
+
+    def __init__(self, source: Callable[[], Gauges]) -> None:
+        self._source = source
+
+    def describe(self) -> Iterable[GaugeMetricFamily]:
+        # the names this collector may yield, without reading the store at registration
+        return [GaugeMetricFamily(name, help_text) for name, help_text in FAMILIES.items()]
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        return list(self._source().families())
+
+
+def exposition(gauges: Gauges) -> str:
+    """The page of `gauges` in the text format 0.0.4 (`prometheus_client.generate_latest`)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(GaugeCollector(lambda: gauges))
+    return generate_latest(registry).decode()
 
 
 def _latest_rows(frame: pd.DataFrame, asset: str) -> tuple[str | None, pd.DataFrame]:
@@ -163,20 +266,35 @@ def _get(rows: pd.DataFrame, metric: str, column: str = "") -> float:
     return float(hit["value"].iloc[-1]) if len(hit) else math.nan
 
 
-def render_metrics(
+def _add_history(gauges: Gauges, base: dict[str, str], frame: pd.DataFrame) -> None:
+    latest: dict[str, pd.DataFrame] = {}
+    for g in HISTORY_GAUGES:
+        if g.asset not in latest:
+            latest[g.asset] = _latest_rows(frame, g.asset)[1]
+        rows = latest[g.asset]
+        labels = {**base, **g.labels}
+        if g.column_label is None:
+            gauges.add(g.name, labels, _get(rows, g.metric) * g.scale)
+            continue
+        hit = rows[rows["metric"] == g.metric]
+        for column, value in zip(hit["column"], hit["value"], strict=True):
+            gauges.add(g.name, {**labels, g.column_label: str(column)}, float(value) * g.scale)
+
+
+def gauge_samples(
     store: MonitoringStore,
     cfg: AppConfig | None,
     *,
     day: str | None = None,
     alerts: pd.DataFrame | None = None,
     deliveries: pd.DataFrame | None = None,
-) -> str:
-    """The latest gauges of every model (configured or stored) in the text format 0.0.4.
+) -> Gauges:
+    """The latest gauges of every model (configured or stored).
 
-    `day` caps the partitions read (default: each model's latest). Alert gauges are written
+    `day` caps the partitions read (default: each model's latest). Alert gauges are read
     only when `alerts`/`deliveries` are given; empty frames give zeros.
     """
-    page = _Page()
+    gauges = Gauges()
     al = normalize_alerts(alerts) if alerts is not None else None
     for model in monitored_models(store, cfg):
         t, m = model.tenant, model.name
@@ -186,7 +304,7 @@ def render_metrics(
             firing = al[(al["tenant"] == t) & (al["model"] == m) & (al["state"] == "firing")]
             for sev in Severity:
                 n = int((firing["severity"] == sev.value).sum())
-                page.add("aiops_alerts_firing", {**base, "severity": sev.value}, n)
+                gauges.add("aiops_alerts_firing", {**base, "severity": sev.value}, n)
         if last is None:
             continue
         start = (dt.date.fromisoformat(last) - dt.timedelta(days=LOOKBACK_DAYS)).isoformat()
@@ -194,50 +312,52 @@ def render_metrics(
         frame = frame[~frame["metric"].str.endswith("_hour")]
         for asset in sorted(set(frame["asset"])):
             newest = str(frame.loc[frame["asset"] == asset, "partition"].max())
-            page.add(
+            gauges.add(
                 "aiops_last_partition_timestamp_seconds",
                 {**base, "asset": asset},
                 _day_seconds(newest),
             )
-
-        _, drift = _latest_rows(frame, Asset.DRIFT_REPORT)
-        page.add("aiops_drift_share", base, _get(drift, "drift_share"))
-        page.add("aiops_drifted_features", base, _get(drift, "n_drifted"))
+        _add_history(gauges, base, frame)
 
         perf = performance_history(store, model, last, 1)
         primary = primary_metric_of(model, perf)
-        _add_performance(page, base, perf, primary)
+        _add_performance(gauges, base, perf, primary)
         if primary:
             ref = reference_performance_value(store, t, m, primary)
-            page.add("aiops_performance_reference", {**base, "metric": primary}, ref)
-
-        _, ops = _latest_rows(frame, Asset.OPS_REPORT)
-        page.add("aiops_throughput_predictions_per_day", base, _get(ops, "throughput_day"))
-        for q, metric in (("0.5", "latency_p50"), ("0.95", "latency_p95"), ("0.99", "latency_p99")):
-            page.add("aiops_latency_seconds", {**base, "quantile": q}, _get(ops, metric) / 1000)
-        page.add("aiops_error_rate", base, _get(ops, "error_rate"))
-        page.add("aiops_cost_per_1000_predictions", base, _get(ops, "cost_per_1000"))
+            gauges.add("aiops_performance_reference", {**base, "metric": primary}, ref)
 
         found = store.findings(t, m, start=last, end=last)
         canary_day, canary = _latest_rows(frame, Asset.CANARY_REPORT)
         if canary_day == last:
-            _add_canary(page, base, canary, found)
+            _add_canary(gauges, base, canary, found)
         for sev in Severity:
             n = int((found["severity"] == sev.value).sum())
-            page.add("aiops_findings", {**base, "severity": sev.value}, n)
+            gauges.add("aiops_findings", {**base, "severity": sev.value}, n)
 
     if deliveries is not None:
-        _add_deliveries(page, normalize_deliveries(deliveries))
+        _add_deliveries(gauges, normalize_deliveries(deliveries))
     queued, oldest, _ = store.tracking_backlog() if day is None else (0, None, None)
-    if queued or (day is None and page.samples):  # now's state, not a day's; none: no page
-        page.add("aiops_mlflow_queued_loggings", {}, queued)
+    if queued or (day is None and gauges):  # now's state, not a day's; none: no page
+        gauges.add("aiops_mlflow_queued_loggings", {}, queued)
         if oldest is not None:
-            page.add("aiops_mlflow_queued_oldest_timestamp_seconds", {}, oldest.timestamp())
-    return page.render()
+            gauges.add("aiops_mlflow_queued_oldest_timestamp_seconds", {}, oldest.timestamp())
+    return gauges
+
+
+def render_metrics(
+    store: MonitoringStore,
+    cfg: AppConfig | None,
+    *,
+    day: str | None = None,
+    alerts: pd.DataFrame | None = None,
+    deliveries: pd.DataFrame | None = None,
+) -> str:
+    """`gauge_samples`' page in the text format 0.0.4 ("" when there is nothing to say)."""
+    return exposition(gauge_samples(store, cfg, day=day, alerts=alerts, deliveries=deliveries))
 
 
 def _add_performance(
-    page: _Page, base: dict[str, str], perf: pd.DataFrame, primary: str | None
+    page: Gauges, base: dict[str, str], perf: pd.DataFrame, primary: str | None
 ) -> None:
     if perf.empty:
         return
@@ -263,7 +383,7 @@ def _add_performance(
 
 
 def _add_canary(
-    page: _Page, base: dict[str, str], canary: pd.DataFrame, found: pd.DataFrame
+    page: Gauges, base: dict[str, str], canary: pd.DataFrame, found: pd.DataFrame
 ) -> None:
     signals = set(found["signal"])
     verdict = (
@@ -282,7 +402,7 @@ def _add_canary(
     page.add("aiops_canary_traffic_share", labels, _get(canary, "canary_share_cumulative"))
 
 
-def _add_deliveries(page: _Page, deliveries: pd.DataFrame) -> None:
+def _add_deliveries(page: Gauges, deliveries: pd.DataFrame) -> None:
     for (route, status), group in deliveries.groupby(["route", "status"], sort=True):
         page.add("aiops_alert_deliveries", {"route": route, "status": status}, len(group))
     for route, group in deliveries.groupby("route", sort=True):
@@ -291,16 +411,37 @@ def _add_deliveries(page: _Page, deliveries: pd.DataFrame) -> None:
 
 
 # -- the /metrics endpoint -------------------------------------------------------------------
+# Our own small server rather than prometheus_client's (`start_http_server`/`make_wsgi_app`):
+# those call the registry's collect() and encode the page on every scrape, where this one
+# answers from a `CachedPage` of the encoded page (a scrape storm costs one store read and one
+# encoding, then none until the store changes); a failing build answers 500 with its reason;
+# and the listen backlog is 128, not socketserver's 5.
 
 
-class CachedPage:
-    """`build()`'s page, rebuilt only when `marker()` changes (e.g. the store's
-    `change_marker`), looked at most every `min_age` seconds. Concurrent callers share one
-    build: a scrape storm costs one page, not one per scrape."""
+@dataclass(frozen=True)
+class Snapshot:
+    """One read of the store: the gauges (what the OTLP export observes) and their page
+    (what /metrics answers), cached together so both say the same."""
+
+    gauges: Gauges
+    text: str
+
+    @classmethod
+    def of(cls, gauges: Gauges) -> Snapshot:
+        return cls(gauges, exposition(gauges))
+
+
+T = TypeVar("T")
+
+
+class CachedPage(Generic[T]):
+    """`build()`'s page (or any value: `Snapshot`), rebuilt only when `marker()` changes (e.g.
+    the store's `change_marker`), looked at most every `min_age` seconds. Concurrent callers
+    share one build: a scrape storm costs one page, not one per scrape."""
 
     def __init__(
         self,
-        build: Callable[[], str],
+        build: Callable[[], T],
         marker: Callable[[], object],
         *,
         min_age: float = 5.0,
@@ -309,12 +450,12 @@ class CachedPage:
         self._build, self._marker = build, marker
         self.min_age, self._clock = min_age, clock
         self._lock = threading.Lock()
-        self._page: str | None = None
+        self._page: T | None = None
         self._mark: object = None
         self._checked = -math.inf
         self.builds = 0
 
-    def __call__(self) -> str:
+    def __call__(self) -> T:
         with self._lock:
             now = self._clock()
             if self._page is not None and now - self._checked < self.min_age:
