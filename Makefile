@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 AIOPS_HOME ?= $(HOME)/.aiops
 export AIOPS_HOME
 
-.PHONY: install chromium demo test test-fast lint format ui console instance mlflow-ui bench clean
+.PHONY: install chromium prometheus demo test test-fast lint format ui console instance mlflow-ui bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,18 @@ demo: $(STAMP)
 chromium:
 	@.ci/install-chromium
 
-test: $(STAMP) chromium
+# Prometheus for the telemetry scrape test (Debian's package, its service kept stopped; the test
+# runs the binary on loopback and skips without it)
+prometheus:
+	@.ci/install-prometheus
+
+test: $(STAMP) chromium prometheus
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
 
 # The suite without the tests marked slow (whole scenarios, multi-week worlds, many Dagster runs)
-test-fast: $(STAMP) chromium
+test-fast: $(STAMP) chromium prometheus
 	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
