@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,8 +24,9 @@ import pytest
 import requests
 import yaml
 
-from aiops_pipelines.core.config import AppConfig
+from aiops_pipelines.core.config import AppConfig, TelemetryConfig
 from aiops_pipelines.io.store import MonitoringStore
+from aiops_pipelines.views import telemetry
 from aiops_pipelines.views.prometheus import (
     FAMILIES,
     HISTORY_GAUGES,
@@ -314,6 +316,72 @@ def test_aiops_metrics_otlp_without_an_endpoint_says_where_to_set_one(
     assert main(["metrics", "--config", str(path), "--otlp"]) != 0
     err = capsys.readouterr().err
     assert "--otlp-endpoint" in err and "telemetry.otlp_endpoint" in err
+
+
+# -- traces: on only when configured ---------------------------------------------------------
+
+
+def test_no_telemetry_configured_means_no_span_and_no_exporter(monkeypatch) -> None:
+    for var in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_SDK_DISABLED",
+        "OTEL_TRACES_EXPORTER",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(telemetry, "_providers", {})
+    with telemetry.asset_span(
+        TelemetryConfig(),
+        run_id=str(uuid.uuid4()),
+        asset="drift_report",
+        tenant="acme",
+        model="churn",
+        partition="2026-03-14",
+    ) as span:
+        assert not span.is_recording()
+        span.set_attribute("aiops.rows", 1)  # what publish does: a no-op
+    assert telemetry._providers == {}
+
+
+def test_where_spans_and_gauges_go(monkeypatch) -> None:
+    for var in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+        "OTEL_SDK_DISABLED",
+        "OTEL_TRACES_EXPORTER",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    on = TelemetryConfig(otlp_endpoint="http://collector:4318/")
+    assert telemetry.traces_endpoint(on) == "http://collector:4318/v1/traces"
+    assert telemetry.metrics_endpoint(on) == "http://collector:4318/v1/metrics"
+    assert telemetry.metrics_endpoint(on, "http://other:4318") == "http://other:4318/v1/metrics"
+    assert (
+        telemetry.traces_endpoint(TelemetryConfig(otlp_endpoint="http://c:4318", traces=False))
+        is None
+    )
+    assert telemetry.traces_endpoint(TelemetryConfig()) is None
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://env:4318")
+    assert telemetry.traces_endpoint(TelemetryConfig()) == "http://env:4318/v1/traces"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://tempo:4318/v1/traces")
+    assert telemetry.traces_endpoint(TelemetryConfig()) == "http://tempo:4318/v1/traces"
+    assert telemetry.traces_endpoint(on) == "http://collector:4318/v1/traces"  # config first
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert telemetry.traces_endpoint(on) is None
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER")
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert telemetry.traces_endpoint(on) is None and telemetry.metrics_endpoint(on) is None
+    with pytest.raises(ValueError, match="telemetry.otlp_endpoint must be an http"):
+        TelemetryConfig(otlp_endpoint="collector:4317")
+
+
+def test_a_step_in_another_process_joins_the_run_trace() -> None:
+    """The trace id comes from the run id alone: any process running a step of the run
+    computes the same one."""
+    run_id = str(uuid.uuid4())
+    assert telemetry.trace_id_of_run(run_id) == uuid.UUID(run_id).int
+    assert telemetry.trace_id_of_run("not-a-uuid") == telemetry.trace_id_of_run("not-a-uuid")
+    assert 0 < telemetry.trace_id_of_run("not-a-uuid") < 2**128
 
 
 # -- adding a gauge ------------------------------------------------------------------------------
