@@ -1,5 +1,5 @@
 """Real servers on loopback for the fault tests: one that accepts connections and never
-answers, a port nobody listens on, and a real MLflow tracking server."""
+answers, a port nobody listens on, a real MLflow tracking server, and an OTLP/HTTP endpoint."""
 
 from __future__ import annotations
 
@@ -158,3 +158,89 @@ class ConsoleServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP endpoint on loopback (what an OpenTelemetry Collector listens with on
+    :4318): keeps each POST's path and protobuf body, answers 200 with an empty response, and
+    decodes them with opentelemetry-proto."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, bytes]] = []
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                ok = self.headers["Content-Type"] == "application/x-protobuf"
+                if ok:
+                    with lock:
+                        outer.posts.append((self.path, body))
+                self.send_response(200 if ok else 415)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def metric_requests(self) -> list:
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+            ExportMetricsServiceRequest,
+        )
+
+        return [ExportMetricsServiceRequest.FromString(b) for p, b in self.posts
+                if p == "/v1/metrics"]  # fmt: skip
+
+    def gauges(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """The gauges' data points of the latest metrics request: (name, sorted attributes)
+        -> value."""
+        out = {}
+        requests_ = self.metric_requests()
+        for rm in requests_[-1].resource_metrics if requests_ else ():
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    assert metric.WhichOneof("data") == "gauge", metric.name
+                    for p in metric.gauge.data_points:
+                        labels = tuple(sorted((a.key, a.value.string_value) for a in p.attributes))
+                        value = p.as_double if p.HasField("as_double") else float(p.as_int)
+                        out[(metric.name, labels)] = value
+        return out
+
+    def spans(self) -> list[dict[str, Any]]:
+        """Every span received: name, trace_id and parent_span_id (bytes), attributes."""
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        out = []
+        for path, body in self.posts:
+            if path != "/v1/traces":
+                continue
+            for rs in ExportTraceServiceRequest.FromString(body).resource_spans:
+                for ss in rs.scope_spans:
+                    for s in ss.spans:
+                        attrs = {}
+                        for a in s.attributes:
+                            kind = a.value.WhichOneof("value")
+                            attrs[a.key] = getattr(a.value, kind)
+                        out.append(
+                            {
+                                "name": s.name,
+                                "trace_id": s.trace_id,
+                                "parent_span_id": s.parent_span_id,
+                                "status": s.status.code,
+                                "attributes": attrs,
+                            }
+                        )
+        return out
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

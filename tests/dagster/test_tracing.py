@@ -3,9 +3,13 @@ demo world, the spans caught by the OpenTelemetry SDK's in-memory exporter."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -25,8 +29,11 @@ from aiops_pipelines.orchestration.runner import ALL_ASSETS
 from aiops_pipelines.views import telemetry
 from assets.monitoring import drift_report, feature_profile, reference_profile
 from assets.operations import ops_report
+from tests.servers import OtlpReceiver
 
-pytestmark = pytest.mark.slow  # a demo world and four Dagster runs
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow  # demo worlds and real Dagster runs
 
 KEY = "acme.churn"
 
@@ -133,3 +140,49 @@ def test_a_run_is_one_trace_with_a_span_per_asset_and_partition(
     (event,) = [e for e in bad_span.events if e.name == "exception"]
     assert "churn" in event.attributes["exception.message"]
     assert "aiops.findings" not in bad_span.attributes  # failed before publishing
+
+
+def test_aiops_run_sends_a_trace_per_run_over_otlp(
+    make_world: Callable[..., DemoWorld], tmp_path: Path
+) -> None:
+    """`aiops run` in its own process, configured only by OTEL_EXPORTER_OTLP_ENDPOINT: every
+    span reaches a real OTLP/HTTP endpoint by the time the process has exited, each in the
+    trace of the run that made it."""
+    world = make_world(
+        "tracing_otlp",
+        days=4,
+        end_date=date(2026, 3, 14),
+        rows_per_day=200,
+        reference_rows=500,
+        register_models=False,
+    )
+    receiver = OtlpReceiver()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+    }
+    env.pop("OTEL_SDK_DISABLED", None)
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "aiops_pipelines.cli", "run", "--config",
+             str(world.config_path), "--start", "2026-03-14", "--end", "2026-03-14",
+             "--model", KEY, "--no-html", "--no-overview"],
+            env=env, cwd=REPO, check=True, timeout=900, capture_output=True, text=True,
+        )  # fmt: skip
+        spans = receiver.spans()
+    finally:
+        receiver.close()
+    assert {p for p, _ in receiver.posts} == {"/v1/traces"}  # gauges only from aiops metrics
+    names = {s["name"] for s in spans}
+    assert {"reference_profile", "feature_profile", "drift_report", "ops_report"} <= names
+    runs = {s["attributes"]["dagster.run_id"] for s in spans}
+    assert len(runs) >= 2  # the reference run and the day's run
+    for s in spans:
+        assert s["trace_id"] == uuid.UUID(s["attributes"]["dagster.run_id"]).bytes
+        assert s["parent_span_id"] == b""
+        assert s["attributes"]["aiops.tenant"] == "acme"
+        assert s["attributes"]["aiops.model"] == "churn"
+    day = [s for s in spans if s["name"] != "reference_profile"]
+    assert day and all(s["attributes"]["aiops.partition"] == "2026-03-14" for s in day)
+    assert len({s["trace_id"] for s in day}) == 1  # the day's assets ran in one run

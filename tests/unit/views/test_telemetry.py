@@ -11,12 +11,10 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,7 @@ from aiops_pipelines.views.prometheus import (
     render_metrics,
 )
 from aiops_pipelines.views.telemetry import GaugeExport
-from tests.servers import free_port
+from tests.servers import OtlpReceiver, free_port
 from tests.unit.views.support import LAST
 from tests.unit.views.test_prometheus import parse_exposition
 
@@ -226,61 +224,6 @@ def test_otlp_gauges_are_the_prometheus_gauges_from_one_read_per_collection(worl
         export.shutdown()
 
 
-class OtlpReceiver:
-    """An OTLP/HTTP metrics endpoint on loopback: decodes each POST to /v1/metrics with
-    opentelemetry-proto and keeps the requests."""
-
-    def __init__(self) -> None:
-        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-            ExportMetricsServiceRequest,
-            ExportMetricsServiceResponse,
-        )
-
-        self.requests: list[ExportMetricsServiceRequest] = []
-        self.paths: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                assert self.headers["Content-Type"] == "application/x-protobuf"
-                req = ExportMetricsServiceRequest()
-                req.ParseFromString(body)
-                outer.paths.append(self.path)
-                outer.requests.append(req)
-                reply = ExportMetricsServiceResponse().SerializeToString()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def series(self) -> Series:
-        """The gauges' data points of the latest request."""
-        out: Series = {}
-        for rm in self.requests[-1].resource_metrics if self.requests else ():
-            for sm in rm.scope_metrics:
-                for metric in sm.metrics:
-                    assert metric.WhichOneof("data") == "gauge", metric.name
-                    for p in metric.gauge.data_points:
-                        labels = tuple(sorted((a.key, a.value.string_value) for a in p.attributes))
-                        value = p.as_double if p.HasField("as_double") else float(p.as_int)
-                        out[(metric.name, labels)] = value
-        return out
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_aiops_metrics_otlp_pushes_the_gauges_to_a_real_otlp_endpoint(
     world, tmp_path: Path
 ) -> None:
@@ -290,12 +233,12 @@ def test_aiops_metrics_otlp_pushes_the_gauges_to_a_real_otlp_endpoint(
         args = ("--otlp-endpoint", receiver.url, "--otlp-interval", "1")
         with _aiops_metrics(path, *args, log=tmp_path / "otlp.log") as line:
             assert f"exporting to {receiver.url}/v1/metrics every 1 s" in line
-            _wait("an OTLP export", lambda: receiver.requests, 60, tmp_path / "otlp.log")
-        assert set(receiver.paths) == {"/v1/metrics"}
-        attributes = receiver.requests[-1].resource_metrics[0].resource.attributes
+            _wait("an OTLP export", lambda: receiver.posts, 60, tmp_path / "otlp.log")
+        assert {p for p, _ in receiver.posts} == {"/v1/metrics"}
+        attributes = receiver.metric_requests()[-1].resource_metrics[0].resource.attributes
         resource = {a.key: a.value.string_value for a in attributes}
         assert resource["service.name"] == "aiops-pipelines"
-        got = receiver.series()
+        got = receiver.gauges()
         assert got == _expected(store, cfg)
         churn = (("model", "churn"), ("tenant", "acme"))
         assert got[("aiops_drift_share", churn)] == 0.5
