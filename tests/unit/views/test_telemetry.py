@@ -37,7 +37,7 @@ from aiops_pipelines.views.prometheus import (
 )
 from aiops_pipelines.views.telemetry import GaugeExport
 from tests.servers import OtlpReceiver, free_port
-from tests.unit.views.support import LAST
+from tests.unit.views.support import LAST, _alerts, _deliveries
 from tests.unit.views.test_prometheus import parse_exposition
 
 REPO = Path(__file__).resolve().parents[3]
@@ -177,6 +177,16 @@ def test_a_real_prometheus_scrapes_aiops_metrics_and_returns_the_stored_values(
             assert got.keys() == expected.keys()
             assert all(math.isclose(got[k], expected[k], rel_tol=1e-12) for k in expected)
             assert all(r["metric"]["job"] == "aiops" for r in query("aiops_drift_share"))
+            # the Grafana dashboard's queries parse and answer, "All" tenants and models chosen
+            exposed = {name for name, _ in expected}
+            for title, expr in _dashboard_queries():
+                promql = expr.replace("$tenant", ".*").replace("$model", ".*")
+                names = set(re.findall(r"\baiops_[a-z0-9_]+", expr))
+                assert bool(query(promql)) == (names <= exposed), (title, promql)
+            tenants = requests.get(
+                f"{api}/label/tenant/values", params={"match[]": "aiops_findings"}, timeout=10
+            ).json()["data"]
+            assert tenants == ["acme", "globex"]
         finally:
             prom.terminate()
             try:
@@ -372,15 +382,36 @@ def _panels(dashboard: dict) -> Iterator[dict]:
         yield from panel.get("panels", [])  # a collapsed row keeps its panels inside
 
 
-def test_the_grafana_dashboard_asks_only_for_gauges_we_expose(world) -> None:
-    _, cfg, store = world
+def _every_family(store: MonitoringStore, cfg: AppConfig) -> Gauges:
+    """The families the small store's page carries once its last ops day has a unit cost and
+    the outbox holds alerts and deliveries (what a live store has)."""
+    ops = store.metric_history("globex", "eta", start=LAST, end=LAST)
+    ops = ops[ops["asset"] == "ops_report"]
+    metrics = {(r.metric, r.column): r.value for r in ops.itertuples()}
+    store.replace_partition(
+        "globex", "eta", LAST, "ops_report",
+        metrics={**metrics, ("cost_per_1000", ""): 0.42}, findings=[],
+    )  # fmt: skip
+    return gauge_samples(store, cfg, alerts=_alerts(), deliveries=_deliveries())
+
+
+def _dashboard_queries() -> list[tuple[str, str]]:
+    """(panel title, PromQL) of every query of the shipped dashboard."""
     dashboard = json.loads((GRAFANA / "dashboards" / "aiops.json").read_text())
-    exposed = {name for name, _ in _expected(store, cfg)}
-    exprs = [
+    return [
         (panel["title"], t["expr"])
         for panel in _panels(dashboard)
         for t in panel.get("targets", [])
     ]
+
+
+def test_the_grafana_dashboard_asks_only_for_gauges_we_expose(world) -> None:
+    _, cfg, store = world
+    dashboard = json.loads((GRAFANA / "dashboards" / "aiops.json").read_text())
+    gauges = _every_family(store, cfg)
+    exposed = set(gauges.samples)
+    per_model = {n for n in exposed if all("tenant" in labels for labels, _ in gauges.series(n))}
+    exprs = _dashboard_queries()
     assert len(exprs) >= 10
     used = set()
     for title, expr in exprs:
@@ -407,9 +438,9 @@ def test_the_grafana_dashboard_asks_only_for_gauges_we_expose(world) -> None:
         assert label_values and label_values.group(3) == name
         assert label_values.group(1) in exposed
     assert "$tenant" in variables["model"]["query"]["query"]  # models of the chosen tenants
-    # every model-level query is filtered by both variables
+    # every query of a per-model gauge is filtered by both variables
     for title, expr in exprs:
-        if "route" not in expr and "aiops_mlflow" not in expr:
+        if set(re.findall(r"\baiops_[a-z0-9_]+", expr)) & per_model:
             assert 'tenant=~"$tenant"' in expr and 'model=~"$model"' in expr, (title, expr)
 
 
