@@ -875,7 +875,10 @@ def build_parser() -> argparse.ArgumentParser:
     ov.add_argument("--out", help="the HTML file (default: <artifacts>/overview/overview_DAY.html)")
     ov.set_defaults(func=cmd_overview)
 
-    mt = sub.add_parser("metrics", help="the latest gauges in the Prometheus text format")
+    mt = sub.add_parser(
+        "metrics",
+        help="the latest gauges: Prometheus text format, --serve, --otlp (README: Telemetry)",
+    )
     mt.add_argument("--config", required=True)
     mt.add_argument("--day", type=_date, help="read partitions up to this day (default: all)")
     mt.add_argument("--serve", type=int, metavar="PORT", help="serve them at :PORT/metrics")

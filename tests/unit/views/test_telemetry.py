@@ -61,8 +61,9 @@ def _series(gauges: Gauges) -> Series:
 
 
 @contextmanager
-def _aiops_metrics(config: Path, *args: str, log: Path) -> Iterator[str]:
-    """`aiops metrics --config CONFIG ARGS` as a user starts it; yields its first line."""
+def _aiops_metrics(config: Path, *args: str, log: Path) -> Iterator[Callable[[], str]]:
+    """`aiops metrics --config CONFIG ARGS` as a user starts it (stopped with SIGTERM, as a
+    service manager does); yields a reader of its next line of output."""
     with log.open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "aiops_pipelines.cli", "metrics", "--config", str(config)]
@@ -72,10 +73,14 @@ def _aiops_metrics(config: Path, *args: str, log: Path) -> Iterator[str]:
             text=True,
             cwd=REPO,
         )
-    try:
+
+    def next_line() -> str:
         line = proc.stdout.readline()
         assert line, f"aiops metrics said nothing: {log.read_text()[-2000:]}"
-        yield line
+        return line
+
+    try:
+        yield next_line
     finally:
         proc.terminate()
         try:
@@ -111,7 +116,8 @@ def test_a_real_prometheus_scrapes_aiops_metrics_and_returns_the_stored_values(
     world, tmp_path: Path
 ) -> None:
     path, cfg, store = world
-    with _aiops_metrics(path, "--serve", "0", log=tmp_path / "metrics.log") as line:
+    with _aiops_metrics(path, "--serve", "0", log=tmp_path / "metrics.log") as lines:
+        line = lines()
         m = re.search(r"http://(127\.0\.0\.1:\d+)/metrics", line)
         assert m, line
         target = m.group(1)
@@ -241,8 +247,8 @@ def test_aiops_metrics_otlp_pushes_the_gauges_to_a_real_otlp_endpoint(
     receiver = OtlpReceiver()
     try:
         args = ("--otlp-endpoint", receiver.url, "--otlp-interval", "1")
-        with _aiops_metrics(path, *args, log=tmp_path / "otlp.log") as line:
-            assert f"exporting to {receiver.url}/v1/metrics every 1 s" in line
+        with _aiops_metrics(path, *args, log=tmp_path / "otlp.log") as lines:
+            assert f"exporting to {receiver.url}/v1/metrics every 1 s" in lines()
             _wait("an OTLP export", lambda: receiver.posts, 60, tmp_path / "otlp.log")
         assert {p for p, _ in receiver.posts} == {"/v1/metrics"}
         attributes = receiver.metric_requests()[-1].resource_metrics[0].resource.attributes
@@ -254,6 +260,31 @@ def test_aiops_metrics_otlp_pushes_the_gauges_to_a_real_otlp_endpoint(
         assert got[("aiops_drift_share", churn)] == 0.5
         q95 = tuple(sorted((*churn, ("quantile", "0.95"))))
         assert got[("aiops_latency_seconds", q95)] == 0.085
+    finally:
+        receiver.close()
+
+
+def test_aiops_metrics_serves_and_exports_one_read_and_exports_once_more_when_stopped(
+    world, tmp_path: Path, monkeypatch
+) -> None:
+    """--serve with --otlp, the endpoint from OTEL_EXPORTER_OTLP_ENDPOINT: the scrape and the
+    OTLP export carry the same series; an hour's interval has not passed, yet SIGTERM makes a
+    last export."""
+    path, _, _ = world
+    receiver = OtlpReceiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)  # the CLI inherits it
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    args = ("--serve", "0", "--otlp", "--otlp-interval", "3600")
+    try:
+        with _aiops_metrics(path, *args, log=tmp_path / "both.log") as lines:
+            assert f"exporting to {receiver.url}/v1/metrics every 3600 s" in lines()
+            url = re.search(r"http://127\.0\.0\.1:\d+/metrics", lines()).group()
+            scraped = requests.get(url, timeout=30).text
+            assert not receiver.posts
+        assert len(receiver.metric_requests()) == 1
+        page = {(n, tuple(sorted(labels))): v for n, labels, v in parse_exposition(scraped)}
+        assert receiver.gauges() == page
     finally:
         receiver.close()
 
