@@ -186,3 +186,60 @@ def test_aiops_run_sends_a_trace_per_run_over_otlp(
     day = [s for s in spans if s["name"] != "reference_profile"]
     assert day and all(s["attributes"]["aiops.partition"] == "2026-03-14" for s in day)
     assert len({s["trace_id"] for s in day}) == 1  # the day's assets ran in one run
+
+
+def traced_job() -> dg.JobDefinition:
+    """Three daily assets on the multiprocess executor: each step in a process of its own
+    (the project's runs use the in-process executor; a deployment may not)."""
+    job = dg.define_asset_job("traced_job", selection=[feature_profile, drift_report, ops_report])
+    defs = dg.Definitions(
+        assets=ALL_ASSETS,
+        jobs=[job],
+        resources={**default_resources(), "mlflow": MlflowResource(enabled=False)},
+        # forkserver: its step processes end in os._exit, where no atexit hook runs
+        executor=dg.multiprocess_executor.configured({"start_method": {"forkserver": {}}}),
+    )
+    return defs.resolve_job_def("traced_job")
+
+
+def test_steps_in_separate_processes_join_the_run_trace(
+    make_world: Callable[..., DemoWorld], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = make_world(
+        "tracing_processes",
+        days=4,
+        end_date=date(2026, 3, 14),
+        rows_per_day=200,
+        reference_rows=500,
+        register_models=False,
+    )
+    monkeypatch.setenv("AIOPS_CONFIG", str(world.config_path))  # the step processes read it
+    receiver = OtlpReceiver()
+    try:
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions(MODELS, [KEY])
+            assert dg.materialize(
+                ALL_ASSETS,
+                selection=[reference_profile],
+                partition_key=KEY,
+                instance=instance,
+                resources=_resources(world),
+            ).success
+            # configured for the step processes only (they inherit the environment)
+            monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)
+            monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+            key = str(partition_key("2026-03-14", KEY))
+            tags = traced_job().get_tags_for_partition_key(key, None)
+            with dg.execute_job(
+                dg.reconstructable(traced_job), instance, tags=dict(tags)
+            ) as result:
+                assert result.success
+                run_id = result.run_id
+        spans = receiver.spans()
+    finally:
+        receiver.close()
+    assert sorted(s["name"] for s in spans) == ["drift_report", "feature_profile", "ops_report"]
+    assert {s["trace_id"] for s in spans} == {uuid.UUID(run_id).bytes}
+    assert all(s["parent_span_id"] == b"" for s in spans)
+    # each step's process exported its own span when it ended
+    assert len([p for p, _ in receiver.posts if p == "/v1/traces"]) == 3
