@@ -13,8 +13,8 @@ executor runs each step in its own) without handing a parent context between pro
 asset span is a root of that trace, so no span points at a parent nobody exports.
 
 Configuration: `telemetry:` in the config (`TelemetryConfig`), else the standard OTEL_*
-variables. Not configured, `asset_span` yields a non-recording span and the SDK is not even
-imported: no cost.
+variables. Not configured, `asset_span` yields the API's non-recording span: no provider,
+processor, exporter or thread exists, and nothing is sent.
 """
 
 from __future__ import annotations
