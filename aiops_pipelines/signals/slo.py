@@ -17,7 +17,10 @@ on fewer labels is noise; labels arrive days late, so a page on them is meaningl
 SLO has a budget (and `slo_budget`), no burn-rate rules.
 
 Budget over the window (the `window_days` days ending with the day): budget = (1 - objective)
-x events; consumed = bad events; remaining = 1 - bad / budget (<= 0: exhausted).
+x events; consumed = bad events; remaining = 1 - bad / budget (<= 0: exhausted). An exhausted
+budget is an `slo_budget` finding: critical when the window's bad events are also too many for
+a service meeting its objective (binomial tail <= 1% / the model's SLOs), else info (recorded,
+not alerted): a service exactly at its objective overspends in about half of its windows.
 
 Burn-rate alerts: the SRE workbook's multi-window, multi-burn-rate rules (ch. 5, "Alerting on
 SLOs", table 5-8), burn rate = error ratio / (1 - objective):
@@ -247,6 +250,26 @@ class Firing:
     p_value: float
 
 
+MIN_BAD_HOURS = 5
+"""Hours with bad events needed to measure how clumped they arrive."""
+
+
+def clumping(good: np.ndarray, total: np.ndarray) -> float:
+    """How many bad events arrive together (a retry storm, a burst of slow requests): the
+    median, over the hours with any, of the hour's bad events over what independent events
+    give in an hour that has some (lambda / (1 - e^-lambda), lambda = the hour's events x the
+    pooled bad ratio). 1 for independent events, about k for bursts of k; at least 1, and 1
+    with fewer than `MIN_BAD_HOURS` such hours. A median, so the hours of a past incident (a
+    minority of the hours with bad events) do not blind the rules for the window after it."""
+    bad = total - good
+    hit = bad > 0
+    if hit.sum() < MIN_BAD_HOURS:
+        return 1.0
+    lam = total[hit] * bad.sum() / total.sum()
+    expected = lam / -np.expm1(-lam)
+    return max(1.0, float(np.median(bad[hit] / expected)))
+
+
 def evaluate_rules(
     index: pd.DatetimeIndex,
     good: np.ndarray,
@@ -254,9 +277,12 @@ def evaluate_rules(
     objective: float,
     day: str,
     alpha: float,
+    clump: float = 1.0,
 ) -> list[Firing]:
     """Each rule evaluated at every hour of `day` over the hourly series (`index` regular and
-    hourly, reaching back at least 71 hours before the day): its first firing, or nothing."""
+    hourly, reaching back at least 71 hours before the day): its first firing, or nothing.
+    The guard counts bad events in groups of `clump` (`clumping`): k events that arrive
+    together are one piece of evidence, not k."""
     cg = np.concatenate([[0], np.cumsum(good)])
     ct = np.concatenate([[0], np.cumsum(total)])
     first = int(index.get_loc(pd.Timestamp(day, tz="UTC")))
@@ -272,7 +298,7 @@ def evaluate_rules(
             b_l, b_s = bad_l / n_l / (1 - objective), bad_s / n_s / (1 - objective)
             if b_l < rule.burn or b_s < rule.burn:
                 continue
-            p = tail_p(bad_l, n_l, objective)
+            p = tail_p(bad_l / clump, n_l / clump, objective)
             if p <= alpha:
                 hits.append((i, b_l, b_s, int(n_l), int(bad_l), p))
         if hits:
@@ -290,6 +316,8 @@ class SloResult:
     budget: Budget
     burn_rates: dict[str, float]
     firings: list[Firing]
+    clumping: float
+    """Bad events per burst in the window's previous days (`clumping`), 1 when independent."""
     day_events: int
     day_bad: int
 
@@ -457,12 +485,15 @@ def stream_result(
         name: burn_rate(good[-hours:], total[-hours:], slo.objective)
         for name, hours in BURN_WINDOWS.items()
     }
-    firings = evaluate_rules(index, good, total, slo.objective, day, alpha)
+    before = w & (index < pd.Timestamp(day, tz="UTC"))
+    clump = clumping(good[before], total[before])
+    firings = evaluate_rules(index, good, total, slo.objective, day, alpha, clump)
     return SloResult(
         slo,
         budget,
         burn,
         firings,
+        clump,
         int(total[-HOURS:].sum()),
         int(total[-HOURS:].sum() - good[-HOURS:].sum()),
     )
@@ -495,6 +526,7 @@ def metric_result(
         Budget(n, bad, slo.objective, int(values.size)),
         {},
         [],
+        1.0,
         int(today.size),
         int((today < slo.floor).sum() if metric.higher_is_better else (today > slo.floor).sum()),
     )
@@ -534,6 +566,7 @@ def _burn_finding(r: SloResult, model: ModelConfig, day: str, alpha: float) -> F
             "bad_events_long_window": top.bad_long,
             "p_value": top.p_value,
             "alpha": alpha,
+            "clumping": r.clumping,
             "hours_fired": top.hours_fired,
             "rules_fired": [
                 {
@@ -558,22 +591,29 @@ def _burn_finding(r: SloResult, model: ModelConfig, day: str, alpha: float) -> F
     )
 
 
-def _budget_finding(r: SloResult, model: ModelConfig, day: str) -> Finding:
+def _budget_finding(r: SloResult, model: ModelConfig, day: str, alpha: float) -> Finding:
+    """An exhausted budget: critical when the bad events are also too many for a service
+    meeting its objective (binomial tail <= `alpha`), info otherwise: a service exactly at its
+    objective overspends its budget in about half of its windows, and a window of few events
+    overspends on one bad event; the level and the gauge still say "exhausted"."""
     slo, b = r.slo, r.budget
     unit = "labelled days" if slo.kind is SloKind.METRIC else "events"
+    p = tail_p(b.bad / r.clumping, b.events / r.clumping, slo.objective)
+    significant = p <= alpha
+    noise = "" if significant else f"; within the noise of the objective at n={b.events:.0f}"
     return Finding(
         tenant=model.tenant,
         model=model.name,
         partition=day,
         asset=Asset.SLO_REPORT,
         signal=Signal.SLO_BUDGET.value,
-        severity=Severity.CRITICAL,
+        severity=Severity.CRITICAL if significant else Severity.INFO,
         value=float(b.remaining),
         threshold=0.0,
         column=slo.name,
         message=f"SLO '{slo.name}' ({_describe(slo)}) has exhausted its error budget over "
         f"{slo.window_days} days: {b.bad:.0f} bad of {b.events:.0f} {unit}, "
-        f"{b.allowed:.1f} allowed ({_share(b.remaining)} left)",
+        f"{b.allowed:.1f} allowed ({_share(b.remaining)} left, p={p:.2g}{noise})",
         evidence={
             "slo": slo.name,
             "kind": slo.kind.value,
@@ -585,7 +625,9 @@ def _budget_finding(r: SloResult, model: ModelConfig, day: str) -> Finding:
             "sli_window": b.sli,
             "window_days": slo.window_days,
             "days_covered": b.days_covered,
-            "p_value": tail_p(b.bad, b.events, slo.objective),
+            "p_value": p,
+            "alpha": alpha,
+            "clumping": r.clumping,
         },
     )
 
@@ -616,6 +658,7 @@ def slo_for_day(
         stream_slo_counts(model, day, read_token=read_token) if slos else SloCounts(day, {}, {})
     )
     alpha = ALPHA_PER_MODEL_DAY / (HOURS * len(RULES) * max(len(slos), 1))
+    budget_alpha = ALPHA_PER_MODEL_DAY / max(len(model.slos), 1)
     today = date.fromisoformat(day)
     reach = max([s.window_days for s in slos] + [max(BURN_WINDOWS.values()) // HOURS + 1])
     first = today - timedelta(days=reach - 1)
@@ -633,5 +676,5 @@ def slo_for_day(
         if r.firings:
             findings.append(_burn_finding(r, model, day, alpha))
         if r.budget.exhausted:
-            findings.append(_budget_finding(r, model, day))
+            findings.append(_budget_finding(r, model, day, budget_alpha))
     return SloDay(day, counts, results, findings, alpha)

@@ -288,6 +288,41 @@ def test_a_lasting_burn_pages_within_the_workbooks_detection_time() -> None:
     assert first["ticket_3d"] <= index[onset + 4]  # 72 h x 1 / 20 = 3.6 h
 
 
+def _window(rng: np.random.Generator, per_hour: float, p: float, burst: int = 1):
+    """28 days of hourly counts at `per_hour`, bad events at rate `p` in bursts of `burst`."""
+    index = hours_index(28, FIRST + timedelta(days=27))
+    total = rng.poisson(per_hour, len(index)).astype(float)
+    bad = burst * rng.binomial((total // burst).astype(int), p)
+    return index, total - bad, total
+
+
+def test_bursts_of_errors_count_as_one_piece_of_evidence() -> None:
+    rng = np.random.default_rng(11)
+    slo = SloConfig(**AVAILABILITY)
+    index, good, total = _window(rng, 300, 0.001, burst=5)  # retry storms of 5, on objective
+    day = index[-1].date().isoformat()
+    quiet = slice(len(index) - 20, len(index) - 19)  # 04:00 of the day: 30 predictions
+    total[quiet], good[quiet] = 30, 25  # one storm: 5 of 30 failing, a 167x burn
+    r = stream_result(slo, index, good, total, day, 0.01 / 72)
+    assert 3 <= r.clumping <= 8
+    assert r.firings == []
+    good[-12:] = total[-12:] - rng.binomial(total[-12:].astype(int), 0.05)  # a 50x burn
+    r = stream_result(slo, index, good, total, day, 0.01 / 72)
+    assert r.firings and r.firings[0].rule.name == "page_1h"
+    assert r.firings[0].hour == index[-12]
+
+
+def test_a_past_outage_does_not_blind_the_rules() -> None:
+    rng = np.random.default_rng(12)
+    slo = SloConfig(**AVAILABILITY)
+    index, good, total = _window(rng, 300, 0.0005)
+    good[24 * 20 : 24 * 20 + 3] = 0  # three hours of outage a week ago
+    assert stream_result(slo, index, good, total, index[-1].date().isoformat(), 1e-4).clumping < 1.5
+    good[-6:] = total[-6:] - rng.binomial(total[-6:].astype(int), 0.03)  # a 30x burn
+    r = stream_result(slo, index, good, total, index[-1].date().isoformat(), 0.01 / 72)
+    assert r.firings[0].rule.name == "page_1h" and r.firings[0].hour == index[-6]
+
+
 # -- the config -------------------------------------------------------------------------------
 
 
@@ -386,5 +421,9 @@ def test_metric_slo_counts_labelled_days_meeting_the_floor(
     # window: days 2-6: labelled days 0.78, 0.9, 0.75, 0.81 -> 4 events, 2 bad, 0.8 allowed
     assert (r.budget.events, r.budget.bad) == (4, 2)
     assert r.budget.remaining == pytest.approx(1 - 2 / 0.8)
-    assert [f.signal for f in res.findings] == [Signal.SLO_BUDGET.value]
-    assert res.findings[0].evidence["allowed_bad_events"] == pytest.approx(0.8)
+    (budget,) = res.findings
+    assert budget.signal == Signal.SLO_BUDGET.value
+    assert budget.evidence["allowed_bad_events"] == pytest.approx(0.8)
+    # 2 bad of 4 is overspent, but P(Bin(4, 0.2) >= 2) = 0.18: recorded, not alerted
+    assert budget.evidence["p_value"] == pytest.approx(0.1808)
+    assert budget.severity is Severity.INFO
