@@ -250,24 +250,40 @@ class Firing:
     p_value: float
 
 
-MIN_BAD_HOURS = 5
+MIN_BAD_HOURS = 3
 """Hours with bad events needed to measure how clumped they arrive."""
+
+
+CHI2_1_MEDIAN = float(stats.chi2(1).median())
 
 
 def clumping(good: np.ndarray, total: np.ndarray) -> float:
     """How many bad events arrive together (a retry storm, a burst of slow requests): the
-    median, over the hours with any, of the hour's bad events over what independent events
-    give in an hour that has some (lambda / (1 - e^-lambda), lambda = the hour's events x the
-    pooled bad ratio). 1 for independent events, about k for bursts of k; at least 1, and 1
-    with fewer than `MIN_BAD_HOURS` such hours. A median, so the hours of a past incident (a
-    minority of the hours with bad events) do not blind the rules for the window after it."""
+    dispersion of the hourly bad counts over what independent events give. The bad ratio is
+    the median of the days' (`good`, `total`: whole days of hours), and two medians estimate
+    the dispersion, so that the hours of a past incident (a minority) move none of them: over
+    the hours with bad events, their bad events over what independent events give in an hour
+    that has some (lambda / (1 - e^-lambda), lambda = the hour's events x the ratio: right
+    when bad events are rare); and, when an hour expects at least one, over every hour with
+    events, the squared Pearson residual over the median of chi2(1) (right when they are
+    many). 1 for independent events, about k for bursts of k; at least 1, and 1 with fewer
+    than `MIN_BAD_HOURS` hours with bad events."""
     bad = total - good
     hit = bad > 0
     if hit.sum() < MIN_BAD_HOURS:
         return 1.0
-    lam = total[hit] * bad.sum() / total.sum()
-    expected = lam / -np.expm1(-lam)
-    return max(1.0, float(np.median(bad[hit] / expected)))
+    day_total = total.reshape(-1, HOURS).sum(axis=1)
+    day_bad = bad.reshape(-1, HOURS).sum(axis=1)
+    ratio = float(np.median(day_bad[day_total > 0] / day_total[day_total > 0]))
+    if ratio <= 0:  # most days without a bad event: the pooled ratio
+        ratio = float(bad.sum() / total.sum())
+    lam = total[hit] * ratio
+    out = max(1.0, float(np.median(bad[hit] / (lam / -np.expm1(-lam)))))
+    served = total > 0
+    expected = total[served] * ratio
+    if expected.mean() >= 1:
+        out = max(out, float(np.median((bad[served] - expected) ** 2 / expected)) / CHI2_1_MEDIAN)
+    return out
 
 
 def evaluate_rules(

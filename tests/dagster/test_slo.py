@@ -51,15 +51,19 @@ def declare_slos(world: DemoWorld, key: str, slos: list[dict]) -> None:
     world.config_path.write_text("\n".join(header) + "\n" + yaml.safe_dump(doc, sort_keys=False))
 
 
-def slow_down(world: DemoWorld, key: str, day: str, from_hour: int, ms: float = 450.0) -> int:
-    """Make every other prediction of `key` from `from_hour` of `day` take `ms`: the latency
-    SLO burns at ~50x. Returns how many rows were changed."""
+def slow_down(
+    world: DemoWorld, key: str, day: str, from_hour: int, to_hour: int = 24, ms: float = 450.0
+) -> int:
+    """The demo's "SLO burn" case: every other prediction of `key` from `from_hour` to
+    `to_hour` (exclusive) of `day` takes `ms`, so a latency SLO of 99% under 200 ms burns at
+    ~50x (a page from the first hour). Returns how many rows were changed."""
     table = key.replace(".", "_") + "_predictions"
+    end = f"{day} {to_hour:02d}:00:00" if to_hour < 24 else f"{day} 23:59:59.999999+00:00"
     with sqlite3.connect(world.home / WORLD_DB) as con:
         cur = con.execute(
             f'UPDATE "{table}" SET latency_ms = ? WHERE timestamp >= ? AND timestamp < ? '
             "AND rowid % 2 = 0",
-            (ms, f"{day} {from_hour:02d}:00:00", f"{day} 23:59:59.999999+00:00"),
+            (ms, f"{day} {from_hour:02d}:00:00", end),
         )
         return cur.rowcount
 
