@@ -23,7 +23,7 @@ a service meeting its objective (binomial tail <= 1% / the model's SLOs), else i
 not alerted): a service exactly at its objective overspends in about half of its windows.
 
 Burn-rate alerts: the SRE workbook's multi-window, multi-burn-rate rules (ch. 5, "Alerting on
-SLOs", table 5-8), burn rate = error ratio / (1 - objective):
+SLOs"), burn rate = error ratio / (1 - objective):
 
 | workbook (long / short, burn)  | here (hourly data)      | severity |
 | page:   1 h / 5 min, 14.4x     | 1 h / 1 h, 14.4x        | critical |
@@ -34,9 +34,9 @@ The short window (1/12 of the long one) only makes the alert stop soon after the
 an hourly series cannot resolve less than an hour, so 5 and 30 minutes become one hour (for the
 first pair the two windows are then the same hour). The long windows and thresholds are the
 workbook's, so each rule still fires when it has consumed the workbook's share of the budget
-(2%, 5%, 10% of a 30-day budget) and within its detection time, rounded up to the hour
-(`benchmarks/bench_slo.py` measures it). Each hour of the day is evaluated, its windows
-reaching back into the stored hours of the previous days.
+(2%, 5%, 10% of a 30-day budget), and at busy traffic within the workbook's detection time
+rounded up to the hour (`benchmarks/bench_slo.py` measures it). Each hour of the day is
+evaluated, its windows reaching back into the stored hours of the previous days.
 
 Few events. A ratio over an hour of 5 predictions pages on one error (a 20% error ratio is a
 200x burn of a 99.9% objective). A rule fires only when the long window's bad events are also
@@ -45,7 +45,9 @@ P(Bin(n, 1 - objective) >= bad) at most `ALPHA_PER_MODEL_DAY` / (24 hours x 3 ru
 model's streamed SLOs), so a service meeting its objective pages on at most 1% of model-days
 at any traffic (Bonferroni over the day's evaluations; they overlap, so it is conservative).
 At busy hours the tail is far below that whenever the burn rate is over the threshold, and the
-rules are the workbook's; at quiet hours the rule waits for enough errors to be evidence.
+rules are the workbook's; at quiet hours the rule waits for enough errors to be evidence. Bad
+events that arrive in bursts (a retry storm: k errors at once are one piece of evidence, not k)
+are counted per burst, the burst size measured on the window's previous hours (`clumping`).
 """
 
 from __future__ import annotations
@@ -628,7 +630,7 @@ def _budget_finding(r: SloResult, model: ModelConfig, day: str, alpha: float) ->
         threshold=0.0,
         column=slo.name,
         message=f"SLO '{slo.name}' ({_describe(slo)}) has exhausted its error budget over "
-        f"{slo.window_days} days: {b.bad:.0f} bad of {b.events:.0f} {unit}, "
+        f"{_window_text(slo, b)}: {b.bad:.0f} bad of {b.events:.0f} {unit}, "
         f"{b.allowed:.1f} allowed ({_share(b.remaining)} left, p={p:.2g}{noise})",
         evidence={
             "slo": slo.name,
@@ -657,6 +659,12 @@ def _describe(slo: SloConfig) -> str:
         metric = slo.metric or "the primary metric"
         what = f"{slo.objective:.4g} of labelled days with {metric} meeting {slo.floor:g}"
     return what + (f", {slo.segment.column}={slo.segment.value}" if slo.segment else "")
+
+
+def _window_text(slo: SloConfig, b: Budget) -> str:
+    if slo.kind is SloKind.METRIC or b.days_covered >= slo.window_days:
+        return f"{slo.window_days} days"
+    return f"the {b.days_covered} days with events of its {slo.window_days}-day window"
 
 
 def _share(x: float) -> str:
