@@ -1,6 +1,8 @@
 """Service level objectives and their error budgets, per day and model
 (`aiops_pipelines.signals.slo`)."""
 
+from dataclasses import replace
+
 import dagster as dg
 
 from aiops_pipelines.core.findings import Asset
@@ -46,8 +48,10 @@ def slo_report(
 
     def day(md: ModelDay) -> dg.MaterializeResult:
         res = slo_for_day(md.model, md.partition, md.store, read_token=md.read_token)
+        # a model without SLOs still materializes (model_alerts runs after this asset), but
+        # opens no MLflow run a day for nothing
         return publish(
-            md,
+            md if md.model.slos else replace(md, tracker=None),
             Asset.SLO_REPORT,
             metrics=res.metrics,
             findings=res.findings,

@@ -128,3 +128,25 @@ def test_slo_report_stores_budgets_and_pages_on_a_latency_burn(world: DemoWorld)
     assert values["slo_budget_remaining"] < 0
     assert values["slo_burn_rate_1h"] > 14.4
     assert values["slo_events_window"] == up
+
+
+def test_a_model_without_slos_materializes_quietly_without_an_mlflow_run(world: DemoWorld) -> None:
+    key = "acme.intent"
+    resources = {
+        **default_resources(),
+        "monitoring_config": MonitoringConfig(config_path=str(world.config_path)),
+    }
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(MODELS, [key])
+        res = dg.materialize(
+            ALL_ASSETS,
+            selection=[slo_report],
+            partition_key=partition_key(END.isoformat(), key),
+            instance=instance,
+            resources=resources,
+        )
+    assert res.success
+    (mat,) = res.asset_materializations_for_node("slo_report")
+    assert mat.metadata["slos"].value == "none configured"
+    assert mat.metadata["mlflow_run_id"].value == ""
+    assert all(c.passed for c in res.get_asset_check_evaluations())
