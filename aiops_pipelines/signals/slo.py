@@ -187,8 +187,32 @@ def stream_slo_counts(
         for chunk in src.iter_window(model.columns.timestamp, start, end, counts.read_columns):
             counts.add(chunk)
     except DataError as exc:
-        raise exc.located(model=model.key, partition=partition) from None
+        raise _for_slos(exc, model).located(model=model.key, partition=partition) from None
     return counts.result()
+
+
+def _for_slos(exc: DataError, model: ModelConfig) -> DataError:
+    """The read's error, saying which SLO needs the column and the setting that maps it."""
+    c = model.columns
+    setting = {c.latency_ms: "columns.latency_ms", c.status: "columns.status"}
+    needs = [
+        s.name
+        for s in streamed(model)
+        if exc.column
+        in (
+            c.latency_ms if s.kind is SloKind.LATENCY else c.status,
+            s.segment.column if s.segment else None,
+        )
+    ]
+    if not needs or exc.column is None:
+        return exc
+    fix = setting.get(exc.column, "the segment")
+    return DataError(
+        f"{exc.detail}; needed by slos {needs}: map it with {fix} or remove them",
+        model=exc.model,
+        partition=exc.partition,
+        column=exc.column,
+    )
 
 
 # -- budget and burn rates ----------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from aiops_pipelines.core.config import ModelConfig, SloConfig, parse_config
-from aiops_pipelines.core.errors import ConfigError
+from aiops_pipelines.core.errors import ConfigError, DataError
 from aiops_pipelines.core.findings import Asset, Severity, Signal
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.signals import day_pass
@@ -427,3 +427,14 @@ def test_metric_slo_counts_labelled_days_meeting_the_floor(
     # 2 bad of 4 is overspent, but P(Bin(4, 0.2) >= 2) = 0.18: recorded, not alerted
     assert budget.evidence["p_value"] == pytest.approx(0.1808)
     assert budget.severity is Severity.INFO
+
+
+def test_a_log_without_the_latency_column_names_model_day_and_column(tmp_path: Path) -> None:
+    frame = slo_day(FIRST).drop(columns=["latency_ms"])
+    model = model_config(write_days(tmp_path, [frame]), [LATENCY])
+    with pytest.raises(DataError) as err:
+        stream_slo_counts(model, FIRST.isoformat())
+    assert (err.value.model, err.value.partition) == ("acme.churn", FIRST.isoformat())
+    assert err.value.column == "latency_ms"
+    fix = "needed by slos ['fast']: map it with columns.latency_ms or remove them"
+    assert fix in str(err.value)
