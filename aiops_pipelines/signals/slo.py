@@ -423,15 +423,20 @@ class SloDay:
         return out
 
     def checks(self) -> list[Check]:
-        """`slo_budget` fails (error) when a budget is exhausted, `slo_burn` (warning) when a
-        burn-rate rule fired."""
+        """`slo_budget` fails when a budget is exhausted (an error when its finding is
+        critical, beyond the noise of the objective), `slo_burn` (warning) when a burn-rate
+        rule fired."""
         exhausted = [r for r in self.results if r.budget.exhausted]
         burning = [r for r in self.results if r.firings]
+        critical = any(
+            f.signal == Signal.SLO_BUDGET.value and f.severity is Severity.CRITICAL
+            for f in self.findings
+        )
         return [
             Check(
                 "slo_budget",
                 not exhausted,
-                "error",
+                "error" if critical else "warn",
                 {
                     "exhausted": ", ".join(
                         f"{r.slo.name} ({r.budget.remaining:.0%} left)" for r in exhausted

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from aiops_pipelines.core.config import ModelConfig, SloConfig, parse_config
 from aiops_pipelines.core.errors import ConfigError, DataError
 from aiops_pipelines.core.findings import Asset, Severity, Signal
+from aiops_pipelines.io.sources import Source
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.signals import day_pass
 from aiops_pipelines.signals.operations.day import stream_operations
@@ -160,16 +161,27 @@ def test_hourly_counts_are_exact_at_the_threshold_and_per_segment(tmp_path: Path
     assert (counts.total["up"] - counts.good["up"]).tolist() == ops.hourly_errors.tolist()
 
 
-def test_the_days_one_read_gives_the_same_counts(tmp_path: Path) -> None:
+def test_the_days_one_read_gives_the_same_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     frame = slo_day(FIRST, slow=0.05, errors=0.01)
     model = model_config(write_days(tmp_path, [frame]), [LATENCY, AVAILABILITY])
     own = stream_slo_counts(model, FIRST.isoformat())
+    reads: list[str] = []
+    real = Source.iter_window
+
+    def counted(self: Source, *args: Any, **kwargs: Any):
+        reads.append(self.describe())
+        yield from real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Source, "iter_window", counted)
     day_pass.forget()
     try:
         stream_operations(model, FIRST.isoformat(), read_token="run-1")  # reads for both
         shared = stream_slo_counts(model, FIRST.isoformat(), read_token="run-1")
     finally:
         day_pass.forget()
+    assert len(reads) == 1
     assert own.metrics() == shared.metrics()
 
 
