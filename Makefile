@@ -86,6 +86,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_level_shift_false_alarms.py
 	$(BIN)/python benchmarks/bench_read.py
 	$(BIN)/python benchmarks/bench_pushdown.py
+	$(BIN)/python benchmarks/bench_slo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

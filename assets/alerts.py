@@ -27,6 +27,7 @@ from aiops_pipelines.views.markdown import alerts_table
 from assets.monitoring import GROUP, OWNERS, drift_report
 from assets.operations import ops_report
 from assets.performance import performance_report
+from assets.slo import slo_report
 
 #: The overview's MLflow experiment (it covers every tenant and model).
 OVERVIEW_KEY = "all.overview"
@@ -44,7 +45,7 @@ OVERVIEW_DAYS = 14
     # downstream steps of an optional output that did not materialize. Canary findings are read
     # from the store like every other (a canary report of the same run that finishes after this
     # step is evaluated with the next day).
-    deps=[drift_report, performance_report, ops_report],
+    deps=[drift_report, performance_report, ops_report, slo_report],
     check_specs=[
         dg.AssetCheckSpec(
             "alerts_delivered",

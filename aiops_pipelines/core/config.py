@@ -383,6 +383,75 @@ class OpsPolicy(_Strict):
     )
 
 
+class SloKind(StrEnum):
+    """What an SLO counts: a prediction served within a latency threshold, a prediction
+    served with an ok status, or a labelled day whose realized metric meets a floor."""
+
+    LATENCY = "latency"
+    AVAILABILITY = "availability"
+    METRIC = "metric"
+
+
+class SloSegment(_Strict):
+    """The traffic an SLO is held on: the predictions whose `column` (one of the model's
+    `segments`) equals `value`."""
+
+    column: str = Field(description="a categorical feature listed in the model's `segments`")
+    value: str = Field(description="the segment value, as read (a string)")
+
+
+class SloConfig(_Strict):
+    """A service level objective of a model and its error budget (`signals.slo`).
+
+    latency: `objective` of predictions (with a latency) take at most `threshold_ms`;
+    availability: `objective` of predictions have an ok status; metric: `objective` of the
+    labelled days (a day with a realized `metric` on at least `performance.min_labels`
+    labels) have it at or above `floor` (at or below, for a lower-is-better metric). The
+    budget is the `1 - objective` share of the events of the last `window_days` days.
+    """
+
+    name: str = Field(description="the SLO's name: metric column, finding column, gauge label")
+    kind: SloKind = Field(description="latency, availability or metric")
+    objective: float = Field(gt=0, lt=1, description="target share of good events, e.g. 0.99")
+    threshold_ms: float | None = Field(
+        None, gt=0, description="latency: a prediction is good when it takes at most this"
+    )
+    metric: Metric | None = Field(None, description="metric: default the primary metric")
+    floor: float | None = Field(
+        None,
+        description="metric: the day is good when its metric is at least this (at most, "
+        "for a lower-is-better metric such as mae)",
+    )
+    segment: SloSegment | None = Field(None, description="hold the SLO on one segment only")
+    window_days: int = Field(28, ge=1, le=366, description="days of the error budget window")
+
+    @field_validator("name")
+    @classmethod
+    def _slo_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(
+                f"SLO name {v!r}: lower-case letters, digits, '_' and '-', starting with a letter"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> SloConfig:
+        fields = {
+            SloKind.LATENCY: {"threshold_ms"},
+            SloKind.AVAILABILITY: set(),
+            SloKind.METRIC: {"metric", "floor"},
+        }[self.kind]
+        required = {SloKind.LATENCY: "threshold_ms", SloKind.METRIC: "floor"}.get(self.kind)
+        if required and getattr(self, required) is None:
+            raise ValueError(f"SLO '{self.name}': a {self.kind.value} SLO needs `{required}`")
+        for f in ("threshold_ms", "metric", "floor"):
+            if getattr(self, f) is not None and f not in fields:
+                raise ValueError(
+                    f"SLO '{self.name}': `{f}` does not apply to a {self.kind.value} SLO"
+                )
+        return self
+
+
 SEVERITY_NAMES = ("info", "warning", "critical")
 SeverityName = Literal["info", "warning", "critical"]
 
@@ -550,6 +619,9 @@ class ModelConfig(_Named):
     retrain: RetrainPolicy = Field(default_factory=RetrainPolicy)
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
     ops: OpsPolicy = Field(default_factory=OpsPolicy)
+    slos: list[SloConfig] = Field(
+        default_factory=list, description="service level objectives and their error budgets"
+    )
     registered_model: str | None = Field(None, description="MLflow registry name")
     max_string_length: int = Field(
         256,
@@ -579,6 +651,7 @@ class ModelConfig(_Named):
                 f"performance metrics {wrong} do not apply to {self.task.value} "
                 f"(use {sorted(str(m) for m in allowed)})"
             )
+        self._slos_consistent()
         for c, m in self.thresholds.per_column_method.items():
             if c in self.features.categorical and m in (DriftMethod.KS, DriftMethod.WASSERSTEIN):
                 raise ValueError(
@@ -586,6 +659,43 @@ class ModelConfig(_Named):
                     f"'{c}' is categorical"
                 )
         return self
+
+    def _slos_consistent(self) -> None:
+        names = [s.name for s in self.slos]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"slos: names must be unique, repeated: {twice}")
+        for s in self.slos:
+            where = f"slos '{s.name}'"
+            if s.kind is SloKind.LATENCY and not self.columns.latency_ms:
+                raise ValueError(
+                    f"{where}: a latency SLO needs the latency column (columns.latency_ms is unset)"
+                )
+            if s.kind is SloKind.AVAILABILITY and not self.columns.status:
+                raise ValueError(
+                    f"{where}: an availability SLO needs the status column (columns.status is "
+                    "unset)"
+                )
+            if s.kind is SloKind.METRIC:
+                if self.outcomes is None:
+                    raise ValueError(f"{where}: a metric SLO needs labels (no `outcomes` source)")
+                metric = s.metric or self.primary_metric
+                if metric not in TASK_METRICS[self.task]:
+                    raise ValueError(
+                        f"{where}: metric '{metric.value}' does not apply to {self.task.value} "
+                        f"(use {sorted(str(m) for m in TASK_METRICS[self.task])})"
+                    )
+            if s.segment is not None:
+                if s.segment.column not in self.segments:
+                    raise ValueError(
+                        f"{where}: segment column '{s.segment.column}' is not one of the "
+                        f"model's segments {self.segments} (add it to `segments`)"
+                    )
+                if len(s.segment.value) > self.max_string_length:
+                    raise ValueError(
+                        f"{where}: segment value is longer than max_string_length "
+                        f"({self.max_string_length}): values are cut to it as they are read"
+                    )
 
     @property
     def key(self) -> str:

@@ -53,6 +53,7 @@ class Asset(StrEnum):
     PERFORMANCE_REPORT = "performance_report"
     CANARY_REPORT = "canary_report"
     OPS_REPORT = "ops_report"
+    SLO_REPORT = "slo_report"
     OPS_OVERVIEW = "ops_overview"
 
 
@@ -75,6 +76,8 @@ class Signal(StrEnum):
     RESIDUAL_ANOMALY = "residual_anomaly"
     LEVEL_SHIFT = "level_shift"
     PIPELINE_FAILURE = "pipeline_failure"
+    SLO_BURN = "slo_burn"
+    SLO_BUDGET = "slo_budget"
 
 
 def fingerprint(tenant: str, model: str, signal: str, column: str = "") -> str:

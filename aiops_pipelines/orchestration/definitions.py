@@ -21,6 +21,7 @@ from assets.lifecycle import promote_canary, retrained_model, rollback_canary
 from assets.monitoring import drift_report, feature_profile, reference_profile
 from assets.operations import ops_report
 from assets.performance import performance_report
+from assets.slo import slo_report
 from sensors.canary import canary_verdict_sensor
 from sensors.delivery import alert_delivery_sensor
 from sensors.failures import pipeline_failure_sensor
@@ -36,6 +37,7 @@ ASSETS = [
     performance_report,
     canary_report,
     ops_report,
+    slo_report,
     model_alerts,
     ops_overview,
     retrained_model,

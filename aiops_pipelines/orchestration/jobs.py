@@ -16,6 +16,7 @@ from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
 from assets.operations import ops_report
 from assets.performance import performance_report
+from assets.slo import slo_report
 
 reference_job = dg.define_asset_job(
     "reference_job",
@@ -31,10 +32,11 @@ daily_monitoring_job = dg.define_asset_job(
         performance_report,
         canary_report,
         ops_report,
+        slo_report,
         model_alerts,
     ],
-    description="Profile a day of predictions, its drift, performance so far, canary and "
-    "operations, then evaluate the model's alerts (alert_delivery_sensor sends them).",
+    description="Profile a day of predictions, its drift, performance so far, canary, "
+    "operations and SLOs, then evaluate the model's alerts (alert_delivery_sensor sends them).",
 )
 
 alerts_job = dg.define_asset_job(

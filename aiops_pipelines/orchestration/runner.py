@@ -50,6 +50,7 @@ from assets.lifecycle import retrained_model
 from assets.monitoring import drift_report, feature_profile, reference_profile
 from assets.operations import ops_report
 from assets.performance import performance_report
+from assets.slo import slo_report
 from sensors.canary import canary_verdict_sensor
 from sensors.delivery import alert_delivery_sensor
 from sensors.failures import pipeline_failure_sensor, root_error
@@ -475,6 +476,8 @@ def run_range(
         selection = [feature_profile, drift_report, canary_report, ops_report]
         if config.model(key).outcomes is not None:
             selection.append(performance_report)
+        if config.model(key).slos:
+            selection.append(slo_report)
         return [*selection, model_alerts]
 
     def closed(day: str, key: str) -> bool:

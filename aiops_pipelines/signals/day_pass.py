@@ -1,5 +1,5 @@
-"""One read of a model-day for every daily signal: the feature profile, the operational numbers
-and the predictions the performance join needs.
+"""One read of a model-day for every daily signal: the feature profile, the operational numbers,
+the SLOs' hourly counts and the predictions the performance join needs.
 
 `feature_profile`, `ops_report` and `performance_report` each used to read the day's
 predictions again. Called with the same `read_token` (the assets pass their Dagster run's
@@ -13,10 +13,10 @@ the stored reference and the asset's settings), so a run whose `ops_report` or
 in-process executor runs `feature_profile` first among the three.
 
 Each part sees exactly the chunks, columns and cut strings its own read gave it: the profile
-`DayProfiler`, the operations `OpsStream`, the predictions what `read_day_predictions`
-returns. A `DataError` of one part (a feature's inf, the profile's count check) is that
-part's alone; a failed read (a missing column, naive timestamps) makes every part read on
-its own, which raises its own error, or succeeds when its columns are fine.
+`DayProfiler`, the operations `OpsStream`, the SLOs `SloStream`, the predictions what
+`read_day_predictions` returns. A `DataError` of one part (a feature's inf, the profile's
+count check) is that part's alone; a failed read (a missing column, naive timestamps) makes
+every part read on its own, which raises its own error, or succeeds when its columns are fine.
 
 Memory: the parts of at most `MAX_KEPT` model-days are kept; a day's are its `OpsDay` (a few
 kB) and the performance columns (request id, timestamp, version, prediction, score,
@@ -44,8 +44,9 @@ from aiops_pipelines.io.sources import Source, StringCap, day_window, served
 from aiops_pipelines.signals.operations.day import OpsDay, OpsStream, stream_operations
 from aiops_pipelines.signals.profile.day import DayProfiler, ProfileDay, profile_for_day
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
+from aiops_pipelines.signals.slo import SloCounts, SloStream, stream_slo_counts, streamed
 
-PROFILE, OPERATIONS, PREDICTIONS = "profile", "operations", "predictions"
+PROFILE, OPERATIONS, PREDICTIONS, SLO = "profile", "operations", "predictions", "slo"
 MAX_KEPT = 2
 """Model-days whose unclaimed parts are kept (a run's days, one after the other)."""
 
@@ -125,9 +126,11 @@ def _take(
     if not found and value is None:
         with _LOCK:
             done = set(_KEPT[key].done) if key in _KEPT else set()
-        wanted = {part} | ({OPERATIONS, PREDICTIONS} - done)
+        wanted = {part} | ({OPERATIONS, PREDICTIONS, SLO} - done)
         if model.outcomes is None and part != PREDICTIONS:  # performance needs outcomes
             wanted.discard(PREDICTIONS)
+        if not streamed(model) and part != SLO:  # slo_report counts nothing then
+            wanted.discard(SLO)
         _read(model, partition, key, wanted, ask)
         found, value = _claim(key, part)
     if not found:
@@ -154,12 +157,17 @@ def _read(
         )
     if OPERATIONS in parts:
         ops = OpsStream(model, partition)
+    slo = SloStream(model, partition) if SLO in parts else None
     keep = PREDICTIONS in parts
     pred_cols = prediction_columns(model)
     # segment values become metric columns: cut as `read_day_predictions` cuts them
     segments = StringCap(model.max_string_length, (*model.segments,))
     src = Source(model.predictions, chunk_rows=ask.chunk_rows if ask else None)
-    columns = [*(profiler.read_columns if profiler else []), *(ops.read_columns if ops else [])]
+    columns = [
+        *(profiler.read_columns if profiler else []),
+        *(ops.read_columns if ops else []),
+        *(slo.read_columns if slo else []),
+    ]
     if keep:
         columns += pred_cols
         if c.status and c.status not in columns and c.status in src.columns():
@@ -180,6 +188,8 @@ def _read(
                     errors[PROFILE] = exc
             if ops is not None:
                 ops.add(ops.cut.apply(chunk))
+            if slo is not None:
+                slo.add(slo.cut.apply(chunk))
             if keep:
                 day_rows = served(segments.apply(chunk), c.prediction, c.status)
                 kept.append(_own_memory(day_rows[pred_cols]))
@@ -197,6 +207,8 @@ def _read(
             errors[PROFILE] = profiler.located(exc)
     if ops is not None:
         results[OPERATIONS] = ops.result()
+    if slo is not None:
+        results[SLO] = slo.result()
     if keep:
         if n_read == 0:
             errors[PREDICTIONS] = DataError(
@@ -274,4 +286,13 @@ def day_predictions(model: ModelConfig, partition: str, *, read_token: str) -> p
     if out is None:
         return read_day_predictions(model, partition)
     assert isinstance(out, pd.DataFrame)
+    return out
+
+
+def day_slo_counts(model: ModelConfig, partition: str, *, read_token: str) -> SloCounts:
+    """`stream_slo_counts` from the day's one read for `read_token`."""
+    out = _take(model, partition, read_token, SLO)
+    if out is None:
+        return stream_slo_counts(model, partition)
+    assert isinstance(out, SloCounts)
     return out

@@ -26,7 +26,7 @@ import pandas as pd
 
 from aiops_pipelines.core.config import AppConfig, ModelConfig
 from aiops_pipelines.core.findings import Asset, Severity, Signal
-from aiops_pipelines.core.values import as_number, as_text
+from aiops_pipelines.core.values import as_number, as_text, fmt_percent
 from aiops_pipelines.io.schema import ALERT_COLUMNS, DELIVERY_COLUMNS
 from aiops_pipelines.io.store import REFERENCE_PARTITION, MonitoringStore
 
@@ -62,6 +62,8 @@ HEALTH_COLUMNS = [
     "throughput",
     "latency_p95_ms",
     "error_rate",
+    "slo_budget_remaining",
+    "slo_budget_slo",
     "canary",
     "canary_version",
     "alerts_firing",
@@ -182,6 +184,8 @@ def daily_assets(model: ModelConfig) -> list[str]:
     assets = [Asset.FEATURE_PROFILE, Asset.DRIFT_REPORT, Asset.OPS_REPORT]
     if model.outcomes is not None:
         assets.append(Asset.PERFORMANCE_REPORT)
+    if model.slos:
+        assets.append(Asset.SLO_REPORT)
     return [str(a) for a in assets]
 
 
@@ -232,6 +236,25 @@ def model_level(frame: pd.DataFrame, asset: str | None = None) -> pd.DataFrame:
 def metric_value(frame: pd.DataFrame, asset: str, metric: str) -> float:
     rows = frame[(frame["asset"] == asset) & (frame["metric"] == metric) & (frame["column"] == "")]
     return float(rows["value"].iloc[-1]) if len(rows) else math.nan
+
+
+def least_budget(metrics: pd.DataFrame) -> tuple[float, str]:
+    """The smallest share of error budget left among the model's SLOs on the day (the
+    `slo_budget_remaining` rows of `slo_report`) and that SLO's name; (NaN, "") without one."""
+    rows = metrics[
+        (metrics["asset"] == Asset.SLO_REPORT) & (metrics["metric"] == "slo_budget_remaining")
+    ].dropna(subset=["value"])
+    if rows.empty:
+        return math.nan, ""
+    least = rows.loc[rows["value"].idxmin()]
+    return float(least["value"]), str(least["column"])
+
+
+def budget_text(row: Any) -> str:
+    """An SLO budget cell: "<slo> <share left>", "-" without an SLO."""
+    if not row["slo_budget_slo"]:
+        return "-"
+    return f"{row['slo_budget_slo']} {fmt_percent(row['slo_budget_remaining'])}"
 
 
 def _latest_evaluated(perf: pd.DataFrame, metric: str | None) -> tuple[str | None, pd.DataFrame]:
@@ -450,6 +473,7 @@ def _health_row(
         status = "ok"
     else:
         status = "no data"
+    slo_budget, slo_name = least_budget(metrics)
     missing = missing_assets(model, metrics)
     issues = ["day incomplete"] if missing else []
     issues += dict.fromkeys(
@@ -476,6 +500,8 @@ def _health_row(
         "throughput": metric_value(metrics, Asset.OPS_REPORT, "throughput_day"),
         "latency_p95_ms": metric_value(metrics, Asset.OPS_REPORT, "latency_p95"),
         "error_rate": error_rate,
+        "slo_budget_remaining": slo_budget,
+        "slo_budget_slo": slo_name,
         "canary": canary,
         "canary_version": canary_version,
         "alerts_firing": len(firing),

@@ -30,6 +30,7 @@ from aiops_pipelines.views.overview import (
     CANARY_SIGNALS,
     STATUSES,
     action_message,
+    budget_text,
     check_day,
     days_ending,
     feed,
@@ -163,6 +164,7 @@ def _health_html(health: pd.DataFrame, alerts_known: bool) -> str:
                     fmt_count(r["throughput"]),
                     fmt_number(r["latency_p95_ms"], ".1f"),
                     fmt_percent(r["error_rate"], 2),
+                    escape(budget_text(r)),
                     canary_html,
                     str(r["alerts_firing"]) if alerts_known else "-",
                     escape(r["issues"]) or "-",
@@ -180,12 +182,13 @@ def _health_html(health: pd.DataFrame, alerts_known: bool) -> str:
         "Predictions/day",
         "Latency p95 (ms)",
         "Error rate",
+        "SLO budget left",
         "Canary",
         "Firing alerts",
         "Issues of the day",
     ]
     return _html_table(
-        headers, rows, table_id="health", numeric=(3, 5, 6, 7, 8, 9, 11), message=(12,)
+        headers, rows, table_id="health", numeric=(3, 5, 6, 7, 8, 9, 12), message=(13,)
     )
 
 

@@ -13,7 +13,13 @@ import pandas as pd
 from aiops_pipelines.core.config import AppConfig
 from aiops_pipelines.core.values import as_text, fmt_count, fmt_number, fmt_percent, one_line
 from aiops_pipelines.io.store import MonitoringStore
-from aiops_pipelines.views.overview import check_day, feed, health_summary, model_key
+from aiops_pipelines.views.overview import (
+    budget_text,
+    check_day,
+    feed,
+    health_summary,
+    model_key,
+)
 
 
 def primary_text(row: Any) -> str:
@@ -87,6 +93,7 @@ def status_text(
                 fmt_count(r["throughput"]),
                 fmt_number(r["latency_p95_ms"], ".1f"),
                 fmt_percent(r["error_rate"], 2),
+                budget_text(r),
                 (f"{r['canary']} v{r['canary_version']}" if r["canary_version"] else r["canary"])
                 or "-",
                 str(r["alerts_firing"]) if alerts is not None else "-",
@@ -104,11 +111,12 @@ def status_text(
             "PRED/DAY",
             "P95 MS",
             "ERRORS",
+            "SLO BUDGET",
             "CANARY",
             "ALERTS",
             "ISSUES",
         ]
-        table = _table(headers, rows, right=(3, 5, 6, 7, 8, 10))
+        table = _table(headers, rows, right=(3, 5, 6, 7, 8, 11))
         if color:
             # colour after aligning, so the escape codes do not break the column widths
             width = max(len("STATUS"), *(len(r[1]) for r in rows))

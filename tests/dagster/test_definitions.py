@@ -60,6 +60,7 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         "performance_report",
         "canary_report",
         "ops_report",
+        "slo_report",
         "model_alerts",
         "ops_overview",
         "retrained_model",
@@ -80,6 +81,8 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         ("ops_report", "throughput"),
         ("ops_report", "latency"),
         ("ops_report", "error_rate"),
+        ("slo_report", "slo_budget"),
+        ("slo_report", "slo_burn"),
         ("model_alerts", "alerts_delivered"),
     }
 
