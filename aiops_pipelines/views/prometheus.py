@@ -141,6 +141,38 @@ HISTORY_GAUGES: tuple[HistoryGauge, ...] = (
         "cost_per_1000",
         "Serving cost per 1,000 predictions (latest ops_report).",
     ),
+    HistoryGauge(
+        "aiops_slo_budget_remaining_ratio",
+        Asset.SLO_REPORT,
+        "slo_budget_remaining",
+        "Share of the SLO's error budget left over its window (<= 0: exhausted).",
+        column_label="slo",
+    ),
+    HistoryGauge(
+        "aiops_slo_sli_ratio",
+        Asset.SLO_REPORT,
+        "slo_sli_window",
+        "Share of good events over the SLO's window (compare with aiops_slo_objective_ratio).",
+        column_label="slo",
+    ),
+    HistoryGauge(
+        "aiops_slo_objective_ratio",
+        Asset.SLO_REPORT,
+        "slo_objective",
+        "The SLO's objective (share of good events).",
+        column_label="slo",
+    ),
+    *(
+        HistoryGauge(
+            "aiops_slo_burn_rate",
+            Asset.SLO_REPORT,
+            f"slo_burn_rate_{window}",
+            "Error-budget burn rate over a window, at the latest slo_report day's last hour.",
+            labels={"window": window},
+            column_label="slo",
+        )
+        for window in ("1h", "6h", "3d")
+    ),
 )
 
 #: Every family (name -> help), in the order of the page.
