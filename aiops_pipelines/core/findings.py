@@ -75,6 +75,7 @@ class Signal(StrEnum):
     RESIDUAL_ANOMALY = "residual_anomaly"
     LEVEL_SHIFT = "level_shift"
     PIPELINE_FAILURE = "pipeline_failure"
+    FAIRNESS_VIOLATION = "fairness_violation"
 
 
 def fingerprint(tenant: str, model: str, signal: str, column: str = "") -> str:

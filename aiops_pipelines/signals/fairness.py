@@ -1,0 +1,538 @@
+"""Group fairness across a sensitive attribute: the entry point of the signal.
+
+`fairness_for_day` compares every group (a value of `fairness.attribute`) with the privileged
+group on one day: the selection rate (share of predictions of the positive class) on all of the
+day's predictions, which needs no label (demographic parity difference, disparate impact
+ratio), and the true and false positive rates on the rows labelled so far (equal opportunity
+and equalized odds differences). It runs inside performance_report on the day's predictions
+joined with the outcomes observed so far, so a day is re-judged, like its performance, each
+time more of its labels arrive.
+
+A metric's day value is its worst group's, as fairlearn reports it on two groups: differences
+are absolute (either direction is unfair), the disparate impact ratio is the lower rate over
+the higher (0.8 flags 0.8 and 1.25 alike). With more than two groups every group is compared
+with the privileged one, not with each other (fairlearn's "between_groups" max - min).
+
+A finding needs more than a point value past the threshold: the whole confidence interval at
+the day's sample sizes must be past it (Newcombe's hybrid score interval for a difference of
+proportions, Katz's log interval for a ratio), each interval one-sided at `alpha` over the
+number of (metric, group) tests that day (Bonferroni; equalized odds counts its two rates).
+So on a day whose true disparities are all within the warning thresholds, the chance of any
+finding is at most `alpha`, however small the day; and a group with too few rows or labels
+for a rate is "insufficient", never a pass or a fail.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fairlearn.metrics import (
+    MetricFrame,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
+from scipy.stats import norm
+
+from aiops_pipelines.core.checks import Check
+from aiops_pipelines.core.config import FairnessMetric, FairnessPolicy, ModelConfig
+from aiops_pipelines.core.errors import DataError
+from aiops_pipelines.core.findings import Asset, Finding, Level, Severity, Signal, jsonable
+from aiops_pipelines.core.values import category_label, fmt_number
+from aiops_pipelines.signals.performance.metrics import class_labels, require_columns
+
+#: Where a rate of a group lives in `Group` (and which counts are behind it).
+_RATES: dict[str, tuple[str, str]] = {
+    "selection_rate": ("selected", "n"),
+    "true_positive_rate": ("true_positives", "positives"),
+    "false_positive_rate": ("false_positives", "negatives"),
+}
+
+
+def positive_class(model: ModelConfig) -> str:
+    """The class whose rate is compared: `fairness.positive_class`, else the binary model's
+    positive class (`classes[1]`, else "1")."""
+    f = model.fairness
+    if f is not None and f.positive_class is not None:
+        return f.positive_class
+    return category_label(model.classes[1]) if model.classes else "1"
+
+
+# --- intervals ---------------------------------------------------------------------------
+
+
+def wilson(x: int, n: int, z: float) -> tuple[float, float]:
+    """Wilson's score interval of the proportion x / n (two-sided, z standard errors)."""
+    if n == 0:
+        return 0.0, 1.0
+    p, z2 = x / n, z * z
+    center = (x + z2 / 2) / (n + z2)
+    half = z * math.sqrt(p * (1 - p) * n + z2 / 4) / (n + z2)
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def newcombe(x1: int, n1: int, x2: int, n2: int, z: float) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (his method 10) of p1 - p2, from the two Wilson
+    intervals: good coverage at small n and rates near 0 or 1, where the Wald interval fails."""
+    p1, p2 = x1 / n1, x2 / n2
+    l1, u1 = wilson(x1, n1, z)
+    l2, u2 = wilson(x2, n2, z)
+    d = p1 - p2
+    return d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2)
+
+
+def katz(x1: int, n1: int, x2: int, n2: int, z: float) -> tuple[float, float]:
+    """Katz's log interval of the ratio (x1 / n1) / (x2 / n2). A zero count takes 0.5 more
+    success and failure (Haldane-Anscombe) in the interval only, where the log is undefined."""
+    if min(x1, x2) == 0:
+        x1, n1, x2, n2 = x1 + 0.5, n1 + 1, x2 + 0.5, n2 + 1  # type: ignore[assignment]
+    log_r = math.log((x1 / n1) / (x2 / n2))
+    se = math.sqrt(max(0.0, 1 / x1 - 1 / n1 + 1 / x2 - 1 / n2))
+    return math.exp(log_r - z * se), math.exp(log_r + z * se)
+
+
+def _abs_interval(lo: float, hi: float) -> tuple[float, float]:
+    """The interval of |d| from one of d."""
+    if lo > 0:
+        return lo, hi
+    if hi < 0:
+        return -hi, -lo
+    return 0.0, max(-lo, hi)
+
+
+def _symmetric_ratio_interval(lo: float, hi: float) -> tuple[float, float]:
+    """The interval of min(r, 1 / r) (the lower rate over the higher) from one of r."""
+    if hi < 1:
+        return lo, hi
+    if lo > 1:
+        return 1 / hi, 1 / lo
+    return min(lo, 1 / hi), 1.0
+
+
+# --- the day -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    """One value of the attribute on the day: the counts behind each of its rates, and the
+    rates as fairlearn's MetricFrame computes them (NaN where a rate has no rows)."""
+
+    n: int
+    selected: int
+    n_labelled: int
+    positives: int
+    true_positives: int
+    negatives: int
+    false_positives: int
+    selection_rate: float
+    true_positive_rate: float
+    false_positive_rate: float
+
+    @property
+    def coverage(self) -> float:
+        return self.n_labelled / self.n if self.n else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "selection_rate": self.selection_rate,
+            "n_labelled": self.n_labelled,
+            "coverage": self.coverage,
+            "positives": self.positives,
+            "true_positive_rate": self.true_positive_rate,
+            "negatives": self.negatives,
+            "false_positive_rate": self.false_positive_rate,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One group against the privileged group on one metric: the point value and its
+    interval (of |difference|, or of the lower rate over the higher), and the signed rate
+    differences behind it (group - privileged)."""
+
+    group: str
+    value: float
+    low: float
+    high: float
+    differences: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "value": self.value,
+            "low": self.low,
+            "high": self.high,
+            **self.differences,
+        }
+
+
+@dataclass
+class FairnessVerdict:
+    """One metric's verdict on the day, with its evidence."""
+
+    metric: FairnessMetric
+    level: Level
+    value: float
+    """The worst group's point value (NaN when insufficient)."""
+    warning: float
+    critical: float
+    confidence: float
+    """Two-sided level of each interval (its one tail is alpha over the day's tests)."""
+    comparisons: list[Comparison] = field(default_factory=list)
+    insufficient_groups: list[str] = field(default_factory=list)
+    reason: str = ""
+
+    def past(self, c: Comparison, threshold: float) -> bool:
+        """The whole interval of `c` is on the unfair side of `threshold`."""
+        return c.high < threshold if self.metric.is_ratio else c.low > threshold
+
+    @property
+    def decisive(self) -> Comparison | None:
+        """The comparison the verdict is about: the one most surely unfair (by its interval's
+        bound), else the worst point value."""
+        if not self.comparisons:
+            return None
+        if self.metric.is_ratio:
+            bad = [c for c in self.comparisons if self.past(c, self.warning)]
+            return min(bad or self.comparisons, key=lambda c: c.high if bad else c.value)
+        bad = [c for c in self.comparisons if self.past(c, self.warning)]
+        return max(bad or self.comparisons, key=lambda c: c.low if bad else c.value)
+
+
+@dataclass
+class FairnessDay:
+    """A day's fairness across one attribute: the groups, one verdict per metric, findings."""
+
+    partition: str
+    attribute: str
+    privileged: str
+    positive_class: str
+    groups: dict[str, Group]
+    n_missing: int
+    """Rows without a value of the attribute: in no group."""
+    verdicts: dict[str, FairnessVerdict]
+    findings: list[Finding]
+
+    @property
+    def metrics(self) -> dict[tuple[str, str], float]:
+        """Rows of the store's metric history: each metric's day value (column: the
+        attribute), and each group's rates and label coverage (column `attribute=value`)."""
+        out: dict[tuple[str, str], float] = {
+            (name, self.attribute): v.value
+            for name, v in self.verdicts.items()
+            if math.isfinite(v.value)
+        }
+        for g, grp in self.groups.items():
+            col = f"{self.attribute}={g}"
+            for rate in (*_RATES, "coverage"):
+                value = float(getattr(grp, rate))
+                if math.isfinite(value):
+                    out[(rate, col)] = value
+        return out
+
+    @property
+    def mlflow_metrics(self) -> dict[str, float]:
+        """Each metric's day value, by its name."""
+        return {n: v.value for n, v in self.verdicts.items() if math.isfinite(v.value)}
+
+    def summary(self) -> dict[str, Any]:
+        """The day in numbers for the asset's metadata: each metric's value and level."""
+        out: dict[str, Any] = {"fairness_attribute": self.attribute}
+        for name, v in self.verdicts.items():
+            out[f"{name}_level"] = v.level
+            if math.isfinite(v.value):
+                out[name] = v.value
+        return out
+
+    def check(self) -> Check:
+        """Fails (an error when critical) while a metric is past its threshold with its
+        interval; insufficient metrics pass (no verdict is not a failure)."""
+        worst = [v for v in self.verdicts.values() if v.level in ("warning", "critical")]
+        critical = any(v.level == "critical" for v in worst)
+        return Check(
+            "fairness",
+            not worst,
+            "error" if critical else "warn",
+            {
+                "attribute": self.attribute,
+                "privileged": self.privileged,
+                **{f"{n}_level": v.level for n, v in self.verdicts.items()},
+                **{n: v.value for n, v in self.verdicts.items() if math.isfinite(v.value)},
+            },
+            "; ".join(f.message for f in self.findings),
+        )
+
+
+def _counts(groups: np.ndarray, names: list[str], mask: np.ndarray) -> np.ndarray:
+    """Per group (codes in `groups`, -1: none) the number of rows in `mask`."""
+    return np.bincount(groups[mask & (groups >= 0)], minlength=len(names))
+
+
+def _fairlearn_rates(
+    codes: np.ndarray,
+    names: list[str],
+    predicted: np.ndarray,
+    labelled: np.ndarray,
+    actual: np.ndarray,
+) -> dict[str, dict[str, float]]:
+    """Each group's selection, true positive and false positive rate from fairlearn's
+    MetricFrame (rates without rows: NaN)."""
+    grouped = codes >= 0
+    out: dict[str, dict[str, float]] = {rate: dict.fromkeys(names, math.nan) for rate in _RATES}
+    sel = MetricFrame(
+        metrics={"selection_rate": selection_rate},
+        y_true=predicted[grouped],
+        y_pred=predicted[grouped],
+        sensitive_features=np.asarray(names, dtype=object)[codes[grouped]],
+    )
+    out["selection_rate"].update(sel.by_group["selection_rate"].astype(float).to_dict())
+    rows = grouped & labelled
+    if rows.any():
+        with warnings.catch_warnings():  # a group with one class only: its other rate is 0/0
+            warnings.simplefilter("ignore")
+            lab = MetricFrame(
+                metrics={
+                    "true_positive_rate": true_positive_rate,
+                    "false_positive_rate": false_positive_rate,
+                },
+                y_true=actual[rows],
+                y_pred=predicted[rows],
+                sensitive_features=np.asarray(names, dtype=object)[codes[rows]],
+            )
+        for rate in ("true_positive_rate", "false_positive_rate"):
+            out[rate].update(lab.by_group[rate].astype(float).to_dict())
+    return out
+
+
+def _groups(
+    model: ModelConfig, frame: pd.DataFrame, partition: str
+) -> tuple[dict[str, Group], int]:
+    """The day's groups (rows without the attribute in none) and how many rows had none."""
+    f = model.fairness
+    assert f is not None
+    c = model.columns
+    require_columns(
+        frame, [f.attribute, c.prediction, c.label], model, partition, "fairness: predictions"
+    )
+    positive = positive_class(model)
+    values = class_labels(frame[f.attribute])
+    has_value = pd.notna(values)
+    codes = np.full(len(frame), -1, dtype=np.int64)
+    found, uniques = pd.factorize(values[has_value], sort=True)
+    codes[has_value] = found
+    names = [str(u) for u in uniques]
+    predicted = (class_labels(frame[c.prediction]) == positive).astype(np.int64)
+    labels = class_labels(frame[c.label])
+    labelled = pd.notna(labels)
+    actual = (labels == positive).astype(np.int64)
+    pos, neg = labelled & (actual == 1), labelled & (actual == 0)
+    counts = {
+        "n": _counts(codes, names, np.ones(len(frame), dtype=bool)),
+        "selected": _counts(codes, names, predicted == 1),
+        "n_labelled": _counts(codes, names, labelled),
+        "positives": _counts(codes, names, pos),
+        "true_positives": _counts(codes, names, pos & (predicted == 1)),
+        "negatives": _counts(codes, names, neg),
+        "false_positives": _counts(codes, names, neg & (predicted == 1)),
+    }
+    rates = _fairlearn_rates(codes, names, predicted, labelled, actual) if names else {}
+    groups = {
+        name: Group(
+            **{k: int(v[i]) for k, v in counts.items()},
+            **{rate: rates[rate][name] for rate in _RATES},
+        )
+        for i, name in enumerate(names)
+    }
+    return groups, int((~has_value).sum())
+
+
+def _enough(metric: FairnessMetric, g: Group, f: FairnessPolicy) -> bool:
+    if metric is FairnessMetric.EQUAL_OPPORTUNITY_DIFFERENCE:
+        return g.positives >= f.min_group_labels
+    if metric is FairnessMetric.EQUALIZED_ODDS_DIFFERENCE:
+        return min(g.positives, g.negatives) >= f.min_group_labels
+    return g.n >= f.min_group_size
+
+
+def _difference(
+    g: Group, p: Group, rate: str, z: float
+) -> tuple[float, tuple[float, float], float]:
+    """|rate(g) - rate(p)| (fairlearn's rates), its interval, and the signed difference."""
+    x, n = _RATES[rate]
+    signed = getattr(g, rate) - getattr(p, rate)
+    lo, hi = newcombe(getattr(g, x), getattr(g, n), getattr(p, x), getattr(p, n), z)
+    return abs(signed), _abs_interval(lo, hi), signed
+
+
+def _compare(metric: FairnessMetric, name: str, g: Group, p: Group, z: float) -> Comparison:
+    if metric is FairnessMetric.DISPARATE_IMPACT_RATIO:
+        r = g.selection_rate / p.selection_rate if p.selection_rate else math.inf
+        value = min(r, 1 / r) if g.selection_rate or p.selection_rate else math.nan
+        lo, hi = _symmetric_ratio_interval(*katz(g.selected, g.n, p.selected, p.n, z))
+        return Comparison(name, value, lo, hi, {"selection_rate_ratio": r})
+    rates = (
+        ["selection_rate"]
+        if metric is FairnessMetric.DEMOGRAPHIC_PARITY_DIFFERENCE
+        else ["true_positive_rate"]
+        if metric is FairnessMetric.EQUAL_OPPORTUNITY_DIFFERENCE
+        else ["true_positive_rate", "false_positive_rate"]
+    )
+    parts = [_difference(g, p, rate, z) for rate in rates]
+    # equalized odds: the larger of the two differences, with Bonferroni-simultaneous
+    # intervals (both counted in the day's tests), so the max's bounds are the max of bounds
+    return Comparison(
+        name,
+        max(v for v, _, _ in parts),
+        max(iv[0] for _, iv, _ in parts),
+        max(iv[1] for _, iv, _ in parts),
+        {f"{rate}_difference": s for rate, (_, _, s) in zip(rates, parts, strict=True)},
+    )
+
+
+def _level(v: FairnessVerdict) -> Level:
+    if any(v.past(c, v.critical) for c in v.comparisons):
+        return "critical"
+    if any(v.past(c, v.warning) for c in v.comparisons):
+        return "warning"
+    return "ok"
+
+
+def _tests(metric: FairnessMetric) -> int:
+    """One-sided tests a compared group costs the metric (equalized odds: two rates)."""
+    return 2 if metric is FairnessMetric.EQUALIZED_ODDS_DIFFERENCE else 1
+
+
+def _verdicts(f: FairnessPolicy, groups: dict[str, Group]) -> dict[str, FairnessVerdict]:
+    privileged = groups.get(f.privileged)
+    plan: dict[FairnessMetric, tuple[list[str], list[str], str]] = {}
+    for metric in f.metrics:
+        others = [g for g in groups if g != f.privileged]
+        ok = [g for g in others if _enough(metric, groups[g], f)]
+        short = [g for g in others if g not in ok]
+        reason = ""
+        if privileged is None or not _enough(metric, privileged, f):
+            reason = f"privileged group {f.attribute}={f.privileged} has too few rows"
+            short, ok = [*short, f.privileged], []
+        elif not ok:
+            reason = "no other group has enough rows" if others else "no other group"
+        plan[metric] = (ok, short, reason)
+    n_tests = sum(_tests(m) * len(ok) for m, (ok, _, _) in plan.items())
+    one_tail = f.alpha / max(n_tests, 1)
+    z = float(norm.isf(one_tail))
+    out: dict[str, FairnessVerdict] = {}
+    for metric, (ok, short, reason) in plan.items():
+        warn, crit = f.threshold(metric)
+        v = FairnessVerdict(metric, "insufficient", math.nan, warn, crit, 1 - 2 * one_tail)
+        v.insufficient_groups, v.reason = short, reason
+        if ok:
+            assert privileged is not None
+            v.comparisons = [_compare(metric, g, groups[g], privileged, z) for g in ok]
+            values = [c.value for c in v.comparisons if math.isfinite(c.value)]
+            if values:
+                v.value = min(values) if metric.is_ratio else max(values)
+                v.level = _level(v)
+            else:
+                v.reason = "no positive prediction in any group: the ratio is undefined"
+        out[str(metric)] = v
+    return out
+
+
+def _message(day: FairnessDay, v: FairnessVerdict, c: Comparison, threshold: float) -> str:
+    attr, g, p = day.attribute, day.groups[c.group], day.groups[day.privileged]
+    rate = (
+        "true_positive_rate"
+        if v.metric is FairnessMetric.EQUAL_OPPORTUNITY_DIFFERENCE
+        else "selection_rate"
+    )
+    if v.metric is FairnessMetric.EQUALIZED_ODDS_DIFFERENCE:
+        rates = (
+            f"true positive rates {fmt_number(g.true_positive_rate)} vs "
+            f"{fmt_number(p.true_positive_rate)}, false positive rates "
+            f"{fmt_number(g.false_positive_rate)} vs {fmt_number(p.false_positive_rate)}"
+        )
+    else:
+        rates = f"{rate.replace('_', ' ')}s {fmt_number(getattr(g, rate))} vs " + fmt_number(
+            getattr(p, rate)
+        )
+    side = "below" if v.metric.is_ratio else "above"
+    return (
+        f"{v.metric.value} {fmt_number(c.value)} for {attr}={c.group} against "
+        f"{attr}={day.privileged}"
+        f" ({rates}; {v.confidence:.1%} interval {fmt_number(c.low)}-{fmt_number(c.high)}, "
+        f"n={g.n} vs {p.n}): {side} {fmt_number(threshold)} with the whole interval"
+    )
+
+
+def _findings(model: ModelConfig, day: FairnessDay) -> list[Finding]:
+    out = []
+    for name, v in day.verdicts.items():
+        c = v.decisive
+        if v.level not in ("warning", "critical") or c is None:
+            continue
+        threshold = v.critical if v.level == "critical" else v.warning
+        out.append(
+            Finding(
+                tenant=model.tenant,
+                model=model.name,
+                partition=day.partition,
+                asset=Asset.PERFORMANCE_REPORT.value,
+                signal=Signal.FAIRNESS_VIOLATION.value,
+                severity=Severity(v.level),
+                value=c.value,
+                threshold=threshold,
+                column=name,
+                message=_message(day, v, c, threshold),
+                evidence=jsonable(
+                    {
+                        "metric": name,
+                        "attribute": day.attribute,
+                        "privileged": day.privileged,
+                        "positive_class": day.positive_class,
+                        "group": c.group,
+                        "value": c.value,
+                        "day_value": v.value,
+                        "low": c.low,
+                        "high": c.high,
+                        "confidence": v.confidence,
+                        "warning": v.warning,
+                        "critical": v.critical,
+                        "comparisons": [x.to_dict() for x in v.comparisons],
+                        "insufficient_groups": v.insufficient_groups,
+                        "groups": {g: grp.to_dict() for g, grp in day.groups.items()},
+                        "n_missing_attribute": day.n_missing,
+                    }
+                ),
+            )
+        )
+    return out
+
+
+def fairness_for_day(model: ModelConfig, partition: str, frame: pd.DataFrame) -> FairnessDay:
+    """Judge the day's fairness across `model.fairness.attribute`.
+
+    `frame` holds every prediction of the day with the label observed so far (NaN where none
+    has arrived): `performance.join.LabelledDay.frame`. Raises `DataError` when the model has
+    no fairness config or the frame lacks the attribute, the prediction or the label column.
+    """
+    f = model.fairness
+    if f is None:
+        raise DataError("no `fairness` configured", model=model.key, partition=partition)
+    groups, n_missing = _groups(model, frame, partition)
+    day = FairnessDay(
+        partition=partition,
+        attribute=f.attribute,
+        privileged=f.privileged,
+        positive_class=positive_class(model),
+        groups=groups,
+        n_missing=n_missing,
+        verdicts=_verdicts(f, groups),
+        findings=[],
+    )
+    day.findings = _findings(model, day)
+    return day
