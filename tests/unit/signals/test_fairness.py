@@ -1,0 +1,390 @@
+"""Group fairness: the numbers against fairlearn on the same data, the intervals against their
+published values and their coverage, quiet small days, findings with their evidence, and the
+config's errors. Generated data with fixed seeds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pytest
+from fairlearn.metrics import (
+    MetricFrame,
+    demographic_parity_difference,
+    demographic_parity_ratio,
+    equal_opportunity_difference,
+    equalized_odds_difference,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
+from scipy.stats import binomtest, norm
+
+from aiops_pipelines.core.config import ModelConfig, parse_config
+from aiops_pipelines.core.errors import ConfigError, DataError
+from aiops_pipelines.core.findings import Severity, Signal
+from aiops_pipelines.signals.fairness import fairness_for_day, katz, newcombe, wilson
+
+DAY = "2026-03-02"
+EXACT = dict(rel=1e-12, abs=1e-12)
+Z95 = float(norm.isf(0.025))
+METRICS = (
+    "demographic_parity_difference",
+    "disparate_impact_ratio",
+    "equal_opportunity_difference",
+    "equalized_odds_difference",
+)
+
+
+def make_model(
+    *, task: str = "binary_classification", classes=("0", "1"), **fairness
+) -> ModelConfig:
+    src = {"parquet": "/nonexistent/x.parquet"}
+    return ModelConfig.model_validate(
+        {
+            "name": "loans",
+            "tenant": "bank",
+            "task": task,
+            "features": {"numeric": ["income"], "categorical": ["region"]},
+            "predictions": src,
+            "outcomes": src,
+            "reference": src,
+            "classes": list(classes) if classes else None,
+            "fairness": {"attribute": "sex", "privileged": "1", **fairness},
+        }
+    )
+
+
+def biased_day(
+    rng: np.random.Generator,
+    n: int,
+    *,
+    groups: Sequence[str] = ("0", "1"),
+    selection: Sequence[float] = (0.5, 0.5),
+    tpr: Sequence[float] | None = None,
+    fpr: Sequence[float] | None = None,
+    base_rate: float = 0.4,
+    coverage: float = 0.6,
+    cluster: int = 1,
+) -> pd.DataFrame:
+    """A day of `n` predictions: the attribute uniform over `groups`, labels with `base_rate`
+    positives observed for `coverage` of the rows. With `tpr`/`fpr` per group the predictions
+    follow the labels at those rates, else they are drawn at the `selection` rate per group.
+    With `cluster` > 1, rows arrive in runs of that many identical rows (one customer's
+    repeated requests): correlated rows, fewer independent ones than n."""
+    k = -(-n // cluster)
+    g = rng.integers(0, len(groups), k)
+    y = (rng.random(k) < base_rate).astype(np.int64)
+    if tpr is not None and fpr is not None:
+        p_pos = np.where(y == 1, np.asarray(tpr)[g], np.asarray(fpr)[g])
+    else:
+        p_pos = np.asarray(selection)[g]
+    pred = (rng.random(k) < p_pos).astype(np.int64)
+    seen = rng.random(k) < coverage
+    take = np.repeat(np.arange(k), cluster)[:n]
+    labels = np.where(seen, y.astype(str), None)[take]
+    return pd.DataFrame(
+        {
+            "sex": np.asarray(groups)[g][take],
+            "prediction": pred[take],
+            "label": pd.Series(labels, dtype="str"),
+        }
+    )
+
+
+def _labelled(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rows = frame["label"].notna().to_numpy()
+    y = (frame["label"][rows] == "1").astype(int).to_numpy()
+    return y, frame["prediction"].to_numpy()[rows], frame["sex"].to_numpy()[rows]
+
+
+def test_two_groups_agree_with_fairlearn() -> None:
+    frame = biased_day(
+        np.random.default_rng(1), 4000, tpr=(0.55, 0.75), fpr=(0.2, 0.3), coverage=0.5
+    )
+    day = fairness_for_day(make_model(), DAY, frame)
+    v = {name: verdict.value for name, verdict in day.verdicts.items()}
+    pred, sex = frame["prediction"].to_numpy(), frame["sex"].to_numpy()
+    assert v["demographic_parity_difference"] == pytest.approx(
+        demographic_parity_difference(pred, pred, sensitive_features=sex), **EXACT
+    )
+    assert v["disparate_impact_ratio"] == pytest.approx(
+        demographic_parity_ratio(pred, pred, sensitive_features=sex), **EXACT
+    )
+    y, yhat, s = _labelled(frame)
+    assert v["equal_opportunity_difference"] == pytest.approx(
+        equal_opportunity_difference(y, yhat, sensitive_features=s), **EXACT
+    )
+    assert v["equalized_odds_difference"] == pytest.approx(
+        equalized_odds_difference(y, yhat, sensitive_features=s), **EXACT
+    )
+
+
+def test_many_groups_are_each_compared_with_the_privileged_one() -> None:
+    """fairlearn's own differences are max - min over all groups; ours are the worst group
+    against the privileged one, from the same MetricFrame group values."""
+    groups = ("0", "1", "2", "3")
+    frame = biased_day(
+        np.random.default_rng(2),
+        8000,
+        groups=groups,
+        tpr=(0.6, 0.7, 0.8, 0.72),
+        fpr=(0.25, 0.2, 0.1, 0.3),
+    )
+    day = fairness_for_day(make_model(), DAY, frame)
+    pred, sex = frame["prediction"].to_numpy(), frame["sex"].to_numpy()
+    sel = MetricFrame(
+        metrics=selection_rate, y_true=pred, y_pred=pred, sensitive_features=sex
+    ).by_group
+    y, yhat, s = _labelled(frame)
+    lab = MetricFrame(
+        metrics={"tpr": true_positive_rate, "fpr": false_positive_rate},
+        y_true=y,
+        y_pred=yhat,
+        sensitive_features=s,
+    ).by_group
+    others = [g for g in groups if g != "1"]
+    for g in groups:
+        assert day.groups[g].selection_rate == pytest.approx(sel[g], **EXACT)
+        assert day.groups[g].true_positive_rate == pytest.approx(lab.loc[g, "tpr"], **EXACT)
+        assert day.groups[g].false_positive_rate == pytest.approx(lab.loc[g, "fpr"], **EXACT)
+    v = {name: verdict.value for name, verdict in day.verdicts.items()}
+    assert v["demographic_parity_difference"] == pytest.approx(
+        max(abs(sel[g] - sel["1"]) for g in others), **EXACT
+    )
+    assert v["disparate_impact_ratio"] == pytest.approx(
+        min(min(sel[g], sel["1"]) / max(sel[g], sel["1"]) for g in others), **EXACT
+    )
+    tpr, fpr = lab["tpr"], lab["fpr"]
+    assert v["equal_opportunity_difference"] == pytest.approx(
+        max(abs(tpr[g] - tpr["1"]) for g in others), **EXACT
+    )
+    assert v["equalized_odds_difference"] == pytest.approx(
+        max(max(abs(tpr[g] - tpr["1"]), abs(fpr[g] - fpr["1"])) for g in others), **EXACT
+    )
+    # not fairlearn's max - min between groups: group 2's rates differ most from group 0's
+    assert v["equal_opportunity_difference"] < equal_opportunity_difference(
+        y, yhat, sensitive_features=s
+    )
+
+
+def test_intervals_match_their_published_values() -> None:
+    lo, hi = binomtest(30, 100).proportion_ci(0.95, method="wilson")
+    assert wilson(30, 100, Z95) == pytest.approx((lo, hi), rel=1e-9)
+    # Newcombe (1998), Statistics in Medicine 17:873, table II, example (a): 56/70 - 48/80
+    assert newcombe(56, 70, 48, 80, Z95) == pytest.approx((0.0524, 0.3339), abs=5e-5)
+    # Katz's log interval of 0.15 / 0.10: exp(log 1.5 +- 1.96 sqrt(1/15 - 1/100 + 1/10 - 1/100))
+    se = math.sqrt(1 / 15 - 1 / 100 + 1 / 10 - 1 / 100)
+    expected = (1.5 * math.exp(-Z95 * se), 1.5 * math.exp(Z95 * se))
+    assert katz(15, 100, 10, 100, Z95) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(("n", "p1", "p2"), [(60, 0.3, 0.1), (400, 0.5, 0.4), (2000, 0.05, 0.03)])
+def test_intervals_cover_the_truth_at_their_level(n: int, p1: float, p2: float) -> None:
+    """95% intervals over 4,000 draws: coverage within 93-97.5% at small and large n and
+    rates near 0, where the Wald intervals fall short."""
+    rng = np.random.default_rng(3)
+    x1, x2 = rng.binomial(n, p1, 4000), rng.binomial(n, p2, 4000)
+    diff = [newcombe(a, n, b, n, Z95) for a, b in zip(x1, x2, strict=True)]
+    ratio = [katz(a, n, b, n, Z95) for a, b in zip(x1, x2, strict=True)]
+    cover_d = np.mean([lo <= p1 - p2 <= hi for lo, hi in diff])
+    cover_r = np.mean([lo <= p1 / p2 <= hi for lo, hi in ratio])
+    assert 0.93 <= cover_d <= 0.975
+    assert 0.93 <= cover_r <= 0.975
+
+
+def test_a_biased_group_is_a_finding_with_its_evidence() -> None:
+    """Group 0 is selected at 0.25 against 0.5 (ratio 0.5, difference 0.25): critical on
+    both prediction metrics; its true positive rate lags by 0.3: critical on the label ones."""
+    frame = biased_day(np.random.default_rng(4), 6000, tpr=(0.4, 0.7), fpr=(0.1, 0.3), coverage=0.7)
+    day = fairness_for_day(make_model(), DAY, frame)
+    by_metric = {f.column: f for f in day.findings}
+    assert set(by_metric) == set(METRICS)
+    for f in day.findings:
+        assert f.signal == Signal.FAIRNESS_VIOLATION
+        assert f.severity is Severity.CRITICAL
+        ev = f.evidence
+        assert ev["attribute"] == "sex" and ev["privileged"] == "1" and ev["group"] == "0"
+        assert ev["groups"]["0"]["n"] + ev["groups"]["1"]["n"] == 6000
+        assert 0.65 < ev["groups"]["0"]["coverage"] < 0.75
+        assert ev["low"] <= f.value <= ev["high"] and 0.99 < ev["confidence"] < 1
+    di = by_metric["disparate_impact_ratio"]
+    assert di.threshold == 0.6 and di.evidence["high"] < 0.6 and di.value < 0.6
+    assert "below 0.6 with the whole interval" in di.message
+    dp = by_metric["demographic_parity_difference"]
+    assert dp.threshold == 0.2 and dp.evidence["low"] > 0.2
+    check = day.check()
+    assert not check.passed and check.severity == "error"
+    assert day.metrics[("disparate_impact_ratio", "sex")] == di.value
+    assert day.metrics[("selection_rate", "sex=0")] == pytest.approx(day.groups["0"].selection_rate)
+    assert ("coverage", "sex=1") in day.metrics
+
+
+def test_a_small_day_with_a_large_gap_stays_quiet() -> None:
+    """60 predictions per group selected at 0.45 against 0.25: the point values are past
+    every threshold, the intervals are not, so no finding: a verdict needs the evidence."""
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {
+            "sex": ["0"] * 60 + ["1"] * 60,
+            "prediction": np.r_[np.arange(60) < 15, np.arange(60) < 27].astype(int),
+            "label": pd.Series(rng.choice(["0", "1"], 120), dtype="str"),
+        }
+    )
+    day = fairness_for_day(make_model(), DAY, frame)
+    dp, di = day.verdicts["demographic_parity_difference"], day.verdicts["disparate_impact_ratio"]
+    assert dp.value == pytest.approx(0.2) and di.value == pytest.approx(15 / 27)
+    assert dp.level == di.level == "ok" and not day.findings and day.check().passed
+    assert dp.comparisons[0].low < 0.1 < 0.2 < dp.comparisons[0].high
+
+
+def test_too_few_rows_or_labels_are_insufficient_never_pass_or_fail() -> None:
+    frame = biased_day(np.random.default_rng(6), 200, selection=(0.1, 0.6), coverage=0.0)
+    frame.loc[frame["sex"] == "0", "sex"] = ["0"] * 20 + ["2"] * (
+        int((frame["sex"] == "0").sum()) - 20
+    )
+    day = fairness_for_day(make_model(), DAY, frame)
+    eo = day.verdicts["equal_opportunity_difference"]
+    assert eo.level == "insufficient" and math.isnan(eo.value)
+    assert ("equal_opportunity_difference", "sex") not in day.metrics
+    dp = day.verdicts["demographic_parity_difference"]
+    assert dp.insufficient_groups == ["0"]  # 20 rows < min_group_size 30
+    assert [c.group for c in dp.comparisons] == ["2"] and dp.level != "insufficient"
+    nobody = fairness_for_day(make_model(privileged="9"), DAY, frame)
+    assert {v.level for v in nobody.verdicts.values()} == {"insufficient"}
+    assert "privileged group sex=9" in nobody.verdicts["disparate_impact_ratio"].reason
+    assert not nobody.findings and nobody.check().passed
+
+
+def test_rows_without_the_attribute_are_counted_in_no_group() -> None:
+    frame = biased_day(np.random.default_rng(7), 1000)
+    frame.loc[:99, "sex"] = None
+    day = fairness_for_day(make_model(), DAY, frame)
+    assert day.n_missing == 100 and set(day.groups) == {"0", "1"}
+    assert sum(g.n for g in day.groups.values()) == 900
+
+
+def test_numeric_attribute_values_are_category_labels() -> None:
+    """1, 1.0 and "1" are one group, as everywhere else (a SQL column read as floats)."""
+    frame = biased_day(np.random.default_rng(8), 1000)
+    frame["sex"] = frame["sex"].astype(float)
+    day = fairness_for_day(make_model(privileged=1), DAY, frame)
+    assert set(day.groups) == {"0", "1"} and day.privileged == "1"
+    assert day.verdicts["demographic_parity_difference"].level == "ok"
+
+
+def test_multiclass_compares_the_configured_positive_class() -> None:
+    rng = np.random.default_rng(9)
+    n = 3000
+    sex = rng.choice(["0", "1"], n)
+    pred = np.where(
+        sex == "1",
+        rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2]),
+        rng.choice(["a", "b", "c"], n, p=[0.2, 0.5, 0.3]),
+    )
+    frame = pd.DataFrame({"sex": sex, "prediction": pred, "label": pd.Series(pred, dtype="str")})
+    model = make_model(
+        task="multiclass_classification", classes=("a", "b", "c"), positive_class="a"
+    )
+    day = fairness_for_day(model, DAY, frame)
+    picked = (pred == "a").astype(int)
+    assert day.verdicts["demographic_parity_difference"].value == pytest.approx(
+        demographic_parity_difference(picked, picked, sensitive_features=sex), **EXACT
+    )
+    assert day.positive_class == "a"
+
+
+def test_a_missing_attribute_column_names_model_partition_and_column() -> None:
+    frame = biased_day(np.random.default_rng(10), 100).drop(columns="sex")
+    with pytest.raises(DataError) as err:
+        fairness_for_day(make_model(), DAY, frame)
+    msg = str(err.value)
+    assert "bank.loans" in msg and DAY in msg and "sex" in msg
+
+
+def _raw_model(**model) -> dict:
+    src = {"parquet": "x.parquet"}
+    return {
+        "storage": {
+            "store_url": "sqlite:///s.db",
+            "mlflow_tracking_uri": "sqlite:///m.db",
+            "artifacts_dir": "a",
+        },
+        "tenants": [
+            {
+                "name": "bank",
+                "models": [
+                    {
+                        "name": "loans",
+                        "task": "binary_classification",
+                        "features": {"numeric": ["income"], "categorical": ["region"]},
+                        "predictions": src,
+                        "outcomes": src,
+                        "reference": src,
+                        "fairness": {"attribute": "sex", "privileged": 1},
+                        **model,
+                    }
+                ],
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "text"),
+    [
+        ({"task": "regression"}, "a regression model has none"),
+        (
+            {"task": "multiclass_classification", "classes": ["a", "b", "c"]},
+            "fairness.positive_class is required for multiclass",
+        ),
+        ({"fairness": {"attribute": "income", "privileged": "1"}}, "is a numeric feature"),
+        ({"fairness": {"attribute": "prediction", "privileged": "1"}}, "is a contract column"),
+        ({"outcomes": None}, "needs an `outcomes` source"),
+        (
+            {"fairness": {"attribute": "sex", "privileged": "1", "positive_class": "yes"}},
+            "'yes' is not among the model's classes",
+        ),
+    ],
+)
+def test_fairness_config_errors_name_the_model_and_the_setting(change: dict, text: str) -> None:
+    raw = _raw_model(**change)
+    if change.get("task") != "multiclass_classification" and "positive_class" in str(change):
+        raw["tenants"][0]["models"][0]["classes"] = ["0", "1"]
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    msg = str(err.value)
+    assert "model 'loans'" in msg and text in msg
+
+
+@pytest.mark.parametrize(
+    ("fairness", "field", "text"),
+    [
+        (
+            {"thresholds": {"disparate_impact_ratio": [0.6, 0.8]}},
+            "fairness.thresholds",
+            "1 > warning >= critical",
+        ),
+        (
+            {"thresholds": {"equalized_odds_difference": [0.3, 0.1]}},
+            "fairness.thresholds",
+            "0 < warning <= critical",
+        ),
+        ({"metrics": ["statistical_parity"]}, "fairness.metrics", "demographic_parity_difference"),
+        ({"metrics": []}, "fairness.metrics", "at least one"),
+    ],
+)
+def test_fairness_field_errors_are_named(fairness: dict, field: str, text: str) -> None:
+    raw = _raw_model(fairness={"attribute": "sex", "privileged": "1", **fairness})
+    with pytest.raises(ConfigError) as err:
+        parse_config(raw)
+    msg = str(err.value)
+    assert f"field '{field}" in msg and text in msg
+
+
+def test_the_config_reads_privileged_as_the_category_label() -> None:
+    model = parse_config(_raw_model()).models[0]
+    assert model.fairness is not None and model.fairness.privileged == "1"
+    assert model.fairness.threshold(model.fairness.metrics[1]) == (0.8, 0.6)  # four-fifths
