@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,8 @@ from aiops_pipelines.core.config import FairnessMetric, FairnessPolicy, ModelCon
 from aiops_pipelines.core.errors import DataError
 from aiops_pipelines.core.findings import Asset, Finding, Level, Severity, Signal, jsonable
 from aiops_pipelines.core.values import category_label, fmt_number
+from aiops_pipelines.io.sources import parse_timestamps
+from aiops_pipelines.signals.drift.calibration import DAY_BLOCK_MINUTES, MIN_DAY_DOF
 from aiops_pipelines.signals.performance.metrics import class_labels, require_columns
 
 #: Where a rate of a group lives in `Group` (and which counts are behind it).
@@ -133,6 +135,35 @@ class Group:
     true_positive_rate: float
     false_positive_rate: float
 
+    @classmethod
+    def from_counts(
+        cls,
+        n: int,
+        selected: int,
+        positives: int,
+        true_positives: int,
+        negatives: int,
+        false_positives: int,
+    ) -> Group:
+        """A group from its counts alone, its rates their ratios (what fairlearn computes from
+        the rows): to judge days simulated as counts (`benchmarks/bench_fairness.py`)."""
+
+        def rate(x: int, of: int) -> float:
+            return x / of if of else math.nan
+
+        return cls(
+            n,
+            selected,
+            positives + negatives,
+            positives,
+            true_positives,
+            negatives,
+            false_positives,
+            rate(selected, n),
+            rate(true_positives, positives),
+            rate(false_positives, negatives),
+        )
+
     @property
     def coverage(self) -> float:
         return self.n_labelled / self.n if self.n else math.nan
@@ -216,6 +247,8 @@ class FairnessDay:
     groups: dict[str, Group]
     n_missing: int
     """Rows without a value of the attribute: in no group."""
+    design_effect: DesignEffect
+    """The day's within-day design effect: every rate's counts are divided by it."""
     verdicts: dict[str, FairnessVerdict]
     findings: list[Finding]
 
@@ -269,56 +302,127 @@ class FairnessDay:
         )
 
 
-def _counts(groups: np.ndarray, names: list[str], mask: np.ndarray) -> np.ndarray:
-    """Per group (codes in `groups`, -1: none) the number of rows in `mask`."""
-    return np.bincount(groups[mask & (groups >= 0)], minlength=len(names))
+#: The cells each row of a day falls in, per group and 10-minute block: labelled rows by
+#: (label, prediction), unlabelled ones by prediction.
+CELLS = ("tp", "fn", "fp", "tn", "selected_unlabelled", "unselected_unlabelled")
+_TP, _FN, _FP, _TN, _SU, _UU = range(len(CELLS))
+#: Per rate: the cells of its "yes" rows and of its "no" rows.
+_RATE_CELLS: dict[str, tuple[list[int], list[int]]] = {
+    "selection_rate": ([_TP, _FP, _SU], [_FN, _TN, _UU]),
+    "true_positive_rate": ([_TP], [_FN]),
+    "false_positive_rate": ([_FP], [_TN]),
+}
+_PER_HOUR = 60 // DAY_BLOCK_MINUTES
+N_BLOCKS = 24 * _PER_HOUR
+"""10-minute blocks of a UTC day, as the drift's within-day design effect cuts it."""
 
 
-def _fairlearn_rates(
-    codes: np.ndarray,
-    names: list[str],
-    predicted: np.ndarray,
-    labelled: np.ndarray,
-    actual: np.ndarray,
-) -> dict[str, dict[str, float]]:
-    """Each group's selection, true positive and false positive rate from fairlearn's
-    MetricFrame (rates without rows: NaN)."""
-    grouped = codes >= 0
-    out: dict[str, dict[str, float]] = {rate: dict.fromkeys(names, math.nan) for rate in _RATES}
-    sel = MetricFrame(
-        metrics={"selection_rate": selection_rate},
-        y_true=predicted[grouped],
-        y_pred=predicted[grouped],
-        sensitive_features=np.asarray(names, dtype=object)[codes[grouped]],
-    )
-    out["selection_rate"].update(sel.by_group["selection_rate"].astype(float).to_dict())
-    rows = grouped & labelled
-    if rows.any():
-        with warnings.catch_warnings():  # a group with one class only: its other rate is 0/0
-            warnings.simplefilter("ignore")
-            lab = MetricFrame(
-                metrics={
-                    "true_positive_rate": true_positive_rate,
-                    "false_positive_rate": false_positive_rate,
-                },
-                y_true=actual[rows],
-                y_pred=predicted[rows],
-                sensitive_features=np.asarray(names, dtype=object)[codes[rows]],
-            )
-        for rate in ("true_positive_rate", "false_positive_rate"):
-            out[rate].update(lab.by_group[rate].astype(float).to_dict())
-    return out
+@dataclass(frozen=True)
+class DayCells:
+    """A day's rows counted per group, 10-minute block and cell (`CELLS`): everything the
+    day's rates, intervals and design effects are computed from."""
+
+    names: list[str]
+    counts: np.ndarray
+    """int64 [group, block, cell]."""
+    n_missing: int
+    """Rows without a value of the attribute: in no group."""
+
+    def totals(self) -> dict[str, dict[str, int]]:
+        t = self.counts.sum(axis=1)
+        return {
+            name: {
+                "n": int(t[i].sum()),
+                "selected": int(t[i, [_TP, _FP, _SU]].sum()),
+                "positives": int(t[i, [_TP, _FN]].sum()),
+                "true_positives": int(t[i, _TP]),
+                "negatives": int(t[i, [_FP, _TN]].sum()),
+                "false_positives": int(t[i, _FP]),
+            }
+            for i, name in enumerate(self.names)
+        }
+
+    def groups(self) -> dict[str, Group]:
+        """The groups from their counts alone (rates: the ratios)."""
+        return {name: Group.from_counts(**c) for name, c in self.totals().items()}
+
+    def design_effect(self) -> DesignEffect:
+        """How much more the day's rates vary between its 10-minute blocks than independent
+        rows would make them vary: Pearson's chi-square of each rate's blocks x {yes, no}
+        table over its degrees of freedom (1 in expectation for independent rows; ~m for
+        runs of m identical rows, such as one customer's repeated requests), as
+        `signals.drift.calibration` measures it for drift. Compared within each (group,
+        hour), so that a rate moving with the hour of day is no correlation; on a day too
+        small for that, between the blocks of the whole day (more conservative).
+
+        The correlation comes from how the rows arrive, which every rate of the same rows
+        shares: the largest of the rates' measured effects is the day's (a rate with few
+        rows, such as the true positive rate of a small group, seldom has the degrees of
+        freedom to measure its own). A day too small for any (fewer than `MIN_DAY_DOF`
+        degrees of freedom) takes the most its blocks allow: every (group, block) one
+        cluster of identical rows, sum(n_b^2) / sum(n_b), the design effect of clusters with
+        an intra-class correlation of 1; about 1 for a small day of independent rows, whose
+        blocks hold a row or two each."""
+        usable = []
+        for counts in self._rate_tables():
+            for width, method in ((_PER_HOUR, "within_hour"), (N_BLOCKS, "whole_day")):
+                chi2, dof = _homogeneity(counts, width)
+                if dof >= MIN_DAY_DOF:
+                    usable.append(DesignEffect(max(1.0, chi2 / dof), method, chi2, dof))
+                    break
+        if usable:
+            return max(usable, key=lambda d: d.value)
+        rows = self.counts.sum(axis=2).astype(np.float64)
+        bound = float((rows**2).sum() / rows.sum()) if rows.sum() else 1.0
+        return DesignEffect(max(1.0, bound), "block_bound")
+
+    def _rate_tables(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per rate, (yes, trials) counts [group, block]."""
+        out = []
+        for yes_cells, no_cells in _RATE_CELLS.values():
+            yes = self.counts[:, :, yes_cells].sum(axis=2)
+            out.append((yes, yes + self.counts[:, :, no_cells].sum(axis=2)))
+        return out
 
 
-def _groups(
-    model: ModelConfig, frame: pd.DataFrame, partition: str
-) -> tuple[dict[str, Group], int]:
-    """The day's groups (rows without the attribute in none) and how many rows had none."""
+def _homogeneity(counts: tuple[np.ndarray, np.ndarray], width: int) -> tuple[float, int]:
+    """Chi-square of homogeneity of the blocks' shares within each run of `width` blocks of
+    each group, summed, with its degrees of freedom (tables with fewer than two filled
+    blocks, or a share of 0 or 1, hold no information and count nothing)."""
+    yes, n = (c.reshape(c.shape[0], -1, width) for c in counts)
+    share = yes.sum(axis=2, keepdims=True) / np.maximum(n.sum(axis=2, keepdims=True), 1)
+    spread = share * (1 - share)
+    filled = n > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(filled & (spread > 0), (yes - n * share) ** 2 / (n * spread), 0.0)
+    usable = (spread[..., 0] > 0) & (filled.sum(axis=2) >= 2)
+    dof = int(np.where(usable, filled.sum(axis=2) - 1, 0).sum())
+    return float(terms.sum(axis=2)[usable].sum()), dof
+
+
+@dataclass(frozen=True)
+class DesignEffect:
+    """The day's design effect (at least 1: rows never carry more than independent ones)
+    and how it was found: "within_hour" or "whole_day" (chi-square over its degrees of
+    freedom), or "block_bound" (a day too small to measure it)."""
+
+    value: float
+    method: str
+    chi2: float = math.nan
+    dof: int = 0
+
+
+def day_cells(model: ModelConfig, frame: pd.DataFrame, partition: str) -> DayCells:
+    """Count the day's rows per group, 10-minute block and cell (`DayCells`)."""
     f = model.fairness
     assert f is not None
     c = model.columns
     require_columns(
-        frame, [f.attribute, c.prediction, c.label], model, partition, "fairness: predictions"
+        frame,
+        [f.attribute, c.prediction, c.label, c.timestamp],
+        model,
+        partition,
+        "fairness: predictions",
     )
     positive = positive_class(model)
     values = class_labels(frame[f.attribute])
@@ -327,29 +431,84 @@ def _groups(
     found, uniques = pd.factorize(values[has_value], sort=True)
     codes[has_value] = found
     names = [str(u) for u in uniques]
-    predicted = (class_labels(frame[c.prediction]) == positive).astype(np.int64)
+    predicted = class_labels(frame[c.prediction]) == positive
     labels = class_labels(frame[c.label])
     labelled = pd.notna(labels)
-    actual = (labels == positive).astype(np.int64)
-    pos, neg = labelled & (actual == 1), labelled & (actual == 0)
-    counts = {
-        "n": _counts(codes, names, np.ones(len(frame), dtype=bool)),
-        "selected": _counts(codes, names, predicted == 1),
-        "n_labelled": _counts(codes, names, labelled),
-        "positives": _counts(codes, names, pos),
-        "true_positives": _counts(codes, names, pos & (predicted == 1)),
-        "negatives": _counts(codes, names, neg),
-        "false_positives": _counts(codes, names, neg & (predicted == 1)),
-    }
-    rates = _fairlearn_rates(codes, names, predicted, labelled, actual) if names else {}
-    groups = {
-        name: Group(
-            **{k: int(v[i]) for k, v in counts.items()},
-            **{rate: rates[rate][name] for rate in _RATES},
+    actual = labels == positive
+    cell = np.select(
+        [
+            labelled & actual & predicted,
+            labelled & actual,
+            labelled & predicted,
+            labelled,
+            predicted,
+        ],
+        [_TP, _FN, _FP, _TN, _SU],
+        _UU,
+    )
+    try:
+        ts = parse_timestamps(frame[c.timestamp], column=c.timestamp)
+    except DataError as exc:
+        raise exc.located(model=model.key, partition=partition) from None
+    minutes = (ts.dt.hour * 60 + ts.dt.minute).to_numpy(dtype=np.int64)
+    block = minutes // DAY_BLOCK_MINUTES
+    keep = codes >= 0
+    flat = (codes[keep] * N_BLOCKS + block[keep]) * len(CELLS) + cell[keep]
+    counts = np.bincount(flat, minlength=len(names) * N_BLOCKS * len(CELLS))
+    return DayCells(
+        names, counts.reshape(len(names), N_BLOCKS, len(CELLS)), int((~has_value).sum())
+    )
+
+
+def _fairlearn_groups(cells: DayCells) -> dict[str, Group]:
+    """The groups with each rate from fairlearn's MetricFrame (NaN without rows).
+
+    fairlearn gets the day's contingency table (one row per group, label and prediction
+    that occur, weighted by its count), not the rows: the same rates, as the counts are
+    sufficient statistics, but in milliseconds where MetricFrame takes ~30 s for 1M rows
+    (it splits each group's rows in Python)."""
+    totals = cells.counts.sum(axis=1)  # [group, cell]
+    names = np.asarray(cells.names, dtype=object)
+    group, cell = np.nonzero(totals)
+    weight = totals[group, cell]
+    predicted = np.isin(cell, [_TP, _FP, _SU]).astype(np.int64)
+    actual = np.isin(cell, [_TP, _FN]).astype(np.int64)
+    lab = cell < _SU
+    rates: dict[str, dict[str, float]] = {}
+    with warnings.catch_warnings():  # a group with one class only: its other rate is 0/0
+        warnings.simplefilter("ignore")
+        sel = MetricFrame(
+            metrics={"selection_rate": selection_rate},
+            y_true=predicted,
+            y_pred=predicted,
+            sensitive_features=names[group],
+            sample_params={"selection_rate": {"sample_weight": weight}},
         )
-        for i, name in enumerate(names)
-    }
-    return groups, int((~has_value).sum())
+        rates["selection_rate"] = sel.by_group["selection_rate"].astype(float).to_dict()
+        if lab.any():
+            w = {"sample_weight": weight[lab]}
+            by_group = MetricFrame(
+                metrics={
+                    "true_positive_rate": true_positive_rate,
+                    "false_positive_rate": false_positive_rate,
+                },
+                y_true=actual[lab],
+                y_pred=predicted[lab],
+                sensitive_features=names[group[lab]],
+                sample_params={"true_positive_rate": w, "false_positive_rate": w},
+            ).by_group
+            for r in ("true_positive_rate", "false_positive_rate"):
+                rates[r] = by_group[r].astype(float).to_dict()
+    out = {}
+    for name, c in cells.totals().items():
+        g = Group.from_counts(**c)
+        # fairlearn's value where the rate has rows (without, scikit-learn says 0: unknown)
+        fair = {
+            r: rates.get(r, {}).get(name, math.nan) if math.isfinite(getattr(g, r)) else math.nan
+            for r in _RATES
+        }
+        out[name] = replace(g, **fair)
+    return out
 
 
 def _enough(metric: FairnessMetric, g: Group, f: FairnessPolicy) -> bool:
@@ -360,21 +519,32 @@ def _enough(metric: FairnessMetric, g: Group, f: FairnessPolicy) -> bool:
     return g.n >= f.min_group_size
 
 
+def _effective(g: Group, rate: str, deff: float) -> tuple[float, float]:
+    """The rate's (successes, trials) as independent rows: each divided by the design
+    effect (Rao and Scott's correction for clustered samples)."""
+    x, n = _RATES[rate]
+    return getattr(g, x) / deff, getattr(g, n) / deff
+
+
 def _difference(
-    g: Group, p: Group, rate: str, z: float
+    g: Group, p: Group, rate: str, z: float, deff: float
 ) -> tuple[float, tuple[float, float], float]:
     """|rate(g) - rate(p)| (fairlearn's rates), its interval, and the signed difference."""
-    x, n = _RATES[rate]
     signed = getattr(g, rate) - getattr(p, rate)
-    lo, hi = newcombe(getattr(g, x), getattr(g, n), getattr(p, x), getattr(p, n), z)
+    lo, hi = newcombe(*_effective(g, rate, deff), *_effective(p, rate, deff), z)
     return abs(signed), _abs_interval(lo, hi), signed
 
 
-def _compare(metric: FairnessMetric, name: str, g: Group, p: Group, z: float) -> Comparison:
+def _compare(
+    metric: FairnessMetric, name: str, g: Group, p: Group, z: float, deff: float
+) -> Comparison:
     if metric is FairnessMetric.DISPARATE_IMPACT_RATIO:
         r = g.selection_rate / p.selection_rate if p.selection_rate else math.inf
-        value = min(r, 1 / r) if g.selection_rate or p.selection_rate else math.nan
-        lo, hi = _symmetric_ratio_interval(*katz(g.selected, g.n, p.selected, p.n, z))
+        low, high = sorted((g.selection_rate, p.selection_rate))
+        value = low / high if high else math.nan  # fairlearn's min / max
+        lo, hi = _symmetric_ratio_interval(
+            *katz(*_effective(g, "selection_rate", deff), *_effective(p, "selection_rate", deff), z)
+        )
         return Comparison(name, value, lo, hi, {"selection_rate_ratio": r})
     rates = (
         ["selection_rate"]
@@ -383,7 +553,7 @@ def _compare(metric: FairnessMetric, name: str, g: Group, p: Group, z: float) ->
         if metric is FairnessMetric.EQUAL_OPPORTUNITY_DIFFERENCE
         else ["true_positive_rate", "false_positive_rate"]
     )
-    parts = [_difference(g, p, rate, z) for rate in rates]
+    parts = [_difference(g, p, rate, z, deff) for rate in rates]
     # equalized odds: the larger of the two differences, with Bonferroni-simultaneous
     # intervals (both counted in the day's tests), so the max's bounds are the max of bounds
     return Comparison(
@@ -408,7 +578,12 @@ def _tests(metric: FairnessMetric) -> int:
     return 2 if metric is FairnessMetric.EQUALIZED_ODDS_DIFFERENCE else 1
 
 
-def _verdicts(f: FairnessPolicy, groups: dict[str, Group]) -> dict[str, FairnessVerdict]:
+def judge_groups(
+    f: FairnessPolicy, groups: dict[str, Group], deff: float = 1.0
+) -> dict[str, FairnessVerdict]:
+    """Each configured metric's verdict on the day's groups: the groups with enough rows
+    (or labels) compared with the privileged one, at one z for every (metric, group) test,
+    the counts divided by the day's design effect (`deff`, 1: independent rows)."""
     privileged = groups.get(f.privileged)
     plan: dict[FairnessMetric, tuple[list[str], list[str], str]] = {}
     for metric in f.metrics:
@@ -432,7 +607,7 @@ def _verdicts(f: FairnessPolicy, groups: dict[str, Group]) -> dict[str, Fairness
         v.insufficient_groups, v.reason = short, reason
         if ok:
             assert privileged is not None
-            v.comparisons = [_compare(metric, g, groups[g], privileged, z) for g in ok]
+            v.comparisons = [_compare(metric, g, groups[g], privileged, z, deff) for g in ok]
             values = [c.value for c in v.comparisons if math.isfinite(c.value)]
             if values:
                 v.value = min(values) if metric.is_ratio else max(values)
@@ -506,6 +681,8 @@ def _findings(model: ModelConfig, day: FairnessDay) -> list[Finding]:
                         "insufficient_groups": v.insufficient_groups,
                         "groups": {g: grp.to_dict() for g, grp in day.groups.items()},
                         "n_missing_attribute": day.n_missing,
+                        "design_effect": day.design_effect.value,
+                        "design_effect_method": day.design_effect.method,
                     }
                 ),
             )
@@ -518,20 +695,24 @@ def fairness_for_day(model: ModelConfig, partition: str, frame: pd.DataFrame) ->
 
     `frame` holds every prediction of the day with the label observed so far (NaN where none
     has arrived): `performance.join.LabelledDay.frame`. Raises `DataError` when the model has
-    no fairness config or the frame lacks the attribute, the prediction or the label column.
+    no fairness config or the frame lacks the attribute, the timestamp, the prediction or the
+    label column.
     """
     f = model.fairness
     if f is None:
         raise DataError("no `fairness` configured", model=model.key, partition=partition)
-    groups, n_missing = _groups(model, frame, partition)
+    cells = day_cells(model, frame, partition)
+    groups = _fairlearn_groups(cells)
+    deff = cells.design_effect()
     day = FairnessDay(
         partition=partition,
         attribute=f.attribute,
         privileged=f.privileged,
         positive_class=positive_class(model),
         groups=groups,
-        n_missing=n_missing,
-        verdicts=_verdicts(f, groups),
+        n_missing=cells.n_missing,
+        design_effect=deff,
+        verdicts=judge_groups(f, groups, deff.value),
         findings=[],
     )
     day.findings = _findings(model, day)

@@ -25,7 +25,16 @@ from scipy.stats import binomtest, norm
 from aiops_pipelines.core.config import ModelConfig, parse_config
 from aiops_pipelines.core.errors import ConfigError, DataError
 from aiops_pipelines.core.findings import Severity, Signal
-from aiops_pipelines.signals.fairness import fairness_for_day, katz, newcombe, wilson
+from aiops_pipelines.signals.fairness import (
+    CELLS,
+    N_BLOCKS,
+    DayCells,
+    fairness_for_day,
+    judge_groups,
+    katz,
+    newcombe,
+    wilson,
+)
 
 DAY = "2026-03-02"
 EXACT = dict(rel=1e-12, abs=1e-12)
@@ -55,6 +64,11 @@ def make_model(
             "fairness": {"attribute": "sex", "privileged": "1", **fairness},
         }
     )
+
+
+def stamps(rng: np.random.Generator, n: int) -> pd.Series:
+    """`n` UTC instants spread over the day."""
+    return pd.Timestamp(DAY, tz="UTC") + pd.to_timedelta(rng.random(n) * 86_400, unit="s")
 
 
 def biased_day(
@@ -87,11 +101,73 @@ def biased_day(
     labels = np.where(seen, y.astype(str), None)[take]
     return pd.DataFrame(
         {
+            "timestamp": stamps(rng, k)[take],
             "sex": np.asarray(groups)[g][take],
             "prediction": pred[take],
             "label": pd.Series(labels, dtype="str"),
         }
     )
+
+
+#: (true positive rate, false positive rate) per group, privileged "1" first; at a 50% base rate
+#: the selection rate is their mean. FAIR: every group alike. AT_THRESHOLDS: the worst fair
+#: case, every metric exactly at its warning threshold (selection 0.5 vs 0.4: difference 0.1,
+#: ratio 0.8; both rates 0.1 apart). BIASED: selection 0.5 vs 0.3 (ratio 0.6, difference
+#: 0.2), true positive rate 0.3 lower: past every critical threshold.
+FAIR = {"1": (0.7, 0.3), "0": (0.7, 0.3)}
+AT_THRESHOLDS = {"1": (0.7, 0.3), "0": (0.6, 0.2)}
+BIASED = {"1": (0.8, 0.2), "0": (0.5, 0.1)}
+
+
+def simulated_cells(
+    rng: np.random.Generator,
+    n: int,
+    truth: dict[str, tuple[float, float]],
+    *,
+    base_rate: float = 0.5,
+    coverage: float = 0.6,
+    cluster: int = 1,
+) -> DayCells:
+    """One day of `n` predictions as the counts `fairness_for_day` makes of its rows: the
+    attribute uniform over the groups of `truth`, rows uniform over the day's 10-minute
+    blocks, labels at `base_rate`, predictions at the group's true and false positive rates,
+    labels observed for `coverage` of the rows. With `cluster` > 1 the rows come in runs of
+    that many identical rows within a block (one customer's repeated requests: correlated
+    rows, n / cluster independent ones)."""
+    units = rng.multinomial(n // cluster, [1 / len(truth)] * len(truth))
+    counts = np.zeros((len(truth), N_BLOCKS, len(CELLS)), dtype=np.int64)
+    for i, ((tpr, fpr), m) in enumerate(zip(truth.values(), units, strict=True)):
+        selected = base_rate * tpr + (1 - base_rate) * fpr
+        p = [
+            coverage * base_rate * tpr,
+            coverage * base_rate * (1 - tpr),
+            coverage * (1 - base_rate) * fpr,
+            coverage * (1 - base_rate) * (1 - fpr),
+            (1 - coverage) * selected,
+            (1 - coverage) * (1 - selected),
+        ]
+        cell = rng.choice(len(CELLS), m, p=p)
+        block = rng.integers(0, N_BLOCKS, m)
+        flat = np.bincount(block * len(CELLS) + cell, minlength=N_BLOCKS * len(CELLS))
+        counts[i] = flat.reshape(N_BLOCKS, len(CELLS)) * cluster
+    return DayCells(list(truth), counts, 0)
+
+
+def share_of_days_with_findings(
+    truth: dict[str, tuple[float, float]], n: int, days: int, *, seed: int = 0, **day
+) -> float:
+    """The share of `days` simulated days (`simulated_cells`) judged warning or critical on
+    any metric, as `fairness_for_day` judges them: the counts' rates, the day's design
+    effect."""
+    policy = make_model().fairness
+    assert policy is not None
+    rng = np.random.default_rng(seed)
+    raised = 0
+    for _ in range(days):
+        cells = simulated_cells(rng, n, truth, **day)
+        verdicts = judge_groups(policy, cells.groups(), cells.design_effect().value)
+        raised += any(v.level in ("warning", "critical") for v in verdicts.values())
+    return raised / days
 
 
 def _labelled(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -228,6 +304,7 @@ def test_a_small_day_with_a_large_gap_stays_quiet() -> None:
     rng = np.random.default_rng(5)
     frame = pd.DataFrame(
         {
+            "timestamp": stamps(rng, 120),
             "sex": ["0"] * 60 + ["1"] * 60,
             "prediction": np.r_[np.arange(60) < 15, np.arange(60) < 27].astype(int),
             "label": pd.Series(rng.choice(["0", "1"], 120), dtype="str"),
@@ -284,7 +361,14 @@ def test_multiclass_compares_the_configured_positive_class() -> None:
         rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2]),
         rng.choice(["a", "b", "c"], n, p=[0.2, 0.5, 0.3]),
     )
-    frame = pd.DataFrame({"sex": sex, "prediction": pred, "label": pd.Series(pred, dtype="str")})
+    frame = pd.DataFrame(
+        {
+            "timestamp": stamps(rng, n),
+            "sex": sex,
+            "prediction": pred,
+            "label": pd.Series(pred, dtype="str"),
+        }
+    )
     model = make_model(
         task="multiclass_classification", classes=("a", "b", "c"), positive_class="a"
     )
@@ -388,3 +472,40 @@ def test_the_config_reads_privileged_as_the_category_label() -> None:
     model = parse_config(_raw_model()).models[0]
     assert model.fairness is not None and model.fairness.privileged == "1"
     assert model.fairness.threshold(model.fairness.metrics[1]) == (0.8, 0.6)  # four-fifths
+
+
+@pytest.mark.parametrize("n", [200, 5000])
+def test_fair_days_raise_nothing_small_or_large(n: int) -> None:
+    assert share_of_days_with_findings(FAIR, n, 1000) == 0
+
+
+def test_the_worst_fair_case_raises_at_most_alpha() -> None:
+    """Every metric exactly at its warning threshold: a finding on at most alpha (1%) of the
+    days, by the union bound over the day's tests (measured: ~0.2%, the tests overlap)."""
+    assert share_of_days_with_findings(AT_THRESHOLDS, 5000, 2000) <= 0.01
+
+
+def test_a_biased_group_is_found_on_every_normal_day() -> None:
+    assert share_of_days_with_findings(BIASED, 5000, 500) == 1
+    assert share_of_days_with_findings(BIASED, 300, 500) < 0.5  # small days need more evidence
+
+
+@pytest.mark.parametrize(("n", "runs"), [(300, 20), (5000, 20)])
+def test_rows_arriving_in_runs_stay_quiet(n: int, runs: int) -> None:
+    """One customer's repeated requests: runs of 20 identical rows. Judged as independent
+    rows, 17% of fair 5,000-row days and 48% of 300-row days raised a finding; with the
+    day's design effect (measured, or bounded by its blocks on a small day), at most 1%."""
+    assert share_of_days_with_findings(FAIR, n, 1000, cluster=runs) <= 0.01
+
+
+def test_the_design_effect_is_measured_on_the_day_s_rows() -> None:
+    model = make_model()
+    runs = fairness_for_day(model, DAY, biased_day(np.random.default_rng(11), 20_000, cluster=20))
+    assert runs.design_effect.method == "within_hour" and 12 < runs.design_effect.value < 30
+    alone = fairness_for_day(model, DAY, biased_day(np.random.default_rng(12), 20_000))
+    assert alone.design_effect.value < 1.3
+    small = fairness_for_day(model, DAY, biased_day(np.random.default_rng(13), 150))
+    assert small.design_effect.value < 1.6
+    # 10 runs of 5 rows: too few blocks to measure it, bounded by the rows per block
+    tiny = fairness_for_day(model, DAY, biased_day(np.random.default_rng(14), 50, cluster=5))
+    assert tiny.design_effect.method == "block_bound" and tiny.design_effect.value >= 5
