@@ -356,22 +356,19 @@ class DayCells:
         small for that, between the blocks of the whole day (more conservative).
 
         The correlation comes from how the rows arrive, which every rate of the same rows
-        shares: the largest of the rates' measured effects is the day's (a rate with few
-        rows, such as the true positive rate of a small group, seldom has the degrees of
-        freedom to measure its own). A day too small for any (fewer than `MIN_DAY_DOF`
-        degrees of freedom) takes the most its blocks allow: every (group, block) one
-        cluster of identical rows, sum(n_b^2) / sum(n_b), the design effect of clusters with
-        an intra-class correlation of 1; about 1 for a small day of independent rows, whose
-        blocks hold a row or two each."""
-        usable = []
-        for counts in self._rate_tables():
-            for width, method in ((_PER_HOUR, "within_hour"), (N_BLOCKS, "whole_day")):
-                chi2, dof = _homogeneity(counts, width)
-                if dof >= MIN_DAY_DOF:
-                    usable.append(DesignEffect(max(1.0, chi2 / dof), method, chi2, dof))
-                    break
-        if usable:
-            return max(usable, key=lambda d: d.value)
+        shares: the rates' statistics and degrees of freedom are pooled into one effect (a
+        rate with few rows, such as the true positive rate of a small group, seldom has the
+        degrees of freedom to measure its own). A day too small for either (fewer than
+        `MIN_DAY_DOF` degrees of freedom) takes the most its blocks allow: every (group,
+        block) one cluster of identical rows, sum(n_b^2) / sum(n_b), the design effect of
+        clusters with an intra-class correlation of 1; about 1 for a small day of independent
+        rows, whose blocks hold a row or two each."""
+        tables = self._rate_tables()
+        for width, method in ((_PER_HOUR, "within_hour"), (N_BLOCKS, "whole_day")):
+            parts = [_homogeneity(counts, width) for counts in tables]
+            chi2, dof = sum(c for c, _ in parts), sum(d for _, d in parts)
+            if dof >= MIN_DAY_DOF:
+                return DesignEffect(max(1.0, chi2 / dof), method, chi2, dof)
         rows = self.counts.sum(axis=2).astype(np.float64)
         bound = float((rows**2).sum() / rows.sum()) if rows.sum() else 1.0
         return DesignEffect(max(1.0, bound), "block_bound")
