@@ -19,7 +19,9 @@ proportions, Katz's log interval for a ratio), each interval one-sided at `alpha
 number of (metric, group) tests that day (Bonferroni; equalized odds counts its two rates).
 So on a day whose true disparities are all within the warning thresholds, the chance of any
 finding is at most `alpha`, however small the day; and a group with too few rows or labels
-for a rate is "insufficient", never a pass or a fail.
+for a rate is "insufficient", never a pass or a fail. Rows that arrive in runs (one
+customer's repeated requests) carry less information than their number: every count is
+divided by the day's design effect (`DayCells.design_effect`), as drift's tests are.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ class Group:
         false_positives: int,
     ) -> Group:
         """A group from its counts alone, its rates their ratios (what fairlearn computes from
-        the rows): to judge days simulated as counts (`benchmarks/bench_fairness.py`)."""
+        the rows; NaN without rows)."""
 
         def rate(x: int, of: int) -> float:
             return x / of if of else math.nan

@@ -564,3 +564,19 @@ def test_demo_biased_segment_is_found_and_normal_demo_days_are_quiet() -> None:
         if not biased:
             assert not found.findings, found.findings[0].message
     assert set(levels[True]) <= {"warning", "critical"} and "critical" in levels[True]
+
+
+def test_the_day_s_numbers_and_findings_round_trip_through_the_store(store) -> None:
+    frame = biased_day(np.random.default_rng(16), 6000, tpr=(0.4, 0.7), fpr=(0.1, 0.3))
+    day = fairness_for_day(make_model(), DAY, frame)
+    store.replace_partition(
+        "bank", "loans", DAY, "performance_report", metrics=day.metrics, findings=day.findings
+    )
+    found = store.findings("bank", "loans", signal="fairness_violation")
+    assert sorted(found["column"]) == sorted(METRICS)
+    ev = found[found["column"] == "disparate_impact_ratio"].iloc[0]["evidence"]
+    assert ev["groups"]["0"]["n"] == day.groups["0"].n and ev["design_effect"] >= 1
+    rows = store.metric_history("bank", "loans", column="sex")
+    assert dict(zip(rows["metric"], rows["value"], strict=True)) == pytest.approx(
+        {m: day.verdicts[m].value for m in METRICS}
+    )
