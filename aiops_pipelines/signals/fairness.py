@@ -619,27 +619,31 @@ def judge_groups(
 
 def _message(day: FairnessDay, v: FairnessVerdict, c: Comparison, threshold: float) -> str:
     attr, g, p = day.attribute, day.groups[c.group], day.groups[day.privileged]
-    rate = (
-        "true_positive_rate"
-        if v.metric is FairnessMetric.EQUAL_OPPORTUNITY_DIFFERENCE
-        else "selection_rate"
-    )
-    if v.metric is FairnessMetric.EQUALIZED_ODDS_DIFFERENCE:
-        rates = (
-            f"true positive rates {fmt_number(g.true_positive_rate)} vs "
-            f"{fmt_number(p.true_positive_rate)}, false positive rates "
-            f"{fmt_number(g.false_positive_rate)} vs {fmt_number(p.false_positive_rate)}"
-        )
+
+    def pair(name: str, a: float, b: float) -> str:
+        return f"{name} {fmt_number(a)} vs {fmt_number(b)}"
+
+    if v.metric.needs_labels:
+        parts = [
+            pair("true positive rates", g.true_positive_rate, p.true_positive_rate),
+            f"labelled positives {g.positives} vs {p.positives}",
+        ]
+        if v.metric is FairnessMetric.EQUALIZED_ODDS_DIFFERENCE:
+            parts[1:1] = [
+                pair("false positive rates", g.false_positive_rate, p.false_positive_rate)
+            ]
+            parts.append(f"negatives {g.negatives} vs {p.negatives}")
     else:
-        rates = f"{rate.replace('_', ' ')}s {fmt_number(getattr(g, rate))} vs " + fmt_number(
-            getattr(p, rate)
-        )
+        parts = [pair("selection rates", g.selection_rate, p.selection_rate), f"n={g.n} vs {p.n}"]
+    deff = day.design_effect.value
+    if deff > 1:
+        parts.append(f"design effect {deff:.2g}")
     side = "below" if v.metric.is_ratio else "above"
     return (
         f"{v.metric.value} {fmt_number(c.value)} for {attr}={c.group} against "
-        f"{attr}={day.privileged}"
-        f" ({rates}; {v.confidence:.1%} interval {fmt_number(c.low)}-{fmt_number(c.high)}, "
-        f"n={g.n} vs {p.n}): {side} {fmt_number(threshold)} with the whole interval"
+        f"{attr}={day.privileged} ({', '.join(parts)}; {v.confidence:.1%} interval "
+        f"{fmt_number(c.low)}-{fmt_number(c.high)}): {side} {fmt_number(threshold)} with the "
+        "whole interval"
     )
 
 
