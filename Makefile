@@ -84,6 +84,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_workers.py
 	$(BIN)/python benchmarks/bench_backfill.py --old
 	$(BIN)/python benchmarks/bench_level_shift_false_alarms.py
+	$(BIN)/python benchmarks/bench_fairness.py
 	$(BIN)/python benchmarks/bench_read.py
 	$(BIN)/python benchmarks/bench_pushdown.py
 	$(BIN)/python benchmarks/bench_slo.py

@@ -43,6 +43,12 @@ class PerformanceConfig(dg.Config):
             asset="performance_report",
             description="enough labels arrived within the label window",
         ),
+        dg.AssetCheckSpec(
+            "fairness",
+            asset="performance_report",
+            description="no fairness metric across the configured sensitive attribute is past "
+            "its threshold with its whole confidence interval (passes without `fairness`)",
+        ),
     ],
 )
 def performance_report(
@@ -60,7 +66,11 @@ def performance_report(
     absolute residual (MAE) against a robust seasonal baseline of the previous labelled days: a
     `residual_anomaly` after 2 consecutive labelled days beyond `ops.z`. A `level_shift` while
     the primary metric (days with enough labels) or the label coverage (days whose label window
-    has closed) stays at a worse level (change points over 90 days). Re-materialized by
+    has closed) stays at a worse level (change points over 90 days). With `fairness`
+    configured, group fairness across its attribute: demographic parity difference and
+    disparate impact ratio on every prediction, equal opportunity and equalized odds
+    differences on the labelled ones, each with a confidence interval (`fairness_violation`
+    findings, the `fairness` check). Re-materialized by
     late_labels_sensor as labels arrive: the partition is replaced, and each attempt stays in
     the MLflow run's metric history."""
 

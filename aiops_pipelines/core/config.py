@@ -452,6 +452,147 @@ class SloConfig(_Strict):
         return self
 
 
+class FairnessMetric(StrEnum):
+    """Group-fairness metrics: the same names in the config, the store, MLflow and findings."""
+
+    DEMOGRAPHIC_PARITY_DIFFERENCE = "demographic_parity_difference"
+    DISPARATE_IMPACT_RATIO = "disparate_impact_ratio"
+    EQUAL_OPPORTUNITY_DIFFERENCE = "equal_opportunity_difference"
+    EQUALIZED_ODDS_DIFFERENCE = "equalized_odds_difference"
+
+    @property
+    def needs_labels(self) -> bool:
+        """Judged on labelled traffic (true/false positive rates), not on predictions alone."""
+        return self in (
+            FairnessMetric.EQUAL_OPPORTUNITY_DIFFERENCE,
+            FairnessMetric.EQUALIZED_ODDS_DIFFERENCE,
+        )
+
+    @property
+    def is_ratio(self) -> bool:
+        """A ratio (fair at 1, worse as it falls) rather than a difference (fair at 0)."""
+        return self is FairnessMetric.DISPARATE_IMPACT_RATIO
+
+
+#: [warning, critical] per metric. The difference thresholds are the "fair range" of +-0.1
+#: used for statistical parity and equal opportunity differences (AIF360's guidance), doubled
+#: for critical; the ratio thresholds are the four-fifths rule (0.8) and, for critical, the
+#: ratio a 0.2 difference gives at a 50% selection rate (0.3 / 0.5 = 0.6), where the two
+#: kinds of threshold meet (a 0.1 difference at 50% is the four-fifths rule's 0.4 / 0.5).
+FAIRNESS_THRESHOLDS: dict[FairnessMetric, tuple[float, float]] = {
+    FairnessMetric.DEMOGRAPHIC_PARITY_DIFFERENCE: (0.1, 0.2),
+    FairnessMetric.DISPARATE_IMPACT_RATIO: (0.8, 0.6),
+    FairnessMetric.EQUAL_OPPORTUNITY_DIFFERENCE: (0.1, 0.2),
+    FairnessMetric.EQUALIZED_ODDS_DIFFERENCE: (0.1, 0.2),
+}
+
+
+def _category_text(v: Any) -> Any:
+    """A YAML scalar as the category label the data is compared with (1, 1.0 and "1" are "1",
+    as `core.values.category_label` makes them)."""
+    if isinstance(v, bool):
+        return "True" if v else "False"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    if isinstance(v, int | float):
+        return str(v)
+    return v
+
+
+class FairnessPolicy(_Strict):
+    """Group fairness across one sensitive attribute, judged every day in performance_report.
+
+    Each group (a value of `attribute`) is compared with the `privileged` group: the selection
+    rate (share of predictions of `positive_class`) on all of the day's predictions, and the
+    true and false positive rates on the labelled ones. A metric's day value is its worst
+    group's. A finding needs the threshold crossed by the confidence interval at the day's
+    sample size, not only by the point value, so small days stay quiet.
+    """
+
+    attribute: str = Field(
+        description="the sensitive attribute: a categorical feature, or another column of the "
+        "prediction log read only for fairness"
+    )
+    privileged: str = Field(
+        description="the attribute's value every other group is compared with (as text: 1, "
+        "1.0 and '1' are one value)"
+    )
+    positive_class: str | None = Field(
+        None,
+        description="the class that counts as a positive prediction/label; default for binary "
+        "classification: `classes[1]`, else '1'; required for multiclass (one class against the "
+        "rest)",
+    )
+    metrics: list[FairnessMetric] = Field(
+        default_factory=lambda: list(FairnessMetric),
+        description="the metrics judged: demographic_parity_difference and "
+        "disparate_impact_ratio on every prediction, equal_opportunity_difference and "
+        "equalized_odds_difference on labelled traffic",
+    )
+    thresholds: dict[FairnessMetric, tuple[float, float]] = Field(
+        default_factory=dict,
+        description="[warning, critical] per metric, overriding the defaults: differences "
+        "[0.1, 0.2] (above is unfair), disparate_impact_ratio [0.8, 0.6] (below is unfair, "
+        "the four-fifths rule); a ratio counts either way (0.8 flags 1.25 too)",
+    )
+    alpha: float = Field(
+        0.01,
+        gt=0,
+        lt=0.5,
+        description="chance of any fairness finding on a model-day whose true disparity is at "
+        "the warning threshold (the worst fair case; less for fairer days), split over the "
+        "metrics and groups tested (Bonferroni)",
+    )
+    min_group_size: int = Field(
+        30,
+        ge=1,
+        description="predictions a group needs on a day to enter the prediction-based metrics "
+        "(fewer: the group is 'insufficient')",
+    )
+    min_group_labels: int = Field(
+        30,
+        ge=1,
+        description="labelled positives (and, for equalized odds, negatives) a group needs on "
+        "a day to enter the label-based metrics",
+    )
+
+    @field_validator("privileged", "positive_class", mode="before")
+    @classmethod
+    def _as_text(cls, v: Any) -> Any:
+        return _category_text(v)
+
+    @field_validator("metrics")
+    @classmethod
+    def _some_metrics(cls, v: list[FairnessMetric]) -> list[FairnessMetric]:
+        if not v:
+            raise ValueError("list at least one fairness metric (or remove `fairness`)")
+        if len(set(v)) != len(v):
+            raise ValueError(f"metrics listed twice: {[str(m) for m in v]}")
+        return v
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ordered(
+        cls, v: dict[FairnessMetric, tuple[float, float]]
+    ) -> dict[FairnessMetric, tuple[float, float]]:
+        for m, (warn, crit) in v.items():
+            if m.is_ratio and not 0 < crit <= warn < 1:
+                raise ValueError(
+                    f"{m.value}: expected [warning, critical] with 1 > warning >= critical > 0 "
+                    f"(a ratio below them is unfair), got {[warn, crit]}"
+                )
+            if not m.is_ratio and not 0 < warn <= crit < 1:
+                raise ValueError(
+                    f"{m.value}: expected [warning, critical] with 0 < warning <= critical < 1, "
+                    f"got {[warn, crit]}"
+                )
+        return v
+
+    def threshold(self, metric: FairnessMetric) -> tuple[float, float]:
+        """[warning, critical] of `metric`: the configured one, else the default."""
+        return self.thresholds.get(metric, FAIRNESS_THRESHOLDS[metric])
+
+
 SEVERITY_NAMES = ("info", "warning", "critical")
 SeverityName = Literal["info", "warning", "critical"]
 
@@ -622,6 +763,9 @@ class ModelConfig(_Named):
     slos: list[SloConfig] = Field(
         default_factory=list, description="service level objectives and their error budgets"
     )
+    fairness: FairnessPolicy | None = Field(
+        None, description="group fairness across a sensitive attribute (performance_report)"
+    )
     registered_model: str | None = Field(None, description="MLflow registry name")
     max_string_length: int = Field(
         256,
@@ -696,6 +840,46 @@ class ModelConfig(_Named):
                         f"{where}: segment value is longer than max_string_length "
                         f"({self.max_string_length}): values are cut to it as they are read"
                     )
+
+    @model_validator(mode="after")
+    def _fairness_consistent(self) -> ModelConfig:
+        f = self.fairness
+        if f is None:
+            return self
+        if not self.task.is_classification:
+            raise ValueError(
+                "fairness: the metrics compare rates of a predicted class between groups; a "
+                "regression model has none (remove `fairness`, or monitor a thresholded "
+                "classifier)"
+            )
+        contract = {v for v in self.columns.model_dump().values() if v}
+        if f.attribute in contract:
+            raise ValueError(
+                f"fairness.attribute '{f.attribute}' is a contract column (request id, "
+                "timestamp, version, prediction, score, latency, status, label): name the "
+                "column holding the sensitive attribute"
+            )
+        if f.attribute in self.features.numeric:
+            raise ValueError(
+                f"fairness.attribute '{f.attribute}' is a numeric feature: groups are values "
+                "of a categorical column (log a binned copy of it, e.g. an age band)"
+            )
+        if self.outcomes is None:
+            raise ValueError(
+                "fairness is judged by performance_report, which needs an `outcomes` source"
+            )
+        classes = [_category_text(c) for c in self.classes or []]
+        if f.positive_class is None and self.task is TaskType.MULTICLASS:
+            raise ValueError(
+                "fairness.positive_class is required for multiclass classification: the "
+                f"class whose rate is compared between groups (one of {classes or 'classes'})"
+            )
+        if f.positive_class is not None and classes and f.positive_class not in classes:
+            raise ValueError(
+                f"fairness.positive_class '{f.positive_class}' is not among the model's "
+                f"classes {classes}"
+            )
+        return self
 
     @property
     def key(self) -> str:

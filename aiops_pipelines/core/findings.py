@@ -78,6 +78,7 @@ class Signal(StrEnum):
     PIPELINE_FAILURE = "pipeline_failure"
     SLO_BURN = "slo_burn"
     SLO_BUDGET = "slo_budget"
+    FAIRNESS_VIOLATION = "fairness_violation"
 
 
 def fingerprint(tenant: str, model: str, signal: str, column: str = "") -> str:

@@ -26,21 +26,31 @@ def outcomes_source(model: ModelConfig) -> Source:
     return Source(model.outcomes)
 
 
+def group_columns(model: ModelConfig) -> list[str]:
+    """The columns performance slices the day by: the segments and the fairness attribute.
+    Their values become metric columns (`column=value`)."""
+    attribute = [model.fairness.attribute] if model.fairness else []
+    return list(dict.fromkeys([*model.segments, *attribute]))
+
+
 def prediction_columns(model: ModelConfig) -> list[str]:
-    """What performance needs from the prediction log."""
+    """What performance (and fairness) needs from the prediction log."""
     c = model.columns
     cols = [c.request_id, c.timestamp, c.version, c.prediction]
     if c.score:
         cols.append(c.score)
-    return list(dict.fromkeys([*cols, *model.segments]))
+    return list(dict.fromkeys([*cols, *group_columns(model)]))
 
 
 def read_day_predictions(model: ModelConfig, partition: str) -> pd.DataFrame:
     """The day's predictions (only the columns performance needs)."""
     start, end = day_window(partition)
-    # segment values become metric columns (`seg=value`): cut as feature_profile cuts (and
-    # reports) them; predictions stay whole, they are compared with the labels
-    src = Source(model.predictions, strings=StringCap(model.max_string_length, (*model.segments,)))
+    # segment (and fairness group) values become metric columns (`seg=value`): cut as
+    # feature_profile cuts (and reports) them; predictions stay whole, they are compared with
+    # the labels
+    src = Source(
+        model.predictions, strings=StringCap(model.max_string_length, (*group_columns(model),))
+    )
     c = model.columns
     cols = prediction_columns(model)
     try:

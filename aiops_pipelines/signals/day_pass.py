@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from aiops_pipelines.core.config import ModelConfig
 from aiops_pipelines.core.errors import DataError
-from aiops_pipelines.io.labels import prediction_columns, read_day_predictions
+from aiops_pipelines.io.labels import group_columns, prediction_columns, read_day_predictions
 from aiops_pipelines.io.sources import Source, StringCap, day_window, served
 from aiops_pipelines.signals.operations.day import OpsDay, OpsStream, stream_operations
 from aiops_pipelines.signals.profile.day import DayProfiler, ProfileDay, profile_for_day
@@ -160,8 +160,9 @@ def _read(
     slo = SloStream(model, partition) if SLO in parts else None
     keep = PREDICTIONS in parts
     pred_cols = prediction_columns(model)
-    # segment values become metric columns: cut as `read_day_predictions` cuts them
-    segments = StringCap(model.max_string_length, (*model.segments,))
+    # segment and fairness group values become metric columns: cut as `read_day_predictions`
+    # cuts them
+    segments = StringCap(model.max_string_length, (*group_columns(model),))
     src = Source(model.predictions, chunk_rows=ask.chunk_rows if ask else None)
     columns = [
         *(profiler.read_columns if profiler else []),

@@ -77,6 +77,7 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         ("drift_report", "prediction_drift"),
         ("performance_report", "performance_decay"),
         ("performance_report", "label_coverage"),
+        ("performance_report", "fairness"),
         ("canary_report", "canary_verdict"),
         ("ops_report", "throughput"),
         ("ops_report", "latency"),

@@ -4,8 +4,10 @@
 scores the labelled rows (overall and per segment), estimates the metrics without labels for
 classifiers, judges the primary metric against the reference's sampling band, replays the
 stored daily levels through the decay's persistence and hysteresis, and, for regression
-models, holds the day's residuals against the model's own recent past. Re-judging a day as
-more labels arrive replaces its result; a finding keeps the time it was first raised.
+models, holds the day's residuals against the model's own recent past. With `fairness`
+configured, it judges the day's group fairness on the same joined rows (`signals.fairness`).
+Re-judging a day as more labels arrive replaces its result; a finding keeps the time it was
+first raised.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from aiops_pipelines.signals.daily_shifts import (
     shift_findings,
 )
 from aiops_pipelines.signals.day_pass import day_predictions
+from aiops_pipelines.signals.fairness import FairnessDay, fairness_for_day
 from aiops_pipelines.signals.performance.estimate import estimate_performance
 from aiops_pipelines.signals.performance.join import LabelledDay, join_outcomes
 from aiops_pipelines.signals.performance.metrics import realized_metrics, segment_metrics
@@ -86,6 +89,8 @@ class PerformanceDay:
     findings: list[Finding]
     shifts: list[DailyShift] = field(default_factory=list)
     """Lasting level shifts of the primary metric and label coverage (`daily_shifts`)."""
+    fairness: FairnessDay | None = None
+    """Group fairness across the configured attribute (None: no `fairness` configured)."""
 
     @property
     def metrics(self) -> dict[tuple[str, str], float]:
@@ -104,6 +109,8 @@ class PerformanceDay:
                 for m, v in row.items():
                     if m != "insufficient" and isinstance(v, int | float):
                         out[(str(m), f"{seg_col}={value}")] = float(v)
+        if self.fairness is not None:
+            out.update(self.fairness.metrics)
         return out
 
     @property
@@ -113,6 +120,7 @@ class PerformanceDay:
             "n_labelled": float(self.labelled.n_labelled),
             **self.realized,
             **{f"estimated_{m}": v for m, v in self.estimate.items()},
+            **(self.fairness.mlflow_metrics if self.fairness is not None else {}),
         }
 
     @property
@@ -146,11 +154,14 @@ class PerformanceDay:
             ", ".join(f"{s.series} {s.shift.direction} since {s.onset_day}" for s in self.shifts)
             or "none"
         )
+        if self.fairness is not None:
+            out.update(self.fairness.summary())
         return out
 
     def checks(self, model: ModelConfig) -> list[Check]:
-        """Decay (an error while a critical decay fires) and label coverage (a warning when
-        the label window is over and the day still has too few labels to judge)."""
+        """Decay (an error while a critical decay fires), label coverage (a warning when
+        the label window is over and the day still has too few labels to judge) and fairness
+        (`FairnessDay.check`; passed without a `fairness` config)."""
         j, state = self.judgement, self.state
         window_over = (
             self.as_of.date() - date.fromisoformat(self.partition)
@@ -180,6 +191,9 @@ class PerformanceDay:
                     "label_window_over": window_over,
                 },
             ),
+            self.fairness.check()
+            if self.fairness is not None
+            else Check("fairness", True, metadata={"configured": False}),
         ]
 
 
@@ -265,6 +279,9 @@ def performance_for_day(
         segments=segment_metrics(model, labelled.labelled),
         findings=findings,
     )
+    if model.fairness is not None:
+        result.fairness = fairness_for_day(model, day, labelled.frame)
+        findings.extend(result.fairness.findings)
     result.shifts = daily_shifts(
         model,
         day,
