@@ -25,6 +25,7 @@ A value with fewer than `segment_drift.min_rows` rows that day (or none in the r
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -47,6 +48,7 @@ from aiops_pipelines.signals.profile.segments import (
 )
 
 Status = Literal["tested", "insufficient"]
+_MLFLOW_UNSAFE = re.compile(r"[^\w\-. :/]")
 
 
 @dataclass
@@ -97,11 +99,22 @@ class SegmentDriftResult:
 
     @property
     def mlflow_metrics(self) -> dict[str, float]:
-        return {f"segment_drift_share.{k[1]}": v for k, v in self.metrics.items() if k[1]} | {
-            "segments_drifted": float(len(self.drifted))
-        }
+        """The drift share of every tested value (`segment_drift_share.region:north`: MLflow
+        takes letters, digits and `_-. :/` in a name, a segment value may hold anything)."""
+        if not self.enabled:
+            return {}
+        return {
+            f"segment_drift_share.{_MLFLOW_UNSAFE.sub('_', f'{v.segment}:{v.value}')}": (
+                v.drift_share
+            )
+            for v in self.verdicts
+            if v.status == "tested"
+        } | {"segments_drifted": float(len(self.drifted))}
 
     def summary(self) -> dict[str, Any]:
+        """The day's numbers for the asset's metadata (nothing when segment drift is off)."""
+        if not self.enabled:
+            return {}
         return {
             "segments_drifted": ", ".join(v.label for v in self.drifted) or "none",
             "segments_insufficient": ", ".join(

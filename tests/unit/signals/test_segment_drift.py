@@ -333,9 +333,10 @@ def test_segment_profiles_round_trip_through_the_store(store: MonitoringStore, t
     for seg, by_value in res.segments.profiles.profiles.items():
         for value, p in by_value.items():
             assert back.profiles.profiles[seg][value] == p
-            assert back.calibration[seg][value].to_dict() == res.segments.calibration[seg][
-                value
-            ].to_dict()
+            assert (
+                back.calibration[seg][value].to_dict()
+                == res.segments.calibration[seg][value].to_dict()
+            )
     ref = DatasetProfile.from_dict(ref_payload["profile"])
     for d in range(4):
         day = (t.START + timedelta(days=d)).isoformat()
