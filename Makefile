@@ -81,6 +81,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_level_shift_false_alarms.py
 	$(BIN)/python benchmarks/bench_read.py
 	$(BIN)/python benchmarks/bench_pushdown.py
+	$(BIN)/python benchmarks/bench_segments.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

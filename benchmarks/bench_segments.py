@@ -103,12 +103,14 @@ def cost(rows: int, repeats: int) -> dict[str, float]:
         ref = profile_reference(new, sample_rows=1000)
         assert ref.segments is not None
         times: dict[str, list[float]] = {"old": [], "new": []}
+        cpu: dict[str, list[float]] = {"old": [], "new": []}
         days = {}
         for _ in range(repeats):
             for label, model in (("old", old), ("new", new)):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 days[label] = profile_for_day(model, DAY, ref.profile, sample_rows=1000)
                 times[label].append(time.perf_counter() - t0)
+                cpu[label].append(time.process_time() - c0)
         old_bytes = len(json.dumps(days["old"].payload))
         new_bytes = len(json.dumps(days["new"].payload))
         t0 = time.perf_counter()
@@ -126,6 +128,8 @@ def cost(rows: int, repeats: int) -> dict[str, float]:
         "profile_old_median_s": round(statistics.median(times["old"]), 3),
         "profile_new_median_s": round(statistics.median(times["new"]), 3),
         "extra_s": round(best_new - best_old, 3),
+        "cpu_old_s": round(min(cpu["old"]), 3),
+        "cpu_new_s": round(min(cpu["new"]), 3),
         "extra_share": round(best_new / best_old - 1, 3),
         "payload_old_kb": round(old_bytes / 1024, 1),
         "payload_new_kb": round(new_bytes / 1024, 1),
@@ -168,7 +172,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--days", type=int, default=300)
+    ap.add_argument("--days", type=int, default=300, help="per setting; 0: the cost only")
     ap.add_argument("--quick", action="store_true", help="3 repeats, 60 days per setting")
     args = ap.parse_args()
     if args.quick:
@@ -178,7 +182,9 @@ def main() -> None:
         f"profile_for_day, {c['rows']:,} rows x 20 features (Parquet), best of {args.repeats}: "
         f"without segments {c['profile_old_s']:.3f} s, with region top-5 + other "
         f"{c['profile_new_s']:.3f} s (+{c['extra_s']:.3f} s, +{c['extra_share']:.0%}); "
-        f"medians {c['profile_old_median_s']:.3f} / {c['profile_new_median_s']:.3f} s"
+        f"medians {c['profile_old_median_s']:.3f} / {c['profile_new_median_s']:.3f} s; CPU "
+        f"(every thread, less sensitive to a busy machine) {c['cpu_old_s']:.3f} / "
+        f"{c['cpu_new_s']:.3f} s"
     )
     print(
         f"stored day: {c['payload_old_kb']:,.0f} kB without segments, "
@@ -186,7 +192,7 @@ def main() -> None:
         f"{c['segment_drift_s']:.3f} s ({c['segment_tests']} tests, "
         f"{c['segment_findings']} findings)"
     )
-    fa = false_alarms(args.days)
+    fa = false_alarms(args.days) if args.days else []
     for r in fa:
         print(
             f"unchanged days, {r['rows_per_day']:,} rows, "

@@ -194,6 +194,8 @@ def test_drift_confined_to_one_segment_value_is_a_finding_of_its_own(
     assert seg.metrics[("segment_drift_share", "channel=store")] == pytest.approx(1 / 7)
     assert seg.metrics[("segment_drift_share", "channel=web")] == 0.0
     assert seg.metrics[("segments_drifted", "")] == 1.0
+    # MLflow refuses "=" in a metric name
+    assert seg.mlflow_metrics["segment_drift_share.channel:store"] == pytest.approx(1 / 7)
     (check,) = seg.checks()
     assert not check.passed and check.severity == "error"
     assert check.metadata["drifted"] == "channel=store"
