@@ -161,6 +161,7 @@ def false_alarms(days: int) -> list[dict[str, object]]:
                 "days_with_segment_drift": len(flagged),
                 "false_alarm_rate": round(len(flagged) / days, 4),
                 "days_with_any_whole_model_finding": sum(h[2] for h in hits),
+                "days_with_any_drift_finding": sum(bool(h[1]) or h[2] for h in hits),
                 "flagged": [(d, cols) for d, cols, _ in flagged],
                 "seconds": round(time.perf_counter() - t0, 1),
             }
@@ -198,7 +199,9 @@ def main() -> None:
             f"unchanged days, {r['rows_per_day']:,} rows, "
             f"{'groups of 2-8' if r['grouped'] else 'independent rows'}, reference "
             f"{r['reference']}: {r['days_with_segment_drift']} of {r['days']} model-days with "
-            f"a segment_drift finding ({r['false_alarm_rate']:.1%}) {r['flagged'] or ''}"
+            f"a segment_drift finding ({r['false_alarm_rate']:.1%}), "
+            f"{r['days_with_any_drift_finding']} with any drift finding, whole model's too "
+            f"{r['flagged'] or ''}"
         )
     print(json.dumps({"cost": c, "false_alarms": fa}))
 

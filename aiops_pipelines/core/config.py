@@ -246,10 +246,16 @@ class SegmentDriftPolicy(_Strict):
         gt=0,
         lt=1,
         description="level of the Benjamini-Hochberg family over segment values x features "
-        "(split over the windows tested); default thresholds.fdr_alpha. A family of its own: "
-        "the chance of any segment_drift finding on an unchanged model-day is at most this, "
-        "and of any drift finding at all at most this plus thresholds.fdr_alpha",
+        "(split over the windows tested): the chance of any segment_drift finding on an "
+        "unchanged model-day. Default: half of thresholds.fdr_alpha (many small segments pass "
+        "the effect-size minimum by chance far more often than whole days, so this family "
+        "fires close to its level), so that any drift finding at all, whole-model or segment, "
+        "stays under 1.5 x thresholds.fdr_alpha",
     )
+
+    def level(self, thresholds: DriftThresholds) -> float:
+        """The family's level: `fdr_alpha`, or half of the whole model's."""
+        return self.fdr_alpha if self.fdr_alpha is not None else thresholds.fdr_alpha / 2
 
 
 class Metric(StrEnum):
