@@ -373,3 +373,15 @@ def test_a_reference_without_segment_profiles_is_a_clear_error(store, tmp_path) 
     prof = profile_for_day(model, day, res.profile, sample_rows=100)
     with pytest.raises(ConfigError, match="--refresh-reference"):
         segment_drift_for_stored_day(store, model, day, res.payload, prof.payload)
+
+
+def test_a_day_profiled_on_another_segment_plan_is_refused() -> None:
+    """`top_k` changed since the reference was built: the day's values are not the
+    reference's, and comparing them would test the wrong rows."""
+    ref = reference(segment_model(top_k=2), 0, 20_000, grouped=False)
+    model = segment_model(top_k=3)
+    df, _ = t.rows(np.random.default_rng(1), 2000, grouped=False)
+    profiler = SegmentProfiler(model, segment_plan(model, ref.profile), ref.profile.spec)
+    profiler.add(df)
+    with pytest.raises(ConfigError, match="refresh-reference"):
+        segment_drift_for_day(model, "2026-01-05", ref.segments, profiler.result())
