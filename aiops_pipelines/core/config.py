@@ -247,10 +247,9 @@ class SegmentDriftPolicy(_Strict):
         lt=1,
         description="level of the Benjamini-Hochberg family over segment values x features "
         "(split over the windows tested): the chance of any segment_drift finding on an "
-        "unchanged model-day. Default: half of thresholds.fdr_alpha (many small segments pass "
-        "the effect-size minimum by chance far more often than whole days, so this family "
-        "fires close to its level), so that any drift finding at all, whole-model or segment, "
-        "stays under 1.5 x thresholds.fdr_alpha",
+        "unchanged model-day. Default: half of thresholds.fdr_alpha, so that the nominal chance "
+        "of any drift finding at all, whole-model or segment, stays under 1.5 x "
+        "thresholds.fdr_alpha",
     )
 
     def level(self, thresholds: DriftThresholds) -> float:
