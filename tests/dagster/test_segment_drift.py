@@ -1,7 +1,8 @@
 """Segment drift through real Dagster runs on a small demo world: acme.churn with
-`segment_drift` on its `region` segment, one day's `monthly_charges` moved in region=west only
-(20% of its traffic): drift_report's `segment_drift` check fails on that value, its finding
-and metrics land in the store, and the whole model's feature drift stays quiet."""
+`segment_drift` on its `region` segment, one day's `monthly_charges` moved by 0.3 reference
+standard deviations in region=west only (20% of its traffic): drift_report's `segment_drift`
+check fails on that value, its finding and metrics land in the store, and the whole model's
+drift checks stay quiet (the demo's "segment-only drift" case, `shift_one_segment`)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def shift_one_segment(
     column: str = "monthly_charges",
     segment: str = "region",
     value: str = "west",
-    shift_std: float = 0.4,
+    shift_std: float = 0.3,
 ) -> float:
     """Move `column` by `shift_std` of its reference standard deviation in the day's rows of
     `segment` = `value` only (the demo's "segment-only drift"); returns the shift applied."""
