@@ -88,6 +88,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_read.py
 	$(BIN)/python benchmarks/bench_pushdown.py
 	$(BIN)/python benchmarks/bench_slo.py
+	$(BIN)/python benchmarks/bench_segments.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -26,6 +26,7 @@ from aiops_pipelines.orchestration.resources import (
     StoreResource,
 )
 from aiops_pipelines.signals.drift.day import drift_for_stored_day
+from aiops_pipelines.signals.drift.segments import segment_drift_for_stored_day
 from aiops_pipelines.signals.profile.day import profile_for_day, reference_for_model, sample_path
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
 from aiops_pipelines.views.drift_report import drift_onset, write_drift_reports
@@ -210,6 +211,12 @@ def feature_profile(
             asset="drift_report",
             description="the model's outputs kept their reference distribution",
         ),
+        dg.AssetCheckSpec(
+            "segment_drift",
+            asset="drift_report",
+            description="no segment value drifted (`segment_drift`: BH over segments x "
+            "features, effect-size gated; passes when off)",
+        ),
     ],
 )
 def drift_report(
@@ -228,9 +235,9 @@ def drift_report(
 
     def day(md: ModelDay) -> dg.MaterializeResult:
         model, day, home = md.model, md.partition, md.config.artifacts_path
-        result, ref, cur = drift_for_stored_day(
-            md.store, model, day, _stored_profile(md, "reference"), _stored_profile(md, "daily")
-        )
+        ref_payload, day_payload = _stored_profile(md, "reference"), _stored_profile(md, "daily")
+        result, ref, cur = drift_for_stored_day(md.store, model, day, ref_payload, day_payload)
+        segments = segment_drift_for_stored_day(md.store, model, day, ref_payload, day_payload)
         samples = (
             {
                 "reference_sample": sample_path(home, model.key, REFERENCE_PARTITION),
@@ -248,17 +255,18 @@ def drift_report(
             return publish(
                 md,
                 Asset.DRIFT_REPORT,
-                metrics=result.metrics,
-                findings=result.findings,
-                mlflow_metrics=result.mlflow_metrics,
+                metrics={**result.metrics, **segments.metrics},
+                findings=[*result.findings, *segments.findings],
+                mlflow_metrics={**result.mlflow_metrics, **segments.mlflow_metrics},
                 artifacts=write_drift_reports(result, model, day, folder, **samples),
                 metadata={
                     **result.summary(),
                     "rows_reference": int(ref.n_rows),
                     "rows_current": int(cur.n_rows),
                     "drifted_columns": dg.MetadataValue.md(drift_table(result.drifted)),
+                    **segments.summary(),
                 },
-                checks=result.checks(model),
+                checks=[*result.checks(model), *segments.checks()],
             )
 
     return for_each_day(context, monitoring_config, store, mlflow, day)

@@ -220,6 +220,43 @@ class DriftThresholds(_Strict):
         return v
 
 
+class SegmentDriftPolicy(_Strict):
+    """Drift per value of the model's `segments` (README: Segment drift)."""
+
+    enabled: bool = Field(
+        False,
+        description="profile every day per segment value and test drift in each, so a drift "
+        "confined to one segment (new sign-ups, one region) is a finding of its own",
+    )
+    top_k: int = Field(
+        5,
+        ge=1,
+        le=50,
+        description="values of each segment tested on their own: the k with the most "
+        "reference rows (fixed by the reference, so the same set every day); the rest, values "
+        "the reference never had and missing values are pooled as one `__other__` value",
+    )
+    min_rows: int = Field(
+        200,
+        ge=10,
+        description="a segment value with fewer rows that day is `insufficient`: not tested",
+    )
+    fdr_alpha: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="level of the Benjamini-Hochberg family over segment values x features "
+        "(split over the windows tested): the chance of any segment_drift finding on an "
+        "unchanged model-day. Default: half of thresholds.fdr_alpha, so that the nominal chance "
+        "of any drift finding at all, whole-model or segment, stays under 1.5 x "
+        "thresholds.fdr_alpha",
+    )
+
+    def level(self, thresholds: DriftThresholds) -> float:
+        """The family's level: `fdr_alpha`, or half of the whole model's."""
+        return self.fdr_alpha if self.fdr_alpha is not None else thresholds.fdr_alpha / 2
+
+
 class Metric(StrEnum):
     """Realized performance metrics, by task. The same names are used everywhere."""
 
@@ -756,6 +793,7 @@ class ModelConfig(_Named):
     classes: list[str] | None = Field(None, description="class labels, in score order")
     segments: list[str] = Field(default_factory=list)
     thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
+    segment_drift: SegmentDriftPolicy = Field(default_factory=SegmentDriftPolicy)
     performance: PerformancePolicy = Field(default_factory=PerformancePolicy)
     retrain: RetrainPolicy = Field(default_factory=RetrainPolicy)
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)
@@ -787,6 +825,14 @@ class ModelConfig(_Named):
         unknown = set(self.segments) - set(self.features.categorical)
         if unknown:
             raise ValueError(f"segments must be categorical features, unknown: {sorted(unknown)}")
+        if self.segment_drift.enabled and not self.segments:
+            raise ValueError("segment_drift.enabled needs `segments` (categorical features)")
+        if self.segment_drift.enabled and self.predictions.profile == "pushdown":
+            # the database's counts are of the whole day: no per-segment profile to test
+            raise ValueError(
+                "segment_drift needs the streamed profile: set predictions.profile to "
+                "'stream', or segment_drift.enabled to false"
+            )
         allowed = set(TASK_METRICS[self.task])
         used = {self.primary_metric, *self.performance.floors}
         wrong = sorted(str(m) for m in used - allowed)

@@ -63,6 +63,7 @@ class Signal(StrEnum):
     FEATURE_DRIFT = "feature_drift"
     PREDICTION_DRIFT = "prediction_drift"
     DATASET_DRIFT = "dataset_drift"
+    SEGMENT_DRIFT = "segment_drift"
     NULL_RATE_DRIFT = "null_rate_drift"
     UNSEEN_CATEGORY = "unseen_category"
     LONG_STRING = "long_string"

@@ -75,6 +75,7 @@ def test_definitions_load_and_every_job_schedule_sensor_resolves() -> None:
         ("drift_report", "feature_drift"),
         ("drift_report", "dataset_drift"),
         ("drift_report", "prediction_drift"),
+        ("drift_report", "segment_drift"),
         ("performance_report", "performance_decay"),
         ("performance_report", "label_coverage"),
         ("performance_report", "fairness"),

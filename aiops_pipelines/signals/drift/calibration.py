@@ -222,39 +222,55 @@ class ReferenceCalibration:
         )
 
 
+class BlockCalibrator:
+    """`calibrate_reference` fed chunk by chunk: the rows of `n_rows` in the order they are
+    added, cut into contiguous blocks (a segment's rows of the reference are calibrated this
+    way, from the same pass as the whole reference's, `signals.profile.segments`)."""
+
+    def __init__(self, profile: DatasetProfile, columns: Sequence[str], n_rows: int) -> None:
+        self.n = n_rows
+        self.block = max(MIN_BLOCK_ROWS, math.ceil(n_rows / BASE_BLOCKS))
+        self.n_full = n_rows // self.block
+        coders = {c: column_coder(profile.columns[c]) for c in columns if c in profile.columns}
+        self.tables = BlockTables(coders, max(self.n_full, 1))
+        self.pos = 0
+
+    def add(self, df: pd.DataFrame) -> None:
+        rows = len(df)
+        ids = (self.pos + np.arange(rows)) // self.block
+        keep = ids < self.n_full
+        if keep.any():
+            self.tables.add(df.iloc[np.flatnonzero(keep)] if not keep.all() else df, ids[keep])
+        self.pos += rows
+
+    def result(self) -> ReferenceCalibration:
+        n_full = self.n_full
+        sizes: list[int] = []
+        deff: dict[str, list[float]] = {c: [] for c in self.tables.coders}
+        current = {c: t[:n_full] for c, t in self.tables.tables.items()}
+        size = self.block
+        while n_full >= MIN_BLOCKS:
+            sizes.append(size)
+            for c, t in current.items():
+                x2, dof = homogeneity(t)
+                deff[c].append(x2 / dof if dof else 1.0)
+            n_full //= 2
+            current = {
+                c: t[: 2 * n_full].reshape(n_full, 2, -1).sum(axis=1) for c, t in current.items()
+            }
+            size *= 2
+        return ReferenceCalibration(self.n, sizes, deff)
+
+
 def calibrate_reference(
     chunks: Iterable[pd.DataFrame], profile: DatasetProfile, columns: Sequence[str]
 ) -> ReferenceCalibration:
     """Design effect of every column at block sizes b, 2b, 4b, ... of the reference, in the
     order `chunks` yields its rows (see the module docstring)."""
-    n = profile.n_rows
-    block = max(MIN_BLOCK_ROWS, math.ceil(n / BASE_BLOCKS))
-    n_full = n // block
-    coders = {c: column_coder(profile.columns[c]) for c in columns if c in profile.columns}
-    tables = BlockTables(coders, max(n_full, 1))
-    pos = 0
+    calibrator = BlockCalibrator(profile, columns, profile.n_rows)
     for df in chunks:
-        rows = len(df)
-        ids = (pos + np.arange(rows)) // block
-        keep = ids < n_full
-        if keep.any():
-            tables.add(df.iloc[np.flatnonzero(keep)] if not keep.all() else df, ids[keep])
-        pos += rows
-    sizes: list[int] = []
-    deff: dict[str, list[float]] = {c: [] for c in coders}
-    current = {c: t[:n_full] for c, t in tables.tables.items()}
-    size = block
-    while n_full >= MIN_BLOCKS:
-        sizes.append(size)
-        for c, t in current.items():
-            x2, dof = homogeneity(t)
-            deff[c].append(x2 / dof if dof else 1.0)
-        n_full //= 2
-        current = {
-            c: t[: 2 * n_full].reshape(n_full, 2, -1).sum(axis=1) for c, t in current.items()
-        }
-        size *= 2
-    return ReferenceCalibration(n, sizes, deff)
+        calibrator.add(df)
+    return calibrator.result()
 
 
 class DayBlocks:

@@ -56,6 +56,12 @@ from aiops_pipelines.signals.profile.builder import (
     build_reference_profile,
 )
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
+from aiops_pipelines.signals.profile.segments import (
+    SegmentProfiler,
+    SegmentProfiles,
+    SegmentReference,
+    segment_plan,
+)
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,8 @@ class ReferenceResult:
     findings: list[Finding] = field(default_factory=list)
     """Text values cut to `max_string_length` (`long_string`); its other problems are its
     checks (and errors)."""
+    segments: SegmentReference | None = None
+    """Per segment value, its profile and design effects (`segment_drift.enabled`)."""
 
     @property
     def n_rows(self) -> int:
@@ -213,6 +221,8 @@ class ReferenceResult:
             out["performance"] = self.performance.to_dict()
         if self.calibration is not None:
             out["calibration"] = self.calibration.to_dict()
+        if self.segments is not None:
+            out["segments"] = self.segments.to_dict()
         return out
 
     @property
@@ -260,6 +270,8 @@ class ProfileDay:
     findings: list[Finding] = field(default_factory=list)
     """Text values cut to `max_string_length` (`long_string`); the day's other contract
     problems are its checks, and drift judges the profile."""
+    segments: SegmentProfiles | None = None
+    """Per segment value, the profile of its rows (`segment_drift.enabled`)."""
 
     def null_rates(self) -> dict[str, float]:
         return {name: c.null_rate for name, c in self.profile.columns.items()}
@@ -291,6 +303,7 @@ class ProfileDay:
             "dtypes": self.dtypes,
             "versions": self.versions,
             "within_day": self.within_day,
+            **({"segments": self.segments.to_dict()} if self.segments is not None else {}),
         }
 
     @property
@@ -420,8 +433,21 @@ def profile_reference(
         profile = build_reference_profile(
             chunks, cols.numeric, cols.categorical, n_bins=n_bins, seed=seed
         )
-        # a third pass, in the source's order: how much contiguous blocks differ
-        calibration = calibrate_reference(chunks(), profile, cols.all)
+        segments = (
+            SegmentProfiler(model, segment_plan(model, profile), profile.spec, calibrate=profile)
+            if model.segment_drift.enabled
+            else None
+        )
+
+        def calibrated():
+            for chunk in chunks():
+                if segments is not None:
+                    segments.add(chunk)
+                yield chunk
+
+        # a third pass, in the source's order: how much contiguous blocks differ (and the
+        # segment values' profiles and blocks)
+        calibration = calibrate_reference(calibrated(), profile, cols.all)
     except DataError as exc:
         raise _located(exc, model, REFERENCE_PARTITION) from None
     return ReferenceResult(
@@ -431,6 +457,7 @@ def profile_reference(
         time.perf_counter() - t0,
         calibration=calibration,
         findings=long_string_findings(model, REFERENCE_PARTITION, Asset.REFERENCE_PROFILE, cut),
+        segments=segments.reference() if segments is not None else None,
     )
 
 
@@ -561,6 +588,11 @@ class DayProfiler:
         )
         self.cut = StringCap.for_model(model)
         self.builder = ProfileBuilder(reference.spec, cols.numeric, cols.categorical)
+        self.segments = (
+            SegmentProfiler(model, segment_plan(model, reference), reference.spec)
+            if model.segment_drift.enabled
+            else None
+        )
         self.blocks = DayBlocks(reference, cols.all)
         self.keeper = SampleKeeper(sample_rows, seed=seed + int(partition.replace("-", "")))
         self.ids = IdHashes()
@@ -593,6 +625,8 @@ class DayProfiler:
         if not self.dtypes:
             self.dtypes = {str(name): _family(chunk[name].dtype) for name in cols.all}
         wait()
+        if self.segments is not None:  # after the whole profile's checks of the chunk
+            self.segments.add(chunk)
         for k, v in counts.items():
             self.versions[str(k)] = self.versions.get(str(k), 0) + int(v)
         self.n_rows += len(chunk)
@@ -631,6 +665,7 @@ class DayProfiler:
             dtypes=self.dtypes,
             within_day=self.blocks.design_effects(),
             findings=long_string_findings(self.model, partition, Asset.FEATURE_PROFILE, self.cut),
+            segments=self.segments.result() if self.segments is not None else None,
             sample_path=(
                 save_sample(sample, sample_path(samples_dir, self.model.key, partition))
                 if samples_dir is not None
