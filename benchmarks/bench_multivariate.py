@@ -9,7 +9,8 @@
   upper bound; target <= 1% per model-day.
 * Detection: the share of days found after a correlation flip of two features with unchanged
   marginals ("x1", "x2": +0.8 -> -0.8, and the subtler +0.8 -> +0.4).
-* Time per model-day, CPU seconds on one thread (OMP_NUM_THREADS=1 is set here).
+* Time per model-day, CPU seconds on one thread (OMP_NUM_THREADS=1 is set here), the default
+  config (3 folds).
 
     python benchmarks/bench_multivariate.py [--quick] [--days N]
 """

@@ -8,12 +8,16 @@ gate so a huge day does not fire on a trivial difference:
 
 * **Domain classifier**: a gradient-boosted classifier (`HistGradientBoostingClassifier`:
   interactions, categoricals natively, missing numbers as such) learns to tell the day's rows
-  from the reference's; its out-of-fold scores over stratified k folds give an AUC. Under no
-  change every fold's labels are exchangeable with the rows, so the out-of-fold scores carry no
-  information about them and the AUC is the Mann-Whitney statistic of an uninformative score:
-  mean <= 1/2 (pooling folds only biases it down, Airola et al. 2011) and variance
-  (1/n_day + 1/n_ref) / 12 without ties, less with them. The test is one-sided,
-  z = (AUC - 1/2) / sd.
+  from the reference's over stratified k folds (default 3); the statistic is the mean of the
+  folds' AUCs, each on the scores of a model that never saw the fold. Under no change a fold's
+  labels are exchangeable with its rows, so its AUC is the Mann-Whitney statistic of an
+  uninformative score: mean 1/2, variance (1/n_day + 1/n_ref) / 12 at the fold's sizes (less
+  with ties). The folds' models share training rows, so their AUCs correlate (~0.2 between 5
+  folds at 150 rows a day, by no formula); the mean of the folds' standard deviations bounds
+  the standard deviation of their mean whatever the correlation, and is the null's. The test
+  is one-sided, z = (AUC - 1/2) / sd. (The AUC of the pooled out-of-fold scores, kept as
+  evidence, mixes k models' scales: under no change it spreads ~1.4x wider than Mann-Whitney
+  at 150 rows, so it is not what is tested.)
 * **PCA reconstruction error**: numbers standardised, categories one-hot coded (each feature's
   block scaled to unit variance, so every feature weighs the same), PCA fitted on one half of
   the reference keeping `pca_variance` of its variance; the other half's reconstruction errors
@@ -22,14 +26,17 @@ gate so a huge day does not fire on a trivial difference:
   percentile on both sides, so a few extreme rows cannot swing a small day's mean.
 
 Rows arriving in correlated groups (a household, a session, a batch) are not independent, so
-both tests would spread wider than their null says. Two defences, as in `calibration`: the
-folds are contiguous in arrival order within each class (a group arrives together, so it lands
-in one fold and the classifier cannot recognise a test row from its twin in training), and each
-side's variance is multiplied by its design effect, 1 + 2 x the sum of the initial positive
-autocorrelations (Geyer's initial positive sequence) of that side's per-row contributions in
-arrival order (placement values for the AUC, errors for PCA): about E[m^2]/E[m] for groups of
-m identical rows, 1 for independent rows. A day larger than the sample keeps only scattered
-members of each group, and its design effect is near 1 accordingly.
+both tests would spread wider than their null says. The defences, as in `calibration`: the
+folds are contiguous in arrival order within each class, identical rows kept in one fold (a
+group arrives together, so it lands in one fold and the classifier cannot recognise a test row
+from its twin in training), and each side's variance is multiplied by its design effect: the
+larger of 1 + 2 x the initial positive autocorrelations (Geyer's initial positive sequence) of
+that side's per-row contributions in arrival order (placement values for the AUC, errors for
+PCA) and, for the day, how much more its sample repeats identical rows than as many reference
+rows do (`excess_duplication`, which sees groups in a sample drawn in random order): about
+E[m^2]/E[m] for groups of m identical rows, 1 for independent rows. A day larger than the
+sample keeps only scattered members of each group, and its design effect is near 1
+accordingly.
 
 Family-wise: each detector is tested at alpha / 2 (Bonferroni), so a model-day without change
 raises a `multivariate_drift` finding with probability <= alpha (default 1%). A sample missing
@@ -74,7 +81,7 @@ TOP_FEATURES = 3
 
 @dataclass
 class DomainClassifier:
-    """The domain classifier's out-of-fold AUC and its test."""
+    """The domain classifier's cross-validated AUC (the mean of its folds') and its test."""
 
     auc: float
     p_value: float
@@ -82,6 +89,9 @@ class DomainClassifier:
     """The AUC the day needed: the larger of the effect-size gate and the null's critical value."""
     critical_value: float
     null_sd: float
+    pooled_auc: float
+    """AUC of the out-of-fold scores pooled over the folds (`roc_auc_score`), for reference."""
+    fold_aucs: list[float]
     design_effect_day: float
     design_effect_reference: float
     folds: int
@@ -192,17 +202,27 @@ def design_effect_series(values: np.ndarray) -> float:
 def contiguous_folds(y: np.ndarray, k: int, x: np.ndarray | None = None) -> np.ndarray:
     """Fold of every row: within each class, k contiguous runs in arrival order of (nearly)
     equal size, so every fold holds each class in the same proportion (stratified) and rows
-    that arrived together stay together. With `x`, identical rows of a class share the fold of
-    the first of them too, wherever they are (a sample drawn in random order, `pushdown`)."""
+    that arrived together stay together.
+
+    With `x`, identical rows of a class form one group wherever they sit (a sample drawn in
+    random order, `pushdown`): the groups, in the order of their first row, are cut into the
+    k runs, so a group is never split and the folds stay balanced in rows. Should a group be
+    so large that a fold would lack a class, the rows are cut without grouping instead."""
     folds = np.empty(len(y), np.int64)
     for cls in np.unique(y):
         idx = np.flatnonzero(y == cls)
-        folds[idx] = np.arange(len(idx)) * k // len(idx)
-    if x is not None and len(y):
-        rows = pd.util.hash_pandas_object(pd.DataFrame(x), index=False).to_numpy()
-        keys = rows ^ y.astype(np.uint64)
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        folds = folds[first[inverse.ravel()]]
+        group = np.arange(len(idx))
+        if x is not None:
+            keys = pd.util.hash_pandas_object(pd.DataFrame(x[idx]), index=False).to_numpy()
+            _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            rank = np.empty(len(first), np.int64)
+            rank[np.argsort(first)] = np.arange(len(first))
+            group = rank[inverse.ravel()]
+        sizes = np.bincount(group)
+        start = np.cumsum(sizes) - sizes
+        folds[idx] = (start * k // len(idx))[group]
+        if len(np.unique(folds[idx])) < k:
+            folds[idx] = np.arange(len(idx)) * k // len(idx)
     return folds
 
 
@@ -312,6 +332,26 @@ def _top_features(
     return [(n, round(v, 4)) for n, v in out[:TOP_FEATURES]]
 
 
+def duplication(rows: pd.DataFrame) -> float:
+    """sum(m^2) / sum(m) over the groups of identical rows: the variance inflation of a mean
+    over the rows when each group of m copies counts as one draw repeated m times."""
+    if rows.empty:
+        return 1.0
+    _, counts = np.unique(pd.util.hash_pandas_object(rows, index=False), return_counts=True)
+    return float((counts.astype(np.float64) ** 2).sum() / counts.sum())
+
+
+def excess_duplication(ref: pd.DataFrame, day: pd.DataFrame, seed: int = 0) -> float:
+    """How much more the day's sample repeats identical rows than as many rows drawn from the
+    reference's sample do (`duplication`), at least 1: groups of copies wherever they sit in
+    the sample (one drawn in random order hides them from the autocorrelations), while
+    features with few values, which repeat by chance on both sides, count for nothing."""
+    rng = np.random.default_rng(seed)
+    n = min(len(day), len(ref))
+    like = ref.iloc[np.sort(rng.choice(len(ref), n, replace=False))]
+    return max(1.0, duplication(day) / duplication(like))
+
+
 def domain_classifier(
     ref: pd.DataFrame,
     day: pd.DataFrame,
@@ -320,15 +360,46 @@ def domain_classifier(
     cfg: MultivariateDriftConfig,
     *,
     seed: int = 0,
+    day_duplication: float = 1.0,
 ) -> DomainClassifier:
-    """Out-of-fold AUC of reference (0) vs day (1) and its one-sided test at alpha / 2."""
+    """Cross-validated AUC of reference (0) vs day (1), the mean of the folds' AUCs, and its
+    one-sided test at alpha / 2.
+
+    Each fold's AUC is the Mann-Whitney statistic of scores from a model that never saw the
+    fold, so under no change it has the Mann-Whitney null given that model; their mean has the
+    mean of those variances / k. The AUC of the pooled out-of-fold scores is kept as evidence
+    (`pooled_auc`): it mixes k models' scales, which under no change spreads it ~1.4x wider
+    than Mann-Whitney at 150 rows a day, so it is not what is tested."""
     x, mask = _classifier_matrix(ref, day, numeric, categorical)
     y = np.r_[np.zeros(len(ref), np.int64), np.ones(len(day), np.int64)]
     scores, fold, models = out_of_fold_scores(x, y, mask, cfg.folds, seed)
-    auc = float(roc_auc_score(y, scores))
-    v_day, v_ref = placements(scores, y)
-    deff_day, deff_ref = design_effect_series(v_day), design_effect_series(v_ref)
-    sd = math.sqrt((deff_day / len(day) + deff_ref / len(ref)) / 12)
+    aucs, place = [], np.empty(len(y))
+    for f in range(cfg.folds):
+        m = fold == f
+        aucs.append(float(roc_auc_score(y[m], scores[m])))
+        v_pos, v_neg = placements(scores[m], y[m])
+        # centred within the fold: a fold's own level is its AUC's noise, not a correlation
+        place[m & (y == 1)], place[m & (y == 0)] = v_pos - v_pos.mean(), v_neg - v_neg.mean()
+    auc = float(np.mean(aucs))
+    deff_day = max(design_effect_series(place[y == 1]), day_duplication)
+    deff_ref = design_effect_series(place[y == 0])
+    # the mean of the folds' sds bounds the sd of the mean of their AUCs whatever their
+    # correlation (1 at worst): the folds' models share training rows, and their AUCs do
+    # correlate (~0.2 between 5 folds at 150 rows a day), by an amount no formula gives
+    sd = float(
+        np.mean(
+            [
+                math.sqrt(
+                    (
+                        deff_day / int(((fold == f) & (y == 1)).sum())
+                        + deff_ref / int(((fold == f) & (y == 0)).sum())
+                    )
+                    / 12
+                )
+                for f in range(cfg.folds)
+            ]
+        )
+    )
     p = float(stats.norm.sf((auc - 0.5) / sd))
     critical = 0.5 + float(stats.norm.isf(cfg.alpha / 2)) * sd
     threshold = max(cfg.auc[0], critical)
@@ -343,6 +414,8 @@ def domain_classifier(
         threshold=threshold,
         critical_value=critical,
         null_sd=sd,
+        pooled_auc=float(roc_auc_score(y, scores)),
+        fold_aucs=[round(a, 6) for a in aucs],
         design_effect_day=deff_day,
         design_effect_reference=deff_ref,
         folds=cfg.folds,
@@ -405,6 +478,7 @@ def pca_reconstruction(
     cfg: MultivariateDriftConfig,
     *,
     seed: int = 0,
+    day_duplication: float = 1.0,
 ) -> PcaReconstruction:
     """The day's mean reconstruction error against the reference's held-out half (one-sided
     two-sample z-test at alpha / 2; see the module docstring)."""
@@ -425,7 +499,8 @@ def pca_reconstruction(
     cap = float(np.quantile(e_null, ERROR_CAP_QUANTILE))
     e_null, e_day = np.minimum(e_null, cap), np.minimum(e_day, cap)
     m_null, m_day = float(e_null.mean()), float(e_day.mean())
-    deff_day, deff_ref = design_effect_series(e_day), design_effect_series(e_null)
+    deff_day = max(design_effect_series(e_day), day_duplication)
+    deff_ref = design_effect_series(e_null)
     # the null's variance is the reference's: under no change the day's errors spread alike
     var = float(e_null.var(ddof=1))
     sd = math.sqrt(var * (deff_day / len(day) + deff_ref / len(null)))
@@ -493,8 +568,11 @@ def multivariate_drift(
         )
     ref = reference_sample[features].reset_index(drop=True)
     day = day_sample[features].reset_index(drop=True)
-    domain = domain_classifier(ref, day, numeric, categorical, cfg, seed=seed)
-    pca = pca_reconstruction(ref, day, numeric, categorical, cfg, seed=seed)
+    copies = excess_duplication(ref, day, seed)
+    domain = domain_classifier(
+        ref, day, numeric, categorical, cfg, seed=seed, day_duplication=copies
+    )
+    pca = pca_reconstruction(ref, day, numeric, categorical, cfg, seed=seed, day_duplication=copies)
     status = "ok"
     if domain.drifted or pca.drifted:
         critical = (domain.drifted and domain.auc >= cfg.auc[1]) or (

@@ -191,16 +191,20 @@ def test_auc_is_sklearns_roc_auc_of_the_out_of_fold_scores(reference: pd.DataFra
     y = np.r_[np.zeros(len(ref), int), np.ones(len(day), int)]
     scores, fold, models = out_of_fold_scores(x, y, mask, cfg.folds)
     d = domain_classifier(ref, day, NUMERIC, CATEGORICAL, cfg)
-    assert d.auc == roc_auc_score(y, scores)
+    # the tested AUC is the mean of the folds' AUCs; the pooled one is kept beside it
+    per_fold = [roc_auc_score(y[fold == f], scores[fold == f]) for f in range(cfg.folds)]
+    assert d.fold_aucs == pytest.approx(per_fold, abs=1e-6)
+    assert d.auc == pytest.approx(np.mean(per_fold), rel=1e-12)
+    assert d.pooled_auc == roc_auc_score(y, scores)
     # each fold holds both classes in proportion, and every row is scored by a model that
-    # never saw it: refitting fold 2's model on the other folds gives the same scores
+    # never saw it: fold 1's model scores fold 1's rows
     for f in range(cfg.folds):
         assert abs((y[fold == f] == 1).sum() - len(day) / cfg.folds) <= 1
-    test = fold == 2
-    assert np.allclose(models[2].predict_proba(x[test])[:, 1], scores[test])
-    # DeLong: the AUC is the mean of either side's placement values
-    v_pos, v_neg = placements(scores, y)
-    assert v_pos.mean() == pytest.approx(d.auc) and v_neg.mean() == pytest.approx(d.auc)
+    test = fold == 1
+    assert np.allclose(models[1].predict_proba(x[test])[:, 1], scores[test])
+    # DeLong: a fold's AUC is the mean of either side's placement values
+    v_pos, v_neg = placements(scores[test], y[test])
+    assert v_pos.mean() == pytest.approx(per_fold[1]) and v_neg.mean() == pytest.approx(per_fold[1])
 
 
 def test_pca_errors_are_sklearns_reconstruction_errors(reference: pd.DataFrame) -> None:
