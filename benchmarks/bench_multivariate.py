@@ -12,7 +12,8 @@
 * Time per model-day, CPU seconds on one thread (OMP_NUM_THREADS=1 is set here), the default
   config (3 folds).
 
-    python benchmarks/bench_multivariate.py [--quick] [--days N]
+    python benchmarks/bench_multivariate.py [--quick] [--days N] [--sizes 150,1000]
+        [--part false-alarms|detection]
 """
 
 from __future__ import annotations
@@ -145,12 +146,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer days")
     ap.add_argument("--days", type=int, default=None, help="no-change days per cell")
+    ap.add_argument(
+        "--sizes", default="150,1000,5000,50000", help="rows a day of the no-change cells"
+    )
+    ap.add_argument("--part", choices=["all", "false-alarms", "detection"], default="all")
     args = ap.parse_args()
     model = bench_model()
     t0 = time.perf_counter()
     days = args.days or (40 if args.quick else 300)
-    false_alarms(model, days, [150, 1000, 5000, 50_000])
-    detection(model, 10 if args.quick else 40, [150, 1000, 5000])
+    if args.part in ("all", "false-alarms"):
+        false_alarms(model, days, [int(n) for n in args.sizes.split(",")])
+    if args.part in ("all", "detection"):
+        detection(model, 10 if args.quick else 40, [150, 1000, 5000])
     print(f"\n({time.perf_counter() - t0:.0f} s)")
 
 

@@ -156,7 +156,11 @@ class MultivariateResult:
     @property
     def metadata(self) -> dict[str, Any]:
         """Numbers for the asset's metadata (the UI plots them across partitions)."""
-        out: dict[str, Any] = {"multivariate_status": self.status, **self.mlflow_metrics}
+        out: dict[str, Any] = {
+            "multivariate_status": self.status,
+            **self.mlflow_metrics,
+            "multivariate_seconds": round(self.seconds, 3),
+        }
         if self.reason:
             out["multivariate_reason"] = self.reason
         return out

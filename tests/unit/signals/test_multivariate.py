@@ -15,6 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from aiops_pipelines.core.config import ModelConfig, MultivariateDriftConfig, parse_config
 from aiops_pipelines.demo import drift_trials as t
+from aiops_pipelines.demo.generators import eta_features
 from aiops_pipelines.signals.drift.calibration import calibrate_reference
 from aiops_pipelines.signals.drift.day import drift_for_day
 from aiops_pipelines.signals.drift.multivariate import (
@@ -90,6 +91,17 @@ def correlation_flip_rows(
     return frame.iloc[np.repeat(np.arange(k), sizes)].reset_index(drop=True)
 
 
+def reverse_coupling(frame: pd.DataFrame, a: str, b: str, rng: np.random.Generator) -> pd.DataFrame:
+    """The demo's correlation flip: `b`'s values re-paired with `a`'s in reverse rank order
+    (ties of `a` broken at random), so both marginals stay exactly as they were and a positive
+    dependence becomes the most negative one the marginals allow."""
+    order = np.lexsort((rng.random(len(frame)), frame[a].to_numpy()))
+    out = frame.reset_index(drop=True).copy()
+    values = np.sort(out[b].to_numpy())[::-1]  # no missing values in `b`
+    out.loc[order, b] = values
+    return out
+
+
 def kept_sample(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     """What a profile keeps of these rows: SampleKeeper's 5,000-row sample in arrival order."""
     return SampleKeeper(5000, seed=seed).update(frame).sample()
@@ -131,6 +143,31 @@ def test_correlation_flip_is_found_by_multivariate_drift_and_by_no_feature(
         ("pca_error_ratio", ""),
         ("pca_error_p_value", ""),
     }
+
+
+def test_demo_eta_kitchen_time_decoupled_from_order_size_is_found_by_multivariate_only() -> None:
+    # the recipe for the demo's case: model eta, `prep_time_min` re-paired with `num_items` in
+    # reverse rank order on the incident's days (marginals unchanged, correlation +0.6 -> -0.6)
+    numeric = ["distance_km", "num_items", "prep_time_min", "traffic_index"]
+    categorical = ["city", "vehicle_type", "weather"]
+    model = joint_model(numeric, categorical)
+    rng = np.random.default_rng(8)
+    ref = eta_features(rng, rng.integers(0, 24, 20_000))
+    day = eta_features(rng, rng.integers(0, 24, 3000))
+    flipped = reverse_coupling(day, "num_items", "prep_time_min", rng)
+    assert flipped["prep_time_min"].sort_values().tolist() == sorted(day["prep_time_min"])
+    assert day["num_items"].corr(day["prep_time_min"]) > 0.5
+    assert flipped["num_items"].corr(flipped["prep_time_min"]) < -0.5
+    profile = build_reference_profile(lambda: [ref], numeric, categorical)
+    calibration = calibrate_reference([ref], profile, numeric + categorical)
+    today = ProfileBuilder(profile.spec, numeric, categorical).update(flipped).result()
+    univariate = drift_for_day(model, "2026-03-02", profile, today, calibration=calibration)
+    assert univariate.findings == []
+    res = multivariate_drift(model, "2026-03-02", kept_sample(ref, 0), kept_sample(flipped, 1))
+    assert res.status == "critical" and res.domain is not None
+    assert {c for c, _ in res.domain.top_features[:2]} == {"num_items", "prep_time_min"}
+    calm = multivariate_drift(model, "2026-03-01", kept_sample(ref, 0), kept_sample(day, 1))
+    assert calm.status == "ok"
 
 
 def test_pca_reconstruction_error_rises_when_the_discarded_direction_fills() -> None:
