@@ -250,7 +250,8 @@ class MultivariateDriftConfig(_Strict):
         3,
         ge=2,
         le=10,
-        description="folds of the domain classifier (contiguous in arrival order, stratified); "
+        description="folds of the domain classifier (stratified, of blocks of rows in arrival "
+        "order); "
         "more folds train on more rows but cost more, and their AUCs correlate more",
     )
     min_rows: int = Field(

@@ -27,9 +27,9 @@ gate so a huge day does not fire on a trivial difference:
 
 Rows arriving in correlated groups (a household, a session, a batch) are not independent, so
 both tests would spread wider than their null says. The defences, as in `calibration`: the
-folds are contiguous in arrival order within each class, identical rows kept in one fold (a
-group arrives together, so it lands in one fold and the classifier cannot recognise a test row
-from its twin in training), and each side's variance is multiplied by its design effect: the
+folds are made of blocks of contiguous rows in arrival order, identical rows kept in one fold
+(a group arrives together, so it lands in one fold and the classifier cannot recognise a test
+row from its twin in training), and each side's variance is multiplied by its design effect: the
 larger of 1 + 2 x the initial positive autocorrelations (Geyer's initial positive sequence) of
 that side's per-row contributions in arrival order (placement values for the AUC, errors for
 PCA) and, for the day, how much more its sample repeats identical rows than as many reference
@@ -203,30 +203,29 @@ def design_effect_series(values: np.ndarray) -> float:
     return max(1.0, total)
 
 
-def contiguous_folds(y: np.ndarray, k: int, x: np.ndarray | None = None) -> np.ndarray:
-    """Fold of every row: within each class, k contiguous runs in arrival order of (nearly)
-    equal size, so every fold holds each class in the same proportion (stratified) and rows
-    that arrived together stay together.
+def blocked_folds(y: np.ndarray, k: int, x: np.ndarray | None = None) -> np.ndarray:
+    """Fold of every row: within each class, the rows in arrival order are cut into blocks of
+    up to `MAX_LAG` contiguous rows (fewer on a small day, so each fold gets at least 4), dealt
+    to the k folds in turn. Every fold then holds each class in the same proportion
+    (stratified) and spans the whole day (an hour-of-day mix is not confused with a change),
+    while rows that arrived together stay in one fold, so the classifier cannot recognise a
+    test row from its twin in training.
 
     With `x`, identical rows of a class form one group wherever they sit (a sample drawn in
-    random order, `pushdown`): the groups, in the order of their first row, are cut into the
-    k runs, so a group is never split and the folds stay balanced in rows. Should a group be
-    so large that a fold would lack a class, the rows are cut without grouping instead."""
+    random order, `pushdown`): a group goes where its first row goes. Should that leave a fold
+    without a class, the rows are dealt without grouping instead."""
     folds = np.empty(len(y), np.int64)
     for cls in np.unique(y):
         idx = np.flatnonzero(y == cls)
-        group = np.arange(len(idx))
+        block = max(1, min(MAX_LAG, len(idx) // (4 * k)))
+        plain = np.arange(len(idx)) // block % k
+        folds[idx] = plain
         if x is not None:
             keys = pd.util.hash_pandas_object(pd.DataFrame(x[idx]), index=False).to_numpy()
             _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-            rank = np.empty(len(first), np.int64)
-            rank[np.argsort(first)] = np.arange(len(first))
-            group = rank[inverse.ravel()]
-        sizes = np.bincount(group)
-        start = np.cumsum(sizes) - sizes
-        folds[idx] = (start * k // len(idx))[group]
-        if len(np.unique(folds[idx])) < k:
-            folds[idx] = np.arange(len(idx)) * k // len(idx)
+            grouped = plain[first[inverse.ravel()]]
+            if len(np.unique(grouped)) == k:
+                folds[idx] = grouped
     return folds
 
 
@@ -302,9 +301,9 @@ def _classifier(mask: np.ndarray, seed: int) -> HistGradientBoostingClassifier:
 def out_of_fold_scores(
     x: np.ndarray, y: np.ndarray, mask: np.ndarray, folds: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, list[HistGradientBoostingClassifier]]:
-    """Every row's score from the model fitted on the other folds (`contiguous_folds`), the
+    """Every row's score from the model fitted on the other folds (`blocked_folds`), the
     folds, and the fitted models."""
-    fold = contiguous_folds(y, folds, x)
+    fold = blocked_folds(y, folds, x)
     scores = np.empty(len(y))
     models = []
     for f in range(folds):
