@@ -153,7 +153,7 @@ def main() -> None:
     args = ap.parse_args()
     model = bench_model()
     t0 = time.perf_counter()
-    days = args.days or (40 if args.quick else 300)
+    days = args.days or (40 if args.quick else 120)
     if args.part in ("all", "false-alarms"):
         false_alarms(model, days, [int(n) for n in args.sizes.split(",")])
     if args.part in ("all", "detection"):
