@@ -74,6 +74,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_drift.py
 	$(BIN)/python benchmarks/bench_alerts.py
 	$(BIN)/python benchmarks/bench_calibration.py
+	$(BIN)/python benchmarks/bench_multivariate.py
 	$(BIN)/python benchmarks/bench_changepoints.py
 	$(BIN)/python benchmarks/bench_long_strings.py
 	$(BIN)/python benchmarks/bench_metrics_scrape.py

@@ -27,6 +27,7 @@ from aiops_pipelines.orchestration.resources import (
 )
 from aiops_pipelines.signals.drift.day import drift_for_stored_day
 from aiops_pipelines.signals.drift.segments import segment_drift_for_stored_day
+from aiops_pipelines.signals.drift.multivariate import multivariate_for_stored_day
 from aiops_pipelines.signals.profile.day import profile_for_day, reference_for_model, sample_path
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
 from aiops_pipelines.views.drift_report import drift_onset, write_drift_reports
@@ -229,7 +230,9 @@ def drift_report(
     """Data and prediction drift of the day against the reference, computed on the stored
     profiles (cost independent of row count): per-column tests with Benjamini-Hochberg control
     over the model's features, null-rate and unseen-category drift, the dataset drift share, and
-    a `level_shift` while the drift share stays risen (change points over the last 90 days).
+    a `level_shift` while the drift share stays risen (change points over the last 90 days),
+    and multivariate drift of the joint distribution on the profiles' samples (a domain
+    classifier's AUC and the PCA reconstruction error, `multivariate_drift`).
     Findings carry their evidence; Evidently renders the HTML on bounded samples, for the days
     a drift begins or worsens (`sources.html_days`; any other day with `aiops report --html`)."""
 
@@ -238,6 +241,7 @@ def drift_report(
         ref_payload, day_payload = _stored_profile(md, "reference"), _stored_profile(md, "daily")
         result, ref, cur = drift_for_stored_day(md.store, model, day, ref_payload, day_payload)
         segments = segment_drift_for_stored_day(md.store, model, day, ref_payload, day_payload)
+        joint = multivariate_for_stored_day(model, day, home)
         samples = (
             {
                 "reference_sample": sample_path(home, model.key, REFERENCE_PARTITION),
@@ -255,12 +259,17 @@ def drift_report(
             return publish(
                 md,
                 Asset.DRIFT_REPORT,
-                metrics={**result.metrics, **segments.metrics},
-                findings=[*result.findings, *segments.findings],
-                mlflow_metrics={**result.mlflow_metrics, **segments.mlflow_metrics},
+                metrics={**result.metrics, **segments.metrics, **joint.metrics},
+                findings=[*result.findings, *segments.findings, *joint.findings],
+                mlflow_metrics={
+                    **result.mlflow_metrics,
+                    **segments.mlflow_metrics,
+                    **joint.mlflow_metrics,
+                },
                 artifacts=write_drift_reports(result, model, day, folder, **samples),
                 metadata={
                     **result.summary(),
+                    **joint.metadata,
                     "rows_reference": int(ref.n_rows),
                     "rows_current": int(cur.n_rows),
                     "drifted_columns": dg.MetadataValue.md(drift_table(result.drifted)),

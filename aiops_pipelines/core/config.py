@@ -255,6 +255,61 @@ class SegmentDriftPolicy(_Strict):
     def level(self, thresholds: DriftThresholds) -> float:
         """The family's level: `fdr_alpha`, or half of the whole model's."""
         return self.fdr_alpha if self.fdr_alpha is not None else thresholds.fdr_alpha / 2
+class MultivariateDriftConfig(_Strict):
+    """Multivariate drift of the features' joint distribution, on the profiles' bounded samples:
+    a domain classifier's out-of-fold AUC and the PCA reconstruction error, each against its
+    null at the day's sample size (README: Multivariate drift)."""
+
+    enabled: bool = Field(True, description="run both detectors on every model-day")
+    alpha: float = Field(
+        0.01,
+        gt=0,
+        lt=1,
+        description="chance of a multivariate_drift finding on a model-day without change, "
+        "split evenly over the two detectors",
+    )
+    auc: tuple[float, float] = Field(
+        (0.55, 0.7),
+        description="smallest out-of-fold AUC of the domain classifier that counts (the "
+        "effect-size gate, so huge days do not fire on trivia), and the critical level",
+    )
+    error_ratio: tuple[float, float] = Field(
+        (1.2, 1.5),
+        description="smallest ratio of the day's mean PCA reconstruction error to the "
+        "reference's that counts, and the critical level",
+    )
+    pca_variance: float = Field(
+        0.9, gt=0, lt=1, description="share of the reference's variance the PCA components keep"
+    )
+    folds: int = Field(
+        3,
+        ge=2,
+        le=10,
+        description="folds of the domain classifier (stratified, of blocks of rows in arrival "
+        "order); "
+        "more folds train on more rows but cost more, and their AUCs correlate more",
+    )
+    min_rows: int = Field(
+        100,
+        ge=20,
+        description="fewer sampled rows on either side: the day is 'insufficient' (no verdict)",
+    )
+
+    @field_validator("auc")
+    @classmethod
+    def _auc(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.5 < v[0] <= v[1] < 1:
+            raise ValueError(
+                f"expected [warning, critical] with 0.5 < warning <= critical < 1, got {v}"
+            )
+        return v
+
+    @field_validator("error_ratio")
+    @classmethod
+    def _ratio(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 1 < v[0] <= v[1]:
+            raise ValueError(f"expected [warning, critical] with 1 < warning <= critical, got {v}")
+        return v
 
 
 class Metric(StrEnum):
@@ -794,6 +849,7 @@ class ModelConfig(_Named):
     segments: list[str] = Field(default_factory=list)
     thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
     segment_drift: SegmentDriftPolicy = Field(default_factory=SegmentDriftPolicy)
+    multivariate: MultivariateDriftConfig = Field(default_factory=MultivariateDriftConfig)
     performance: PerformancePolicy = Field(default_factory=PerformancePolicy)
     retrain: RetrainPolicy = Field(default_factory=RetrainPolicy)
     canary: CanaryPolicy = Field(default_factory=CanaryPolicy)

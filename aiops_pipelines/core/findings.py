@@ -66,6 +66,7 @@ class Signal(StrEnum):
     SEGMENT_DRIFT = "segment_drift"
     NULL_RATE_DRIFT = "null_rate_drift"
     UNSEEN_CATEGORY = "unseen_category"
+    MULTIVARIATE_DRIFT = "multivariate_drift"
     LONG_STRING = "long_string"
     PERFORMANCE_DECAY = "performance_decay"
     ESTIMATED_PERFORMANCE_DECAY = "estimated_performance_decay"

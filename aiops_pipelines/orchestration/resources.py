@@ -55,7 +55,11 @@ class SourceSettings(dg.ConfigurableResource):
     """How sources are read: chunk size and the bounded sample kept for HTML reports."""
 
     chunk_rows: int = Field(default=0, description="rows per chunk; 0 uses each source's own")
-    sample_rows: int = Field(default=2000, description="rows sampled for Evidently's HTML")
+    sample_rows: int = Field(
+        default=2000,
+        description="rows sampled per day and of the reference: Evidently's HTML and multivariate "
+        "drift (more rows: more power to see small joint changes, ~linear cost)",
+    )
     render_html: bool = Field(default=True, description="render Evidently's HTML report")
     html_days: Literal["onset", "drift", "all"] = Field(
         default="onset",
