@@ -26,8 +26,8 @@ from aiops_pipelines.orchestration.resources import (
     StoreResource,
 )
 from aiops_pipelines.signals.drift.day import drift_for_stored_day
-from aiops_pipelines.signals.drift.segments import segment_drift_for_stored_day
 from aiops_pipelines.signals.drift.multivariate import multivariate_for_stored_day
+from aiops_pipelines.signals.drift.segments import segment_drift_for_stored_day
 from aiops_pipelines.signals.profile.day import profile_for_day, reference_for_model, sample_path
 from aiops_pipelines.signals.profile.profiles import DatasetProfile
 from aiops_pipelines.views.drift_report import drift_onset, write_drift_reports

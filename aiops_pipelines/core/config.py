@@ -255,6 +255,8 @@ class SegmentDriftPolicy(_Strict):
     def level(self, thresholds: DriftThresholds) -> float:
         """The family's level: `fdr_alpha`, or half of the whole model's."""
         return self.fdr_alpha if self.fdr_alpha is not None else thresholds.fdr_alpha / 2
+
+
 class MultivariateDriftConfig(_Strict):
     """Multivariate drift of the features' joint distribution, on the profiles' bounded samples:
     a domain classifier's out-of-fold AUC and the PCA reconstruction error, each against its
