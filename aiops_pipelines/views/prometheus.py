@@ -38,7 +38,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.registry import Collector
 
-from aiops_pipelines.core.config import AppConfig
+from aiops_pipelines.core.config import AppConfig, FairnessMetric
 from aiops_pipelines.core.findings import Asset, Severity
 from aiops_pipelines.io.store import MonitoringStore
 from aiops_pipelines.views.overview import (
@@ -140,6 +140,44 @@ HISTORY_GAUGES: tuple[HistoryGauge, ...] = (
         Asset.OPS_REPORT,
         "cost_per_1000",
         "Serving cost per 1,000 predictions (latest ops_report).",
+    ),
+    HistoryGauge(
+        "aiops_segments_drifted",
+        Asset.DRIFT_REPORT,
+        "segments_drifted",
+        "Segment values with a segment_drift finding (latest drift_report).",
+    ),
+    HistoryGauge(
+        "aiops_segment_drift_share",
+        Asset.DRIFT_REPORT,
+        "segment_drift_share",
+        "Share of the features that drifted within one segment value (latest drift_report).",
+        column_label="segment",
+    ),
+    HistoryGauge(
+        "aiops_domain_classifier_auc",
+        Asset.DRIFT_REPORT,
+        "domain_auc",
+        "Out-of-fold AUC of the classifier telling the day's rows from the reference's "
+        "(0.5: no multivariate drift; latest drift_report).",
+    ),
+    HistoryGauge(
+        "aiops_pca_error_ratio",
+        Asset.DRIFT_REPORT,
+        "pca_error_ratio",
+        "The day's mean PCA reconstruction error over the reference's (latest drift_report).",
+    ),
+    *(
+        HistoryGauge(
+            "aiops_fairness",
+            Asset.PERFORMANCE_REPORT,
+            str(metric),
+            "Group-fairness metric across the sensitive attribute, worst group against the "
+            "privileged one (latest performance_report).",
+            labels={"metric": str(metric)},
+            column_label="attribute",
+        )
+        for metric in FairnessMetric
     ),
     HistoryGauge(
         "aiops_slo_budget_remaining_ratio",

@@ -416,13 +416,20 @@ def _panels(dashboard: dict) -> Iterator[dict]:
 def _every_family(store: MonitoringStore, cfg: AppConfig) -> Gauges:
     """The families the small store's page carries once its last ops day has a unit cost and
     the outbox holds alerts and deliveries (what a live store has)."""
-    ops = store.metric_history("globex", "eta", start=LAST, end=LAST)
-    ops = ops[ops["asset"] == "ops_report"]
-    metrics = {(r.metric, r.column): r.value for r in ops.itertuples()}
-    store.replace_partition(
-        "globex", "eta", LAST, "ops_report",
-        metrics={**metrics, ("cost_per_1000", ""): 0.42}, findings=[],
-    )  # fmt: skip
+    history = store.metric_history("globex", "eta", start=LAST, end=LAST)
+    # a cost on the ops day; an SLO, fairness and multivariate drift on the same day
+    extra = {
+        "ops_report": {("cost_per_1000", ""): 0.42},
+        "slo_report": {("slo_budget_remaining", "fast"): 0.78, ("slo_burn_rate_1h", "fast"): 2.0},
+        "drift_report": {("domain_auc", ""): 0.52},
+        "performance_report": {("disparate_impact_ratio", "region"): 0.9},
+    }
+    for asset, more in extra.items():
+        rows = history[history["asset"] == asset]
+        metrics = {(r.metric, r.column): r.value for r in rows.itertuples()}
+        store.replace_partition(
+            "globex", "eta", LAST, asset, metrics={**metrics, **more}, findings=[]
+        )
     return gauge_samples(store, cfg, alerts=_alerts(), deliveries=_deliveries())
 
 
