@@ -48,6 +48,11 @@ MODEL_LEVEL_SIGNALS: frozenset[str] = frozenset(
         Signal.RESIDUAL_ANOMALY.value,
         Signal.LEVEL_SHIFT.value,  # its column is the series (throughput, latency_p95, ...)
         Signal.PIPELINE_FAILURE.value,  # its column is the asset that failed
+        Signal.MULTIVARIATE_DRIFT.value,  # the joint distribution: no column
+        Signal.SEGMENT_DRIFT.value,  # its column is the segment value (region=west)
+        Signal.FAIRNESS_VIOLATION.value,  # its column is the fairness metric
+        Signal.SLO_BURN.value,  # their column is the SLO's name
+        Signal.SLO_BUDGET.value,
     }
 )
 

@@ -35,6 +35,11 @@ GOOD_CANARY_SHARE = 0.25
 GOOD_CANARY_MARGIN = 0.05
 CANARY_LABEL_NOISE = 0.2
 THROUGHPUT_FACTOR = 0.20  # share of normal traffic left on a throughput-drop day
+SEGMENT_SHIFT_SD = 0.3  # monthly_charges shift inside region=west only, in reference sds
+BIASED_GROUP = "south"  # acme.churn's fairness attribute is region, privileged "north"
+BIAS_SCORE_SHIFT = -0.2  # churn score change for the biased group's rows
+SLOW_LATENCY_MS = 450.0  # above acme.churn's 200 ms latency SLO
+SLOW_SHARE = 0.5  # share of the slow hours' predictions that take it
 BAD_BATCH_COLUMN = "monthly_charges"  # acme.churn: text in a numeric column fails the day's run
 BAD_BATCH_VALUE = "n/a"
 
@@ -59,7 +64,14 @@ CATALOGUE: dict[str, IncidentKind] = {
         expected=[_DRIFT],
         # scores follow the features, so the label-free estimate moves too; the drift share
         # rises by two features' share and stays: a daily level shift once it has lasted
-        allowed=[_PRED, Signal.DATASET_DRIFT, _ESTIMATE, Signal.LEVEL_SHIFT],
+        allowed=[
+            _PRED,
+            Signal.DATASET_DRIFT,
+            _ESTIMATE,
+            Signal.LEVEL_SHIFT,
+            Signal.MULTIVARIATE_DRIFT,
+            Signal.SEGMENT_DRIFT,
+        ],
         params={"tenure_shift_sd": TENURE_SHIFT_SD, "charges_shift_sd": CHARGES_SHIFT_SD},
         describe=lambda p: (
             "A new-customer campaign and a price rise: tenure_months drops by "
@@ -82,7 +94,7 @@ CATALOGUE: dict[str, IncidentKind] = {
     "null_rate": IncidentKind(
         columns=["traffic_index"],
         expected=[Signal.NULL_RATE_DRIFT],
-        allowed=[_DRIFT],
+        allowed=[_DRIFT, Signal.MULTIVARIATE_DRIFT],
         params={"null_rate_from": 0.02, "null_rate_to": NULL_RATE_TO},
         describe=lambda p: (
             f"The traffic feed has an outage: traffic_index is missing in "
@@ -93,7 +105,7 @@ CATALOGUE: dict[str, IncidentKind] = {
         columns=["channel"],
         expected=[Signal.UNSEEN_CATEGORY],
         # the channel stays drifted: the drift share's lasting rise is a daily level shift
-        allowed=[_DRIFT, _PRED, _ESTIMATE, Signal.LEVEL_SHIFT],
+        allowed=[_DRIFT, _PRED, _ESTIMATE, Signal.LEVEL_SHIFT, Signal.MULTIVARIATE_DRIFT],
         params={"value": UNSEEN_VALUE, "share": UNSEEN_SHARE},
         describe=lambda p: (
             f"A new support channel '{p['value']}' goes live and carries ~{p['share']:.0%} of "
@@ -131,6 +143,61 @@ CATALOGUE: dict[str, IncidentKind] = {
             f"An upstream outage: only ~{p['factor']:.0%} of the usual requests arrive."
         ),
     ),
+    "segment_drift": IncidentKind(
+        columns=["monthly_charges"],
+        expected=[Signal.SEGMENT_DRIFT],
+        # the joint distribution moves with it (region x charges), and higher charges mean
+        # higher churn scores in that region only: a real disparity against the privileged
+        # region; the 3- and 7-day windows keep the segment's finding a few days after the end
+        allowed=[Signal.MULTIVARIATE_DRIFT, _PRED, _ESTIMATE, Signal.FAIRNESS_VIOLATION],
+        params={"segment": "region", "value": "west", "shift_sd": SEGMENT_SHIFT_SD},
+        describe=lambda p: (
+            f"A price rise in the {p['value']} region only: monthly_charges rises by "
+            f"~{p['shift_sd']} sd there (~20% of the traffic), too little to move the whole "
+            "model's distribution."
+        ),
+    ),
+    "biased_scores": IncidentKind(
+        columns=[],
+        expected=[Signal.FAIRNESS_VIOLATION],
+        # fewer churners predicted in one region: the scores and their estimate move, and the
+        # labels show the recall lost there
+        allowed=[_PRED, _ESTIMATE, Signal.PERFORMANCE_DECAY, Signal.LEVEL_SHIFT],
+        params={"attribute": "region", "group": BIASED_GROUP, "score_shift": BIAS_SCORE_SHIFT},
+        describe=lambda p: (
+            f"A broken regional feature feed lowers every churn score in the {p['group']} "
+            f"region by {-p['score_shift']:.1f}: customers there are flagged far less often "
+            "than in the north (the privileged group) for the same risk."
+        ),
+    ),
+    "correlation_flip": IncidentKind(
+        columns=["num_items", "prep_time_min"],
+        expected=[Signal.MULTIVARIATE_DRIFT],
+        # the model never saw big orders prepared fast: its errors and outputs may move
+        allowed=[_PRED, _ESTIMATE, Signal.PERFORMANCE_DECAY, Signal.RESIDUAL_ANOMALY],
+        params={},
+        describe=lambda p: (
+            "A kitchen system bug re-pairs the orders' preparation times: each day's "
+            "prep_time_min values are handed out in reverse order, so big orders get the short "
+            "times. Every feature keeps exactly its distribution; only the joint one flips."
+        ),
+    ),
+    "slo_burn": IncidentKind(
+        columns=[],
+        expected=[Signal.SLO_BURN],
+        allowed=[Signal.LATENCY_REGRESSION, Signal.SLO_BUDGET, Signal.LEVEL_SHIFT],
+        params={
+            "first_hour": 13,
+            "last_hour": 14,
+            "share": SLOW_SHARE,
+            "latency_ms": SLOW_LATENCY_MS,
+        },
+        describe=lambda p: (
+            f"A slow cache node from {p['first_hour']}:00 to {p['last_hour'] + 1}:00 UTC: "
+            f"~{p['share']:.0%} of the predictions take {p['latency_ms']:.0f} ms, burning the "
+            "200 ms latency SLO's error budget ~50x too fast."
+        ),
+    ),
     "bad_batch": IncidentKind(
         columns=[BAD_BATCH_COLUMN],
         expected=[Signal.PIPELINE_FAILURE],
@@ -154,7 +221,11 @@ CALENDAR: tuple[tuple[int, str, str, int, int | None], ...] = (
     (5, "concept_shift", "globex.eta", 36, None),
     (6, "canary", "acme.churn", 44, None),
     (7, "canary_good", "acme.intent", 32, None),
-    (8, "bad_batch", "acme.churn", 12, 12),
+    (8, "bad_batch", "acme.churn", 10, 10),
+    (9, "segment_drift", "acme.churn", 14, 19),
+    (10, "biased_scores", "acme.churn", 30, 38),
+    (11, "correlation_flip", "globex.eta", 28, 33),
+    (12, "slo_burn", "acme.churn", 40, 40),
 )
 
 

@@ -199,6 +199,13 @@ def _generate(
             x[col] = vals.astype(str)
         elif inc.kind == "concept_shift":
             concept |= rows
+        elif inc.kind == "correlation_flip":
+            col = inc.columns[-1]
+            x[col] = _mirrored(x[col].to_numpy(dtype=float), day, rows)
+        elif inc.kind == "segment_drift":
+            col, p = inc.columns[0], inc.params
+            hit = rows & (x[p["segment"]].to_numpy() == p["value"])
+            x[col] = (x[col] + p["shift_sd"] * ref_sd[col] * hit).round(2)
         elif inc.kind in ("canary", "canary_good"):
             share = GOOD_CANARY_SHARE if inc.kind == "canary_good" else CANARY_SHARE
             canary_rows |= rows & (rng.random(n) < share)
@@ -226,9 +233,22 @@ def _generate(
                 score = score.copy()
                 score[canary_rows] = cscore
 
+    for inc in mine:
+        if inc.kind == "biased_scores" and score is not None:
+            p = inc.params
+            hit = inc.active(day) & (feats[p["attribute"]].to_numpy() == p["group"])
+            score, pred = score.copy(), pred.copy()
+            score[hit] = np.clip(score[hit] + p["score_shift"], 0, 1).round(6)
+            pred[hit] = (score[hit] >= 0.5).astype(pred.dtype)
+
     status = np.where(rng.random(n) < 0.005, "error", "ok")
     latency = spec.latency_median_ms * rng.lognormal(0, 0.35, n)
     latency *= 1 + 0.25 * np.asarray(spec.hour_profile)[hour] * 24 / 2  # busier hours: slower
+    for inc in mine:
+        if inc.kind == "slo_burn":
+            p = inc.params
+            slow = inc.active(day) & (hour >= p["first_hour"]) & (hour <= p["last_hour"])
+            latency = np.where(slow & (rng.random(n) < p["share"]), p["latency_ms"], latency)
     latency = np.where(status == "error", latency * 3, latency).round(3)
     day_str = [(start + timedelta(days=d)).strftime("%Y%m%d") for d in range(days)]
     seq = np.concatenate([np.arange(c) for c in counts])
@@ -271,6 +291,18 @@ def _generate(
         (start + timedelta(days=d)).isoformat(): int(c) for d, c in enumerate(counts)
     }
     return data
+
+
+def _mirrored(values: np.ndarray, day: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`values` with each day's `rows` given their mirror-rank value: the row of rank r among
+    that day's rows takes the value of rank n - 1 - r. Each day keeps exactly the same values
+    (its marginal distribution is untouched) while every correlation with the column flips."""
+    out = values.copy()
+    for d in np.unique(day[rows]):
+        idx = np.flatnonzero(rows & (day == d))
+        order = np.argsort(values[idx], kind="stable")
+        out[idx[order]] = values[idx[order[::-1]]]
+    return out
 
 
 def _sql_type(s: pd.Series) -> str:
@@ -342,6 +374,17 @@ def _config(start: date) -> dict[str, Any]:
             m["classes"] = list(spec.classes)
         if any(kind == "canary_good" and model == spec.key for _, kind, model, _, _ in CALENDAR):
             m["canary"] = {"margin": GOOD_CANARY_MARGIN}
+        kinds = {kind for _, kind, model, _, _ in CALENDAR if model == spec.key}
+        if "biased_scores" in kinds:
+            m["fairness"] = {"attribute": "region", "privileged": "north"}
+        if "segment_drift" in kinds:
+            m["segment_drift"] = {"enabled": True}
+        if "slo_burn" in kinds:
+            # availability at 99%: the world's ~0.5% error rate would exhaust a 99.9% budget
+            m["slos"] = [
+                {"name": "fast", "kind": "latency", "objective": 0.99, "threshold_ms": 200},
+                {"name": "up", "kind": "availability", "objective": 0.99},
+            ]
         if not columns:
             del m["columns"]
         tenants.setdefault(spec.tenant, []).append(m)

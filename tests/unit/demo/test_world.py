@@ -175,6 +175,10 @@ def test_manifest_names_real_signals_and_scaled_days(world: DemoWorld) -> None:
         "canary_good",
         "throughput_drop",
         "bad_batch",
+        "segment_drift",
+        "biased_scores",
+        "correlation_flip",
+        "slo_burn",
     }
     start = date.fromisoformat(on_disk["start"])
     known = {s.value for s in Signal} | {"performance_decay", "canary_fail", "throughput_anomaly"}
@@ -280,3 +284,61 @@ def test_mlflow_registry_has_the_aliases(world: DemoWorld) -> None:
     assert registered == {"champion": 1, "canary": 2}
     metrics = world.manifest["models"][canary_model]["training_metrics"]
     assert metrics["canary"]["roc_auc"] < metrics["champion"]["roc_auc"]
+
+
+def test_segment_drift_moves_one_region_only(world: DemoWorld) -> None:
+    inc = _incident(world, "segment_drift")
+    p = inc["params"]
+    (col,) = inc["columns"]
+    pred = _predictions(world, inc["model"])
+    bad = _incident(world, "bad_batch")  # text in this very column on its day
+    pred = pred[~pred["day"].between(bad["start"], bad["end"])].copy()
+    pred[col] = pred[col].astype(float)
+    ref = _read(world, world.manifest["models"][inc["model"]]["tables"]["reference"])
+    inside = pred["day"].between(inc["start"], inc["end"])
+    before = pred["day"] < inc["start"]
+
+    def step(value: str) -> float:
+        seg = pred[p["segment"]] == value
+        return (pred.loc[inside & seg, col].mean() - pred.loc[before & seg, col].mean()) / ref[
+            col
+        ].std()
+
+    # against another region over the same days (a scaled calendar may overlap the
+    # model-wide covariate drift, which moves every region alike)
+    assert p["shift_sd"] / 3 < step(p["value"]) - step("north") < 2 * p["shift_sd"]
+
+
+def test_correlation_flip_keeps_each_days_values_and_flips_their_pairing(
+    world: DemoWorld,
+) -> None:
+    inc = _incident(world, "correlation_flip")
+    a, b = inc["columns"]
+    pred = _predictions(world, inc["model"])
+    ref = _read(world, world.manifest["models"][inc["model"]]["tables"]["reference"])
+    assert ref[a].corr(ref[b]) > 0.4
+    for day, rows in pred.groupby("day"):
+        flipped = inc["start"] <= day <= inc["end"]
+        corr = rows[a].corr(rows[b])
+        assert corr < -0.3 if flipped else corr > 0.3, (day, corr)
+
+
+def test_biased_scores_lower_one_group_and_slo_burn_slows_its_hours(world: DemoWorld) -> None:
+    bias = _incident(world, "biased_scores")
+    p = bias["params"]
+    pred = _predictions(world, bias["model"])
+    inside = pred["day"].between(bias["start"], bias["end"])
+    before = pred["day"] < bias["start"]
+    group = pred[p["attribute"]] == p["group"]
+    rate = pred.groupby([inside, group])["prediction"].mean()
+    assert rate[(True, True)] < 0.5 * rate[(True, False)]  # flagged far less in the window
+    assert abs(pred.loc[before & group, "prediction"].mean() - rate[(False, False)]) < 0.06
+
+    slo = _incident(world, "slo_burn")
+    q = slo["params"]
+    pred = _predictions(world, slo["model"])
+    hour = pred["timestamp"].str[11:13].astype(int)
+    hot = pred["day"].eq(slo["start"]) & hour.between(q["first_hour"], q["last_hour"])
+    slow = pred["latency_ms"] == q["latency_ms"]
+    assert slow[hot].mean() == pytest.approx(q["share"], abs=0.2)
+    assert not slow[~hot].any()
