@@ -221,7 +221,7 @@ CALENDAR: tuple[tuple[int, str, str, int, int | None], ...] = (
     (5, "concept_shift", "globex.eta", 36, None),
     (6, "canary", "acme.churn", 44, None),
     (7, "canary_good", "acme.intent", 32, None),
-    (8, "bad_batch", "acme.churn", 10, 10),
+    (8, "bad_batch", "acme.churn", 11, 11),
     (9, "segment_drift", "acme.churn", 14, 19),
     (10, "biased_scores", "acme.churn", 30, 38),
     (11, "correlation_flip", "globex.eta", 28, 33),
