@@ -60,7 +60,7 @@ def test_a_run_is_one_trace_with_a_span_per_asset_and_partition(
     (bad,) = [i for i in world.manifest["incidents"] if i["kind"] == "bad_batch"]
     assert bad["model"] == KEY
     start = date.fromisoformat(world.manifest["start"]).isoformat()
-    first, last = "2026-03-02", "2026-03-03"
+    first, last = "2026-03-04", "2026-03-05"
     assert start < first and bad["start"] not in (first, last)
     store = MonitoringStore(load_config(world.config_path).storage.store_url)
     exporter = InMemorySpanExporter()
