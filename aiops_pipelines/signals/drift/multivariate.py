@@ -259,7 +259,9 @@ def _ranked_categories(ref: pd.DataFrame, col: str, keep: int) -> list[str]:
 def _category_codes(frame: pd.DataFrame, col: str, names: list[str]) -> np.ndarray:
     """Index of every value in `names`, len(names) for any other value, NaN for missing."""
     text = _text(frame, col)
-    codes = pd.Categorical(text, categories=names).codes.astype(np.float64)
+    # get_indexer gives -1 for a value outside `names` (a Categorical built from such values
+    # is deprecated in pandas and will raise)
+    codes = pd.Index(names).get_indexer(text).astype(np.float64)
     missing = text.isna().to_numpy()
     codes[(codes < 0) & ~missing] = len(names)
     codes[missing] = np.nan
