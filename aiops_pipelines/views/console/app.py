@@ -88,10 +88,10 @@ class Cache:
         self._built: dict[tuple[Any, ...], Any] = {}
         self._building: dict[tuple[Any, ...], threading.Lock] = {}
 
-    def _current(self) -> None:
+    def _current(self, fresh: bool = False) -> None:
         with self._lock:
             now = time.monotonic()
-            if now - self._checked < self.min_age:
+            if not fresh and now - self._checked < self.min_age:
                 return
             mark = self.store.change_marker()
             self._checked = time.monotonic()
@@ -105,10 +105,13 @@ class Cache:
             return None
         return self._built.get(key)
 
-    def get(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    def get(self, key: tuple[Any, ...], build: Callable[[], Any], *, fresh: bool = False) -> Any:
+        """The value for `key`, built when the store changed. `fresh` asks the store now instead
+        of trusting a look less than `min_age` old: a page a person opens (right after muting
+        an alert, possibly through another worker) must show it; polling need not."""
         if self.off:
             return build()
-        self._current()
+        self._current(fresh)
         with self._lock:
             if key in self._built:
                 return self._built[key]
@@ -248,10 +251,11 @@ def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -
     def _day(day: str | None) -> str | None:
         return None if day in (None, "") else dt.date.fromisoformat(day).isoformat()
 
-    def _overview(who: Caller, day: str | None) -> dict[str, Any]:
+    def _overview(who: Caller, day: str | None, *, fresh: bool = False) -> dict[str, Any]:
         return cache.get(
             ("overview", who.scope, day),
             lambda: data.overview(store, cfg, who.scope, day=_day(day), now=_now()),
+            fresh=fresh,
         )
 
     def _overview_json(who: Caller, day: str | None) -> bytes:
@@ -468,7 +472,9 @@ def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def overview_page(request: Request, who: Who, day: str | None = None) -> Response:
-        return _page(request, "overview.html", {"view": _overview(who, day), "day": day or ""})
+        return _page(
+            request, "overview.html", {"view": _overview(who, day, fresh=True), "day": day or ""}
+        )
 
     @app.get("/models/{tenant}/{model}", response_class=HTMLResponse, include_in_schema=False)
     def model_page(

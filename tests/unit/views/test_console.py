@@ -169,10 +169,13 @@ def test_a_viewer_cannot_silence_or_acknowledge(console: Console) -> None:
 
 def test_an_operator_silences_an_alert_and_it_is_muted(console: Console) -> None:
     fp = console.fingerprint("acme", "feature_drift")
+    assert "muted)" not in console.get("/", "acme").text  # the overview is built and cached
     res = console.post(
         f"/api/v1/alerts/{fp}/silence", "acme-op", {"hours": 2, "comment": "vendor change"}
     )
     assert res.status_code == 201, res.text
+    # the page opened right after shows it muted: not the view cached a moment before
+    assert "(1 muted)" in console.get("/", "acme").text
     (alert,) = [a for a in console.get("/api/v1/alerts", "acme").json() if a["fingerprint"] == fp]
     assert alert["muted"] and alert["silence"]["comment"] == "vendor change"
     assert alert["silence"]["created_by"] == f"token:acme-op#{console.ids['acme-op']}"
