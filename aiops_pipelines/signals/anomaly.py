@@ -24,17 +24,25 @@ Method
    (84 values with 4 weeks), or over all hours when that pool has fewer than 8 values.
    The median and MAD ignore up to half the history being anomalous, so a past outage does
    not poison the baseline.
-3. **Scale floors**, so a flat history does not give a zero scale and an infinite z:
+3. **Support** (optional, for a statistic estimated from the hour's requests, like latency p95).
+   The scale is learnt on hours with their usual number of requests; an hour with ``n`` of
+   them where the same hours of the history had a median of ``n_typ`` is estimated from fewer
+   rows, so its sampling noise is ``sqrt(n_typ / n)`` times larger (a quantile's standard error
+   goes as ``1 / sqrt(n)``). The scale is widened by that factor (never narrowed): an hour at
+   20% of its traffic, whose p95 rests on a fifth of the rows, gets ``sqrt(5) = 2.2`` times the
+   scale, and the usual hours are unchanged. Widening the whole scale, not only its sampling
+   part, errs on the quiet side.
+4. **Scale floors**, so a flat history does not give a zero scale and an infinite z:
    ``rel_floor`` (5%) of the expected value (a 5% wobble is never an incident), for counts the
    Poisson standard deviation ``sqrt(expected)``, and a per-signal absolute floor (1 request,
    1 ms, 0.1 percentage point of error rate).
-4. **Robust z** of each evaluated point: ``(observed - expected) / scale``, the baseline built
+5. **Robust z** of each evaluated point: ``(observed - expected) / scale``, the baseline built
    from the history strictly **before the first evaluated point** (`detect` drops the rest), so
    an evaluated point never enters its own baseline and re-evaluating data already stored in
    the history gives the same answer.
-5. **Direction per signal**: throughput alerts on drops *and* spikes; latency, error rate and
+6. **Direction per signal**: throughput alerts on drops *and* spikes; latency, error rate and
    residual alert on increases only (an improvement is not an incident).
-6. **Persistence**: an anomaly needs ``persistence`` (2) *consecutive* points beyond ``z`` (4)
+7. **Persistence**: an anomaly needs ``persistence`` (2) *consecutive* points beyond ``z`` (4)
    in the same direction (consecutive = one sampling step apart: hours, or days for the daily
    residual; a missing point breaks the run). This is Prometheus' ``for:``: one noisy hour
    never pages.
@@ -193,6 +201,7 @@ def seasonal_baseline(
     counts: bool = False,
     rel_floor: float = 0.05,
     abs_floor: float = 0.0,
+    support: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Expected value and robust scale at each timestamp of ``at``, from ``history`` alone.
 
@@ -201,6 +210,8 @@ def seasonal_baseline(
     ``"weekday_hour"``, ``"hour"`` (fewer than ``min_weeks`` weeks) or ``"none"``, and
     ``attrs["n_history"]`` the number of history values used. See the module docstring for
     why each step is done this way. ``counts`` adds the Poisson floor ``sqrt(expected)``.
+    ``support``: the number of rows behind each value (history's and ``at``'s timestamps); an
+    evaluated hour with fewer rows than its hours usually have gets a wider scale (step 3).
     """
     at = pd.DatetimeIndex(at)
     out = pd.DataFrame({"expected": np.nan, "scale": np.nan}, index=at)
@@ -248,6 +259,8 @@ def seasonal_baseline(
         dtype=float,
     )
     scale = np.array([scales[int(hr)] for hr in at_hour], dtype=float)
+    if support is not None:
+        scale = scale * _support_widening(support, h.index, h_hour, at, at_hour)
     scale = np.maximum(scale, rel_floor * np.abs(expected))
     if counts:
         scale = np.maximum(scale, np.sqrt(np.clip(expected, 0.0, None)))
@@ -256,6 +269,33 @@ def seasonal_baseline(
     out["expected"] = expected
     out["scale"] = scale
     return out
+
+
+def _support_widening(
+    support: pd.Series,
+    h_index: pd.DatetimeIndex,
+    h_hour: np.ndarray,
+    at: pd.DatetimeIndex,
+    at_hour: np.ndarray,
+) -> np.ndarray:
+    """``sqrt(n_typ / n)`` per evaluated point, at least 1: ``n`` its support, ``n_typ`` the
+    median support of the history in its hour of day and the two neighbours (the pool its
+    scale was learnt on). 1 where either is unknown or not positive."""
+    sup = support[~support.index.duplicated(keep="last")]
+    h_sup = sup.reindex(h_index).to_numpy(dtype=float)
+    at_sup = sup.reindex(at).to_numpy(dtype=float)
+    typical = np.full(24, np.nan)
+    for hour in range(24):
+        near = np.isin(h_hour, [(hour - 1) % 24, hour, (hour + 1) % 24])
+        pool = h_sup[near]
+        pool = pool[np.isfinite(pool)]
+        if pool.size:
+            typical[hour] = np.median(pool)
+    n_typ = typical[at_hour.astype(int)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = n_typ / at_sup
+    ratio = np.where(np.isfinite(ratio) & (at_sup > 0) & (n_typ > 0), ratio, 1.0)
+    return np.sqrt(np.maximum(ratio, 1.0))
 
 
 def _rule(kind: str) -> _KindRule:
@@ -274,12 +314,13 @@ def score(
     kind: Kind,
     min_weeks: int = 2,
     lookback_weeks: int | None = 8,
+    support: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Robust z of each point of ``series``: columns observed, expected, scale, z.
 
     Only history strictly before the first evaluated point is used (no leakage), and at most
     ``lookback_weeks`` of it, so a slow trend from months ago does not set today's baseline.
-    Points without a baseline get z = NaN.
+    Points without a baseline get z = NaN. ``support``: see `seasonal_baseline`.
     """
     rule = _rule(kind)
     s = _clean(series)
@@ -289,7 +330,12 @@ def score(
         if lookback_weeks is not None:
             h = h[h.index >= s.index[0] - pd.Timedelta(weeks=lookback_weeks)]
     base = seasonal_baseline(
-        h, at=s.index, min_weeks=min_weeks, counts=rule.counts, abs_floor=rule.abs_floor
+        h,
+        at=s.index,
+        min_weeks=min_weeks,
+        counts=rule.counts,
+        abs_floor=rule.abs_floor,
+        support=support,
     )
     out = base.assign(observed=s.to_numpy())[["observed", "expected", "scale"]]
     out["z"] = (out["observed"] - out["expected"]) / out["scale"]
@@ -316,17 +362,26 @@ def detect(
     persistence: int = 2,
     min_weeks: int = 2,
     lookback_weeks: int | None = 8,
+    support: pd.Series | None = None,
 ) -> list[Anomaly]:
     """Anomalies of ``series`` against the seasonal baseline of ``history``.
 
     An anomaly is a run of at least ``persistence`` consecutive points (one sampling step
     apart) beyond ``z`` in an alerting direction of ``kind``. Empty series or empty history
     give no anomalies (nothing to compare with is not an incident), never an exception.
+    ``support``: the rows behind each value, history's and ``series``' (`seasonal_baseline`).
     """
     if persistence < 1:
         raise ValueError(f"persistence must be >= 1, got {persistence}")
     rule = _rule(kind)
-    scored = score(series, history, kind=kind, min_weeks=min_weeks, lookback_weeks=lookback_weeks)
+    scored = score(
+        series,
+        history,
+        kind=kind,
+        min_weeks=min_weeks,
+        lookback_weeks=lookback_weeks,
+        support=support,
+    )
     if scored.empty:
         return []
     step = _step(scored.index)

@@ -311,3 +311,47 @@ def test_invalid_arguments() -> None:
         detect(week, history, kind="cpu")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="persistence"):
         detect(week, history, kind="throughput", persistence=0)
+
+
+def _p95_hours(
+    seed: int, *, traffic: float, regression: float = 1.0
+) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Four weeks of hourly latency p95 (from the ops histogram of ~125 requests an hour,
+    log-normal with 0.5% errors three times slower) and one evaluated day at `traffic` times
+    the usual requests, its latency times `regression`; and every hour's request count."""
+    from aiops_pipelines.signals.operations.latency import histogram_quantile, latency_histogram
+
+    rng = np.random.default_rng(seed)
+    index = _hours(HISTORY_WEEKS + 1)
+    load = _load(index, weekly=False)
+    day = (index >= TEST_WEEK + pd.Timedelta(days=2)) & (index < TEST_WEEK + pd.Timedelta(days=3))
+    n = rng.poisson(np.where(day, 125 * load * traffic, 125 * load))
+    p95 = np.full(len(index), np.nan)
+    for i, (k, slow) in enumerate(zip(n, load, strict=True)):
+        latency = 40 * (1 + 0.25 * slow) * rng.lognormal(0.0, 0.35, k)
+        latency = np.where(rng.random(k) < 0.005, 3 * latency, latency)
+        if day[i]:
+            latency = latency * regression
+        if k:
+            p95[i] = histogram_quantile(latency_histogram(latency), 0.95)
+    s = pd.Series(p95, index=index)
+    return s[index < TEST_WEEK].dropna(), s[day].dropna(), pd.Series(n.astype(float), index)
+
+
+def test_latency_of_a_quiet_day_is_judged_on_its_few_requests() -> None:
+    """A day at a tenth of the traffic computes each hour's p95 from ~12 requests: without
+    their count its noise reads as a regression (a fifth of such days here); with it the
+    scale widens by sqrt(usual / actual) and the day is quiet. A real regression at the usual
+    traffic is still found at once: those hours' scale is unchanged."""
+    without = with_support = 0
+    for seed in range(60):
+        history, day, counts = _p95_hours(seed, traffic=0.1)
+        without += bool(detect(day, history, kind="latency"))
+        with_support += bool(detect(day, history, kind="latency", support=counts))
+    assert without >= 6 and with_support <= 1, (without, with_support)
+    history, day, counts = _p95_hours(1, traffic=1.0, regression=1.5)
+    plain = detect(day, history, kind="latency")
+    found = detect(day, history, kind="latency", support=counts)
+    assert plain and found and found[0].start == plain[0].start
+    # an hour a little under its usual count widens a little (Poisson), never more than this
+    assert all(a.scale == pytest.approx(plain[0].scale, rel=0.15) for a in found[:1])

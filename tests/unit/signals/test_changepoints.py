@@ -105,3 +105,41 @@ def test_ops_level_shift_findings_name_the_series_and_the_onset() -> None:
     # a 10% dip is below ops.level_shift_min_change (20%): not reported
     small = _traffic(len(hours), drop, 0.9).set_axis(hours)
     assert "throughput" not in level_shifts({"throughput": small}, model, day)
+
+
+def _sparse_errors(
+    seed: int, per_hour: float, rate: float, *, shift_at: int | None = None, after: float = 0.0
+) -> tuple[pd.Series, pd.Series]:
+    """28 days of hourly requests (Poisson around `per_hour`, with a daily cycle) and their
+    failures (binomial at `rate`, `after` from hour `shift_at` on)."""
+    rng = np.random.default_rng(seed)
+    hours = pd.date_range("2026-01-04", periods=28 * 24, freq="h", tz="UTC")
+    load = 1 + 0.6 * np.sin(2 * np.pi * (np.asarray(hours.hour) - 9) / 24)
+    n = rng.poisson(per_hour * load)
+    p = np.full(n.size, rate)
+    if shift_at is not None:
+        p[shift_at:] = after
+    return (
+        pd.Series(rng.binomial(n, p).astype(float), index=hours),
+        pd.Series(n.astype(float), index=hours),
+    )
+
+
+def test_sparse_error_counts_shift_on_pooled_rates_and_a_count_test() -> None:
+    """At 25 requests an hour most hours read 0% failing: the median level before is 0% and
+    the hour-to-hour MAD says nothing of the noise. The shift is judged on counts instead."""
+    model = trial_model()
+    day = "2026-01-31"
+    # unchanged 2% at 25 an hour: never a lasting shift (the medians of 0% and 4% hours were)
+    for seed in range(40):
+        errors, thr = _sparse_errors(seed, 25, 0.02)
+        assert "error_rate" not in level_shifts({"throughput": thr, "errors": errors}, model, day)
+    # a real rise, 0.5% -> 6% for the last 30 hours: found, with both levels as pooled rates
+    errors, thr = _sparse_errors(7, 25, 0.005, shift_at=28 * 24 - 30, after=0.06)
+    sh = level_shifts({"throughput": thr, "errors": errors}, model, day)["error_rate"]
+    onset = thr.index >= sh.onset
+    assert sh.before == pytest.approx(errors[~onset].sum() / thr[~onset].sum())
+    assert sh.after == pytest.approx(errors[onset].sum() / thr[onset].sum())
+    assert 0.002 < sh.before < 0.01 and sh.after > 0.04 and sh.sigmas >= 4
+    e = shift_finding("error_rate", sh, model, day)
+    assert e.value == pytest.approx(sh.after - sh.before)
