@@ -166,11 +166,13 @@ class DriftThresholds(_Strict):
         "significant change and an effect at or above the minimum, whatever its size",
     )
     fdr_alpha: float = Field(
-        0.01,
+        0.0025,
         gt=0,
         lt=1,
         description="chance of any drift finding on a model-day without change, split over "
-        "the families tested (features, predictions, null rates, each window)",
+        "the families tested (features, predictions, null rates, each window). The default "
+        "allows about one chance finding per model and year of daily checks (365 x 0.0025 = "
+        "0.9): at 1%, a fleet of 100 models would see one every day",
     )
     windows: list[int] = Field(
         default_factory=lambda: [1, 3, 7],

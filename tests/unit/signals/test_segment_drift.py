@@ -357,9 +357,9 @@ def test_segment_profiles_round_trip_through_the_store(store: MonitoringStore, t
         store, model, last, ref_payload, store.load_profile(model.tenant, model.name, "daily", last)
     )
     assert [f.column for f in result.findings] == ["channel=store"]
-    # the stored days before make the 3-day window (not the 7-day one): half of 0.01, over
-    # 2 windows
-    assert result.alpha == pytest.approx(0.01 / 2 / 2)
+    # the stored days before make the 3-day window (not the 7-day one): half of the whole
+    # model's fdr_alpha, over 2 windows
+    assert result.alpha == pytest.approx(model.thresholds.fdr_alpha / 2 / 2)
     assert result.n_tests == 2 * 7 * sum(v.status == "tested" for v in result.verdicts)
 
 
