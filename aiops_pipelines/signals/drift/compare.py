@@ -316,21 +316,30 @@ def pooled_chisquare(ref_counts: np.ndarray, cur_counts: np.ndarray, deff: float
 
 
 def category_share_test(ref_counts: np.ndarray, cur_counts: np.ndarray, deff: float) -> float:
-    """p-value of the largest change of one bin's share: the two-proportion z-test of each
-    (pooled) bin against the rest, its variance times the design effect, the smallest p
-    times the number of bins (Bonferroni). Far more powerful than chi-square when one
-    category moved (a 5-point change of one share among 5 categories); NaN if not testable."""
+    """p-value of the largest change of one bin's share: each (pooled) bin against the rest in
+    Fisher's exact test on effective counts (the counts divided by the design effect; central:
+    twice the smaller hypergeometric tail), the smallest p times the number of bins
+    (Bonferroni). Far more powerful than chi-square when one category moved (a 5-point change
+    of one share among 5 categories); NaN if not testable.
+
+    Exact, not the two-proportion z-test: a rare category on a small day is a count of a few
+    rows, whose upper tail is far heavier than the normal one (100 rows, a 3% category: the
+    z-test's p < 1e-4 came 7x as often as it should). At large counts the two agree."""
     pooled = _pooled_counts(ref_counts, cur_counts, deff)
     if isinstance(pooled, float):
         return pooled
     r, c = pooled
+    d = max(deff, 1.0)
+    r, c = np.rint(r / d), np.rint(c / d)
     n1, n2 = r.sum(), c.sum()
-    pooled = (r + c) / (n1 + n2)
-    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2) * max(deff, 1.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, np.abs(c / n2 - r / n1) / se, 0.0)
+    if n1 <= 0 or n2 <= 0:
+        return math.nan
+    total = r + c
+    upper = stats.hypergeom.sf(c - 1, n1 + n2, total, n2)  # P(X >= c)
+    lower = stats.hypergeom.cdf(c, n1 + n2, total, n2)  # P(X <= c)
+    p = np.minimum(1.0, 2 * np.minimum(upper, lower))
     bins = len(r) if len(r) > 2 else 1  # two bins: one test (both shares move together)
-    return float(min(1.0, bins * 2 * stats.norm.sf(z.max())))
+    return float(min(1.0, bins * p.min()))
 
 
 def mean_test(ref: ColumnProfile, cur: ColumnProfile, design_effect: float = 1.0) -> float:
