@@ -15,9 +15,13 @@ A column drifted when **both** hold:
 
 The significance tests, each on n / deff effective rows of both sides:
 
-* ordered numeric column: the two-sample **KS** test and a two-sample **z-test of the means**
-  (Welch's, from the profiles' moments), the smaller p-value doubled (Bonferroni): KS sees any
-  change of shape, the mean test is the most powerful one for the commonest drift, a shift;
+* ordered numeric column: the two-sample **KS** test and the **Mann-Whitney** rank test (on
+  the profiles' ordered bins, ties within a bin), the smaller p-value doubled (Bonferroni):
+  KS sees any change of shape, the rank test is close to the most powerful one for the
+  commonest drift, a shift (95% of the t-test's efficiency on normal data, more on skewed
+  data). Both are distribution-free: the z-test of the means they replace fired 6-30x its
+  nominal rate at p < 1e-4 on skewed features of a few hundred rows (a small sample's mean and
+  spread move together when the data are skewed), the rank test stays at or under it;
 * binned column: the **chi-square** homogeneity test divided by deff (Rao-Scott's first-order
   correction for clustered samples).
 
@@ -342,16 +346,37 @@ def category_share_test(ref_counts: np.ndarray, cur_counts: np.ndarray, deff: fl
     return float(min(1.0, bins * p.min()))
 
 
-def mean_test(ref: ColumnProfile, cur: ColumnProfile, design_effect: float = 1.0) -> float:
-    """Two-sided p-value of Welch's z-test of equal means from two profiles' moments, each
-    side's variance of the mean multiplied by `design_effect`; NaN when not testable."""
-    if ref.count < 2 or cur.count < 2:
+def _ordered_cells(p: ColumnProfile) -> np.ndarray:
+    """A numeric profile's counts in value order: the segments' non-atom counts with the atoms
+    on the edges between them (segment j >= 1 holds the atom on its left edge)."""
+    counts = np.asarray(p.counts, np.float64)
+    atoms = np.asarray(p.atoms, np.float64)
+    cells = np.empty(2 * counts.size - 1)
+    cells[0::2] = counts - np.concatenate(([0.0], atoms))
+    cells[1::2] = atoms
+    return cells
+
+
+def rank_test(ref: ColumnProfile, cur: ColumnProfile, design_effect: float = 1.0) -> float:
+    """Two-sided p-value of the Mann-Whitney U test from two numeric profiles on the same bins:
+    the values of one ordered cell (a bin's interior, or an edge) are ties, U's variance is
+    tie-corrected, times `design_effect`, and the normal approximation has the continuity
+    correction (`scipy.stats.mannwhitneyu(method="asymptotic")` on the cells' indices gives the
+    same p at design effect 1). NaN when a side is empty."""
+    if ref.count < 1 or cur.count < 1:
         return math.nan
-    var = (ref.std**2 / ref.count + cur.std**2 / cur.count) * max(design_effect, 1.0)
-    diff = cur.mean - ref.mean
+    r, c = _ordered_cells(ref), _ordered_cells(cur)
+    n1, n2 = r.sum(), c.sum()
+    n = n1 + n2
+    t = r + c
+    midrank = np.cumsum(t) - t + (t + 1) / 2
+    u = float((c * midrank).sum() - n2 * (n2 + 1) / 2)
+    ties = float((t**3 - t).sum())
+    var = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))) * max(design_effect, 1.0)
     if var <= 0:
-        return 1.0 if diff == 0 else 0.0
-    return float(2 * stats.norm.sf(abs(diff) / math.sqrt(var)))
+        return 1.0
+    z = max(abs(u - n1 * n2 / 2) - 0.5, 0.0) / math.sqrt(var)
+    return float(min(1.0, 2 * stats.norm.sf(z)))
 
 
 def _assess(
@@ -390,14 +415,14 @@ def _assess(
             "jensenshannon": jensenshannon(r, c),
         }
         p_ks = ks_pvalue(ks.statistic, n_ref / deff, n_cur / deff)
-        p_mean = mean_test(ref, cur, deff)
+        p_rank = rank_test(ref, cur, deff)
         p_chi = pooled_chisquare(r, c, deff)
         evidence.update(
             ks_d=ks.statistic,
             ks_d_upper=ks.statistic_upper_bound,
             ks_p=p_ks,
             ks_p_independent=ks.p_value,
-            mean_p=p_mean,
+            rank_p=p_rank,
             wasserstein_normed=stat["wasserstein"],
             psi=stat["psi"],
             jensenshannon=stat["jensenshannon"],
@@ -420,7 +445,7 @@ def _assess(
         elif method is DriftMethod.KS:
             p, sig = p_ks, "ks"
         else:
-            p, sig = min(1.0, 2 * min(p_ks, p_mean)), "ks+mean"
+            p, sig = min(1.0, 2 * min(p_ks, p_rank)), "ks+rank"
         evidence["significance_test"] = sig
     else:
         r, c = categorical_bins(ref, cur)

@@ -242,7 +242,7 @@ _METHOD_NAMES = {
 
 _TEST_NAMES = {
     "ks": "KS",
-    "ks+mean": "KS/mean",
+    "ks+rank": "KS/rank",
     "chisquare": "chi-square",
     "chisquare+share": "chi-square/share",
 }

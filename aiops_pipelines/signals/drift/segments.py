@@ -3,7 +3,7 @@ tested against its own rows of the reference, so a drift confined to one segment
 sign-ups, one region) is a finding of its own while the whole model's drift stays quiet.
 
 The same rule as the whole model's (`signals.drift.compare`), per (segment value, feature):
-the calibrated significance test (KS and the mean test, or chi-square and the share test) on
+the calibrated significance test (KS and the rank test, or chi-square and the share test) on
 n / deff effective rows, then the effect-size gate (W1/std, Jensen-Shannon, PSI at
 `thresholds`). The design effect of a (value, column) at the value's n rows is the largest of
 1, the value's own reference blocks at n (`SegmentReference.calibration`) and the model's
