@@ -76,6 +76,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_calibration.py
 	$(BIN)/python benchmarks/bench_multivariate.py
 	$(BIN)/python benchmarks/bench_changepoints.py
+	$(BIN)/python benchmarks/bench_ops_small_counts.py
 	$(BIN)/python benchmarks/bench_long_strings.py
 	$(BIN)/python benchmarks/bench_metrics_scrape.py
 	$(BIN)/python benchmarks/bench_console.py
