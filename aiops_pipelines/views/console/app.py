@@ -86,6 +86,7 @@ class Cache:
         self._mark: Any = None
         self._checked = -1e9
         self._built: dict[tuple[Any, ...], Any] = {}
+        self._until: dict[tuple[Any, ...], float] = {}  # wall-clock end of a built value
         self._building: dict[tuple[Any, ...], threading.Lock] = {}
 
     def _current(self, fresh: bool = False) -> None:
@@ -96,33 +97,55 @@ class Cache:
             mark = self.store.change_marker()
             self._checked = time.monotonic()
             if mark != self._mark:
-                self._mark, self._built = mark, {}
+                self._mark, self._built, self._until = mark, {}, {}
+
+    def _cached(self, key: tuple[Any, ...]) -> Any | None:
+        """The built value while it holds (call with the lock held)."""
+        if key in self._until and time.time() >= self._until[key]:
+            self._built.pop(key, None)
+            self._until.pop(key, None)
+        return self._built.get(key)
 
     def peek(self, key: tuple[Any, ...]) -> Any | None:
         """The cached value when it is known current without asking the store (checked less
         than `min_age` ago); None otherwise. Never waits: safe on the event loop."""
         if self.off or time.monotonic() - self._checked >= self.min_age:
             return None
-        return self._built.get(key)
+        with self._lock:
+            return self._cached(key)
 
-    def get(self, key: tuple[Any, ...], build: Callable[[], Any], *, fresh: bool = False) -> Any:
+    def get(
+        self,
+        key: tuple[Any, ...],
+        build: Callable[[], Any],
+        *,
+        fresh: bool = False,
+        until: Callable[[Any], dt.datetime | None] | None = None,
+    ) -> Any:
         """The value for `key`, built when the store changed. `fresh` asks the store now instead
         of trusting a look less than `min_age` old: a page a person opens (right after muting
-        an alert, possibly through another worker) must show it; polling need not."""
+        an alert, possibly through another worker) must show it; polling need not. `until`:
+        when the built value stops holding with nothing stored changing (a silence that ends),
+        from the value; it is rebuilt then."""
         if self.off:
             return build()
         self._current(fresh)
         with self._lock:
-            if key in self._built:
-                return self._built[key]
+            found = self._cached(key)
+            if found is not None:
+                return found
             gate = self._building.setdefault(key, threading.Lock())
         with gate:  # one build per key at a time; the others wait for it
             with self._lock:
-                if key in self._built:
-                    return self._built[key]
+                found = self._cached(key)
+                if found is not None:
+                    return found
             value = build()
+            end = until(value) if until is not None else None
             with self._lock:
                 self._built[key] = value
+                if end is not None:
+                    self._until[key] = end.timestamp()
             return value
 
 
@@ -256,6 +279,7 @@ def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -
             ("overview", who.scope, day),
             lambda: data.overview(store, cfg, who.scope, day=_day(day), now=_now()),
             fresh=fresh,
+            until=data.overview_valid_until,
         )
 
     def _overview_json(who: Caller, day: str | None) -> bytes:
@@ -263,6 +287,7 @@ def create_app(config: AppConfig | str | Path, *, secret: bytes | None = None) -
         return cache.get(
             ("overview.json", who.scope, day),
             lambda: json.dumps(_overview(who, day), separators=(",", ":")).encode(),
+            until=lambda _: data.overview_valid_until(_overview(who, day)),
         )
 
     # -- API ----------------------------------------------------------------------------

@@ -177,6 +177,17 @@ def overview(
     }
 
 
+def overview_valid_until(view: dict[str, Any]) -> dt.datetime | None:
+    """When the overview stops holding with nothing stored changing: the end of the first
+    console silence among its firing alerts (their `muted` count changes then)."""
+    ends = [
+        dt.datetime.fromisoformat(str(a["silence"]["ends_at"]))
+        for a in view.get("firing", [])
+        if a.get("silence") and a["silence"].get("ends_at")
+    ]
+    return min(ends) if ends else None
+
+
 def _drift(window: Any, days: list[str]) -> dict[str, Any]:
     drift = window.metrics[window.metrics["asset"] == Asset.DRIFT_REPORT]
     stats = drift[drift["metric"].str.startswith("drift_") & (drift["column"] != "")]

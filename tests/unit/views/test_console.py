@@ -5,7 +5,9 @@ cookie sessions, and hostile text staying text."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -382,3 +384,20 @@ def test_a_silence_is_lifted_only_by_an_operator_of_its_tenant(console: Console)
     assert delete("acme-op", ident).status_code == 404  # already lifted
     acts = console.store.actions("acme", "churn", action="unsilence")
     assert acts.iloc[-1]["details"]["silence_id"] == ident
+
+
+def test_the_overview_unmutes_an_alert_when_its_silence_ends(console: Console) -> None:
+    """Nothing stored changes when a silence ends, yet the overview's muted count must: the
+    cached view holds only until the first silence among its firing alerts ends."""
+    alerts = console.get("/api/v1/alerts", "acme").json()
+    fp = next(a["fingerprint"] for a in alerts if a["state"] == "firing" and not a["muted"])
+    muted = sum(a["muted"] for a in alerts if a["state"] == "firing")
+    ends = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+    body = {"ends_at": ends.isoformat(), "comment": "brief"}
+    assert console.post(f"/api/v1/alerts/{fp}/silence", "acme-op", body).status_code == 201
+    assert f"({muted + 1} muted)" in console.get("/", "acme").text
+    assert console.get("/api/v1/overview", "acme").json()["models"][0]["alerts_muted"] == muted + 1
+    time.sleep(max((ends - dt.datetime.now(dt.UTC)).total_seconds(), 0) + 0.2)
+    page = console.get("/", "acme").text
+    assert f"({muted + 1} muted)" not in page and (muted == 0 or f"({muted} muted)" in page)
+    assert console.get("/api/v1/overview", "acme").json()["models"][0]["alerts_muted"] == muted
