@@ -3,7 +3,8 @@ the same generated series with known truth.
 
 1. Latency p95 of a quiet day (`signals.anomaly.detect`, kind latency): four weeks of hourly
    p95s from the ops histogram (~125 requests an hour, log-normal latency with 0.5% errors
-   three times slower, the demo world's law), then one day at a fraction of the traffic.
+   three times slower, the demo world's law; the generator of `tests/unit/signals/
+   test_anomaly.py`), then one day at a fraction of the traffic.
    Share of such unchanged days with a latency_regression, without the hours' request counts
    (old) and with them (`support`, new); and the share of days with a real 1.5x regression
    at full traffic found.
@@ -34,34 +35,10 @@ from aiops_pipelines.demo.drift_trials import trial_model  # noqa: E402
 from aiops_pipelines.signals.anomaly import detect  # noqa: E402
 from aiops_pipelines.signals.changepoints import current_shift  # noqa: E402
 from aiops_pipelines.signals.operations.day import error_rate_shift  # noqa: E402
-from aiops_pipelines.signals.operations.latency import (  # noqa: E402
-    histogram_quantile,
-    latency_histogram,
-)
+from tests.unit.signals.test_anomaly import p95_hours  # noqa: E402
 
 START = pd.Timestamp("2026-01-05", tz="UTC")  # a Monday
 HOURS = 28 * 24
-
-
-def latency_day(
-    seed: int, traffic: float, regression: float = 1.0
-) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """History p95s, the evaluated day's p95s and every hour's request count."""
-    rng = np.random.default_rng(seed)
-    index = pd.date_range(START, periods=HOURS + 24, freq="h")
-    load = 1 + 0.6 * np.sin(2 * np.pi * (np.asarray(index.hour) - 9) / 24)
-    day = np.arange(index.size) >= HOURS
-    n = rng.poisson(np.where(day, 125 * load * traffic, 125 * load))
-    p95 = np.full(index.size, np.nan)
-    for i, (k, slow) in enumerate(zip(n, load, strict=True)):
-        latency = 40 * (1 + 0.25 * slow) * rng.lognormal(0.0, 0.35, k)
-        latency = np.where(rng.random(k) < 0.005, 3 * latency, latency)
-        if day[i]:
-            latency = latency * regression
-        if k:
-            p95[i] = histogram_quantile(latency_histogram(latency), 0.95)
-    s = pd.Series(p95, index=index)
-    return s[~day].dropna(), s[day].dropna(), pd.Series(n.astype(float), index=index)
 
 
 def latency(trials: int) -> None:
@@ -75,7 +52,7 @@ def latency(trials: int) -> None:
     ):
         old = new = 0
         for seed in range(trials):
-            history, day, counts = latency_day(seed, traffic, regression)
+            history, day, counts = p95_hours(seed, traffic=traffic, regression=regression)
             old += bool(detect(day, history, kind="latency"))
             new += bool(detect(day, history, kind="latency", support=counts))
         print(f"{label:<34} {old / trials:>16.1%} {new / trials:>14.1%}")

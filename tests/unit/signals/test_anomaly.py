@@ -313,7 +313,7 @@ def test_invalid_arguments() -> None:
         detect(week, history, kind="throughput", persistence=0)
 
 
-def _p95_hours(
+def p95_hours(
     seed: int, *, traffic: float, regression: float = 1.0
 ) -> tuple[pd.Series, pd.Series, pd.Series]:
     """Four weeks of hourly latency p95 (from the ops histogram of ~125 requests an hour,
@@ -345,11 +345,11 @@ def test_latency_of_a_quiet_day_is_judged_on_its_few_requests() -> None:
     traffic is still found at once: those hours' scale is unchanged."""
     without = with_support = 0
     for seed in range(60):
-        history, day, counts = _p95_hours(seed, traffic=0.1)
+        history, day, counts = p95_hours(seed, traffic=0.1)
         without += bool(detect(day, history, kind="latency"))
         with_support += bool(detect(day, history, kind="latency", support=counts))
     assert without >= 6 and with_support <= 1, (without, with_support)
-    history, day, counts = _p95_hours(1, traffic=1.0, regression=1.5)
+    history, day, counts = p95_hours(1, traffic=1.0, regression=1.5)
     plain = detect(day, history, kind="latency")
     found = detect(day, history, kind="latency", support=counts)
     assert plain and found and found[0].start == plain[0].start
