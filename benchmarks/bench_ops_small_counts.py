@@ -34,7 +34,10 @@ sys.path.insert(0, str(REPO))
 from aiops_pipelines.demo.drift_trials import trial_model  # noqa: E402
 from aiops_pipelines.signals.anomaly import detect  # noqa: E402
 from aiops_pipelines.signals.changepoints import current_shift  # noqa: E402
-from aiops_pipelines.signals.operations.day import error_rate_shift  # noqa: E402
+from aiops_pipelines.signals.operations.day import (  # noqa: E402
+    error_rate_shift,
+    hourly_error_rate,
+)
 from tests.unit.signals.test_anomaly import p95_hours  # noqa: E402
 
 START = pd.Timestamp("2026-01-05", tz="UTC")  # a Monday
@@ -73,11 +76,10 @@ def error_series(
 
 
 def shifted(errors: pd.Series, requests: pd.Series, new: bool, gate: float) -> bool:
-    rate = (errors / requests.where(requests > 0)).ffill().bfill()
     if new:
-        sh = error_rate_shift(errors, requests, rate, 168)
+        sh = error_rate_shift(errors, requests, 168)
     else:
-        sh = current_shift(rate, period=168, scale="linear")
+        sh = current_shift(hourly_error_rate(errors, requests), period=168, scale="linear")
     return sh is not None and sh.after - sh.before >= gate
 
 

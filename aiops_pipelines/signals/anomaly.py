@@ -244,8 +244,7 @@ def seasonal_baseline(
     global_scale = _mad_scale(all_err)
 
     def hour_scale(hour: int) -> float:
-        near = np.isin(all_hours, [(hour - 1) % 24, hour, (hour + 1) % 24])
-        pool = all_err[near]
+        pool = all_err[_near(all_hours, hour)]
         return _mad_scale(pool) if pool.size >= MIN_SCALE_POOL else global_scale
 
     scales = {hour: hour_scale(hour) for hour in range(24)}
@@ -271,6 +270,11 @@ def seasonal_baseline(
     return out
 
 
+def _near(hours: np.ndarray, hour: int) -> np.ndarray:
+    """Which of `hours` are `hour` or one of its two neighbours (the pool a scale is learnt on)."""
+    return np.isin(hours, [(hour - 1) % 24, hour, (hour + 1) % 24])
+
+
 def _support_widening(
     support: pd.Series,
     h_index: pd.DatetimeIndex,
@@ -286,8 +290,7 @@ def _support_widening(
     at_sup = sup.reindex(at).to_numpy(dtype=float)
     typical = np.full(24, np.nan)
     for hour in range(24):
-        near = np.isin(h_hour, [(hour - 1) % 24, hour, (hour + 1) % 24])
-        pool = h_sup[near]
+        pool = h_sup[_near(h_hour, hour)]
         pool = pool[np.isfinite(pool)]
         if pool.size:
             typical[hour] = np.median(pool)

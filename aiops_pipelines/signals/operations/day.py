@@ -368,12 +368,16 @@ def level_shifts(
         if sh is not None and sh.ratio >= 1 + policy.level_shift_min_change:
             out["latency_p95"] = sh
     errors = _regular(series.get("errors", pd.Series(dtype=float)), day).reindex(thr.index)
-    rate = (errors.fillna(0.0) / thr.where(thr > 0)).ffill().bfill()
-    if rate.notna().all() and len(rate) >= 2 * 24:
-        sh = error_rate_shift(errors.fillna(0.0), thr.fillna(0.0), rate, period)
+    if len(thr) >= 2 * 24:
+        sh = error_rate_shift(errors.fillna(0.0), thr.fillna(0.0), period)
         if sh is not None and sh.after - sh.before >= policy.level_shift_min_error_rate:
             out["error_rate"] = sh
     return out
+
+
+def hourly_error_rate(errors: pd.Series, requests: pd.Series) -> pd.Series:
+    """Failures / requests per hour, an hour without requests at the rate before it."""
+    return (errors / requests.where(requests > 0)).ffill().bfill()
 
 
 RATE_SHIFT_Z = 4.0
@@ -381,9 +385,7 @@ RATE_SHIFT_Z = 4.0
 z of `signals.anomaly`, for a test whose onset was searched for."""
 
 
-def error_rate_shift(
-    errors: pd.Series, requests: pd.Series, rate: pd.Series, period: int
-) -> LevelShift | None:
+def error_rate_shift(errors: pd.Series, requests: pd.Series, period: int) -> LevelShift | None:
     """A lasting shift of the hourly error rate, judged on counts.
 
     An hourly rate rests on the hour's requests: at 25 an hour and 0.5% failing, most hours
@@ -394,11 +396,12 @@ def error_rate_shift(
     and the step must pass a two-proportion z test at `RATE_SHIFT_Z`, its variance inflated by
     the over-dispersion of the hours before the onset (Pearson chi-square / df, at least 1:
     failures that come in bursts count as fewer independent ones)."""
-    n_hours = requests[requests > 0]
-    if n_hours.empty or requests.sum() <= 0:
+    served = requests[requests > 0]
+    if served.empty:
         return None
-    p_all = float(errors.sum() / requests.sum())
-    binomial = math.sqrt(max(p_all * (1 - p_all), 0.0) / float(n_hours.median()))
+    p_all = float(errors.sum() / served.sum())
+    binomial = math.sqrt(max(p_all * (1 - p_all), 0.0) / float(served.median()))
+    rate = hourly_error_rate(errors, requests)
     sh = current_shift(rate, period=period, scale="linear", min_sigma=binomial)
     if sh is None:
         return None
